@@ -1,0 +1,62 @@
+"""Remove what the chosen options exclude, from one table.
+
+``CONDITIONAL_PATHS`` is the only place that knows which generated file belongs to
+which option. Each row keeps its paths only when the option has one of the listed
+values; otherwise the paths are deleted. Paths are relative to the project root and
+may use ``{package}`` for the Python package directory name.
+
+The module imports cleanly without cookiecutter, so the table and the helpers are
+unit-tested directly.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+CONTEXT_JSON = r"""{{ cookiecutter | jsonify }}"""
+
+CI_PLATFORMS = ("github_actions", "azure_devops", "gitlab")
+
+# (option, values that keep the paths, paths)
+CONDITIONAL_PATHS: tuple[tuple[str, tuple[object, ...], tuple[str, ...]], ...] = (
+    ("__after_first_run", ("True",), ("resources/after_first_run",)),
+    ("include_monitoring", (True,), ("resources/monitoring.yml", "resources/after_first_run/quality_monitor.yml")),
+    ("include_serving_endpoint", (True,), ("resources/after_first_run/serving_endpoint.yml",)),
+    ("deployment_pattern", ("deploy_models", "hybrid"), ("resources/model_promotion_job.yml",)),
+    ("cicd_platform", ("github_actions",), (".github",)),
+    ("cicd_platform", ("azure_devops",), (".azure",)),
+    ("cicd_platform", ("gitlab",), (".gitlab-ci.yml", ".gitlab")),
+    ("cicd_platform", CI_PLATFORMS, ("docs/ci-setup.md",)),
+)
+
+
+def paths_to_remove(ctx: dict) -> list[str]:
+    """Return the project-relative paths that the options in ``ctx`` exclude."""
+    package = ctx["project_slug"]
+    removed = []
+    for option, keep_values, paths in CONDITIONAL_PATHS:
+        if ctx[option] not in keep_values:
+            removed.extend(path.format(package=package) for path in paths)
+    return removed
+
+
+def remove_paths(project_dir: Path, paths: list[str]) -> None:
+    for relative in paths:
+        path = project_dir / relative
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def main() -> int:
+    ctx = json.loads(CONTEXT_JSON)
+    remove_paths(Path.cwd(), paths_to_remove(ctx))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

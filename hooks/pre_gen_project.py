@@ -1,0 +1,247 @@
+"""Refuse bad answers before cookiecutter writes the project.
+
+Every rule is a small function that returns an error message (or None). ``validate``
+runs them all, so a user sees every problem in one go; ``main`` prints them and exits
+with status 1, and cookiecutter then removes the half-made project directory.
+
+The module imports cleanly without cookiecutter: the template tests call ``validate``
+directly with hand-made contexts.
+"""
+
+from __future__ import annotations
+
+import json
+import keyword
+import re
+import sys
+import uuid
+
+# Cookiecutter renders this file with Jinja before running it. The JSON can hold any
+# character except an unescaped double quote, so a raw triple-quoted string keeps it intact.
+CONTEXT_JSON = r"""{{ cookiecutter | jsonify }}"""
+
+CHOICES = {
+    "deployment_pattern": ("deploy_code", "deploy_models", "hybrid"),
+    "cicd_platform": ("github_actions", "azure_devops", "gitlab", "none"),
+    "cloud": ("azure", "aws", "gcp"),
+    "compute": ("serverless", "classic"),
+}
+BOOLEANS = ("include_monitoring", "include_serving_endpoint")
+HOSTS = ("dev_workspace_host", "staging_workspace_host", "prod_workspace_host")
+CATALOGS = ("dev_catalog", "test_catalog", "staging_catalog", "prod_catalog")
+IDENTIFIERS = (*CATALOGS, "schema_name", "model_name")
+SERVICE_PRINCIPALS = ("staging_service_principal", "prod_service_principal")
+BRANCHES = ("default_branch", "release_branch")
+
+SLUG_RE = re.compile(r"[a-z_][a-z0-9_]*")
+UC_IDENTIFIER_RE = re.compile(r"[A-Za-z0-9_]+")
+HOST_RE = re.compile(r"https://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?/?")
+UC_IDENTIFIER_MAX = 255
+
+
+def _fail(key: str, value: object, rule: str) -> str:
+    return f"{key}={value!r}: {rule}"
+
+
+def check_project_name(ctx: dict) -> str | None:
+    value = ctx.get("project_name", "")
+    if not str(value).strip():
+        return _fail("project_name", value, "must not be empty; pass e.g. project_name='Fare Model'")
+    if "\n" in str(value) or "\r" in str(value):
+        return _fail("project_name", value, "must be a single line")
+    return None
+
+
+def check_description(ctx: dict) -> str | None:
+    value = str(ctx.get("description", ""))
+    if "\n" in value or "\r" in value:
+        return _fail("description", value, "must be a single line")
+    return None
+
+
+def check_project_slug(ctx: dict) -> str | None:
+    value = ctx.get("project_slug", "")
+    hint = "pass project_slug=<name>, e.g. project_slug=fare_model"
+    if not SLUG_RE.fullmatch(str(value)):
+        return _fail(
+            "project_slug",
+            value,
+            "must be a lowercase Python identifier (letters a-z, digits, underscores; "
+            f"not starting with a digit); {hint}",
+        )
+    if keyword.iskeyword(value) or keyword.issoftkeyword(value):
+        return _fail("project_slug", value, f"is a Python keyword and cannot name a package; {hint}")
+    return None
+
+
+def check_choices(ctx: dict) -> list[str]:
+    errors = []
+    for key, allowed in CHOICES.items():
+        value = ctx.get(key)
+        if value not in allowed:
+            errors.append(_fail(key, value, f"must be one of {', '.join(allowed)}"))
+    return errors
+
+
+def check_booleans(ctx: dict) -> list[str]:
+    return [
+        _fail(key, ctx.get(key), "must be true or false")
+        for key in BOOLEANS
+        if not isinstance(ctx.get(key), bool)
+    ]
+
+
+def check_hosts(ctx: dict) -> list[str]:
+    errors = []
+    for key in HOSTS:
+        value = str(ctx.get(key, ""))
+        if key == "dev_workspace_host" and value == "":
+            continue  # the dev target then uses the user's CLI profile
+        if not HOST_RE.fullmatch(value):
+            errors.append(
+                _fail(
+                    key,
+                    value,
+                    "must be a workspace URL such as https://adb-123.4.azuredatabricks.net "
+                    "(https only, no path)",
+                )
+            )
+    return errors
+
+
+def check_identifiers(ctx: dict) -> list[str]:
+    errors = []
+    for key in IDENTIFIERS:
+        value = str(ctx.get(key, ""))
+        if not UC_IDENTIFIER_RE.fullmatch(value) or len(value) > UC_IDENTIFIER_MAX:
+            errors.append(
+                _fail(
+                    key,
+                    value,
+                    "must be a Unity Catalog identifier: letters, digits and underscores, "
+                    f"1 to {UC_IDENTIFIER_MAX} characters",
+                )
+            )
+    return errors
+
+
+def check_catalogs_distinct(ctx: dict) -> list[str]:
+    errors = []
+    envs = ("dev_catalog", "staging_catalog", "prod_catalog")
+    values = [str(ctx.get(key, "")).lower() for key in envs]
+    if len(set(values)) != len(values):
+        pairs = ", ".join(f"{key}={ctx.get(key)!r}" for key in envs)
+        errors.append(
+            f"{pairs}: dev, staging and prod must each have their own catalog "
+            "(Unity Catalog names are case-insensitive)"
+        )
+    if str(ctx.get("test_catalog", "")).lower() == str(ctx.get("prod_catalog", "")).lower():
+        errors.append(
+            _fail("test_catalog", ctx.get("test_catalog"), "must differ from prod_catalog: "
+                  "CI integration runs must never write to prod")
+        )
+    return errors
+
+
+def check_service_principals(ctx: dict) -> list[str]:
+    errors = []
+    for key in SERVICE_PRINCIPALS:
+        value = str(ctx.get(key, ""))
+        try:
+            parsed = uuid.UUID(value)
+        except ValueError:
+            parsed = None
+        if parsed is None or str(parsed) != value.lower():
+            errors.append(
+                _fail(
+                    key,
+                    value,
+                    "must be the service principal's application ID, a UUID like "
+                    "12345678-1234-1234-1234-123456789abc",
+                )
+            )
+    return errors
+
+
+def check_read_group(ctx: dict) -> str | None:
+    value = ctx.get("read_group", "")
+    if not str(value).strip():
+        return _fail("read_group", value, "must name a group (for example users)")
+    return None
+
+
+def branch_name_problem(name: str) -> str | None:
+    """Return why git would refuse ``name`` as a branch name (git check-ref-format rules)."""
+    if not name:
+        return "is empty"
+    if name.startswith("-"):
+        return "starts with '-'"
+    if name == "@":
+        return "is '@'"
+    if re.search(r"[\x00-\x20\x7f~^:?*\[\\]", name):
+        return "contains a space, control character or one of ~ ^ : ? * [ \\"
+    if ".." in name or "@{" in name or "//" in name:
+        return "contains '..', '@{' or '//'"
+    if name.startswith("/") or name.endswith("/") or name.endswith("."):
+        return "starts or ends with '/', or ends with '.'"
+    for part in name.split("/"):
+        if part.startswith(".") or part.endswith(".lock"):
+            return "has a path component that starts with '.' or ends with '.lock'"
+    return None
+
+
+def check_branches(ctx: dict) -> list[str]:
+    errors = []
+    for key in BRANCHES:
+        value = str(ctx.get(key, ""))
+        problem = branch_name_problem(value)
+        if problem:
+            errors.append(_fail(key, value, f"is not a valid git branch name: it {problem}"))
+    if not errors and ctx.get("default_branch") == ctx.get("release_branch"):
+        errors.append(
+            _fail("release_branch", ctx.get("release_branch"), "must differ from default_branch: "
+                  "the default branch deploys staging, the release branch deploys prod")
+        )
+    return errors
+
+
+RULES = (
+    check_project_name,
+    check_description,
+    check_project_slug,
+    check_choices,
+    check_booleans,
+    check_hosts,
+    check_identifiers,
+    check_catalogs_distinct,
+    check_service_principals,
+    check_read_group,
+    check_branches,
+)
+
+
+def validate(ctx: dict) -> list[str]:
+    """Return every problem with the answers in ``ctx`` (empty when all is well)."""
+    errors: list[str] = []
+    for rule in RULES:
+        result = rule(ctx)
+        if isinstance(result, str):
+            errors.append(result)
+        elif result:
+            errors.extend(result)
+    return errors
+
+
+def main() -> int:
+    errors = validate(json.loads(CONTEXT_JSON))
+    if not errors:
+        return 0
+    print("ERROR: the project was not generated. Fix these answers and try again:", file=sys.stderr)
+    for error in errors:
+        print(f"  - {error}", file=sys.stderr)
+    print("Pass answers with: cookiecutter <template> --no-input key=value ...", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""Bake the template from Python, for the tests, the demo and the benchmark."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from cookiecutter.main import cookiecutter
+
+TEMPLATE_DIR = Path(__file__).resolve().parents[1]
+
+
+def bake(output_dir: Path, **answers: object) -> Path:
+    """Generate a project into ``output_dir`` with ``answers``; return its directory."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    project = cookiecutter(
+        str(TEMPLATE_DIR),
+        no_input=True,
+        extra_context={key: value for key, value in answers.items()},
+        output_dir=str(output_dir),
+        overwrite_if_exists=False,
+    )
+    return Path(project)
+
+
+def rebake(output_dir: Path, **answers: object) -> Path:
+    """Like ``bake``, but start from an empty ``output_dir``."""
+    if output_dir.exists():
+        shutil.rmtree(output_dir)
+    return bake(output_dir, **answers)
