@@ -1,0 +1,133 @@
+"""The whole path to production, locally, as CI and the schedules would run it.
+
+The plan is read from the bundle, not from a setting: a target whose configuration has
+``model_promotion_job`` gets its model by promotion, one with ``model_training_job``
+trains, and prod then runs batch inference and monitoring. So the scenario follows the
+deployment pattern the project was generated with, and any change made to the bundle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+from ..names import ModelRef
+from ..promotion import APPROVAL_TAG, APPROVED
+from ..runtime import configure_mlflow
+from .bundle import ResolvedBundle, load_bundle, resolve
+from .runner import FAILED, JobRun, LocalRunner
+
+ENVIRONMENTS = ("dev", "staging", "prod")
+
+
+class ScenarioError(RuntimeError):
+    pass
+
+
+@dataclass
+class Step:
+    target: str
+    job: str
+    why: str
+    parameters: dict[str, str] | None = None
+
+
+def plan(bundles: dict[str, ResolvedBundle]) -> list[Step]:
+    steps = []
+    for target in ENVIRONMENTS:
+        bundle = bundles[target]
+        if "model_promotion_job" in bundle.jobs:
+            source_catalog = bundle.variables["promotion_source_catalog"]
+            source = next(b for b in bundles.values() if b.variables["catalog"] == source_catalog)
+            steps.append(
+                Step(
+                    target,
+                    "model_promotion_job",
+                    f"promote the {source.target} champion into {bundle.variables['catalog']}",
+                    {"source_model": source.model_full_name()},
+                )
+            )
+        elif "model_training_job" in bundle.jobs:
+            steps.append(Step(target, "model_training_job", f"train in {bundle.variables['catalog']}"))
+        else:
+            raise ScenarioError(f"target {target!r} neither trains nor promotes a model")
+    steps.append(Step("prod", "batch_inference_job", "score new trips with the prod champion"))
+    if "monitoring_job" in bundles["prod"].jobs:
+        steps.append(Step("prod", "monitoring_job", "check the predictions for drift"))
+    return steps
+
+
+def approve_copied_version(run: JobRun, bundle: ResolvedBundle, echo: Callable[[str], None]) -> None:
+    version = run.tasks["copy_model"].values["model_version"]
+    model = bundle.model_full_name()
+    echo(f"--> The approval gate stopped the promotion before deploy; {model} champion is unchanged.")
+    echo(f"--> Approving {model} v{version} as a reviewer would ({APPROVAL_TAG}={APPROVED}), then re-running.")
+    MlflowClient().set_model_version_tag(model, version, APPROVAL_TAG, APPROVED)
+
+
+def run_scenario(project_dir: Path, state: Path, echo: Callable[[str], None] = print) -> list[JobRun]:
+    config = load_bundle(project_dir)
+    bundles = {target: resolve(config, target) for target in config["targets"]}
+    configure_mlflow()
+    runs = []
+    steps = plan(bundles)
+    echo("Local scenario: " + "; ".join(f"{s.target}: {s.job}" for s in steps))
+    for number, step in enumerate(steps, 1):
+        echo(f"\n[{number}/{len(steps)}] {step.target}: {step.why}")
+        runner = LocalRunner(project_dir, bundles[step.target], state, echo)
+        run = runner.run(step.job, step.parameters)
+        if step.job == "model_promotion_job" and not run.succeeded and _stopped_at_approval(run):
+            approve_copied_version(run, bundles[step.target], echo)
+            run = runner.run(step.job, step.parameters)
+        runs.append(run)
+        if not run.succeeded:
+            if step.job == "monitoring_job" and _only_failed(run, "retraining_needed"):
+                echo("--> Drift found: this target cannot train, so the job failed to alert the team (expected).")
+                continue
+            raise ScenarioError(f"{step.job} failed in {step.target}: see the task output above")
+    return runs
+
+
+def _only_failed(run: JobRun, task_key: str) -> bool:
+    return [t.key for t in run.failures] == [task_key]
+
+
+def _stopped_at_approval(run: JobRun) -> bool:
+    return run.tasks["approval"].state == FAILED and _only_failed(run, "approval")
+
+
+def summary(project_dir: Path, state: Path) -> str:
+    """Each target's champion, its metrics and where it came from; where to look next."""
+    config = load_bundle(project_dir)
+    configure_mlflow()
+    client = MlflowClient()
+    lines = ["", "Champions by catalog:"]
+    for target in config["targets"]:
+        bundle = resolve(config, target)
+        model = ModelRef.parse(bundle.model_full_name())
+        try:
+            version = client.get_model_version_by_alias(model.full_name, "champion")
+        except Exception:
+            lines.append(f"  {target:<8} {model.full_name}: no champion")
+            continue
+        tags = version.tags
+        origin = (
+            f"copied from {tags['source_model_version']}"
+            if "source_model_version" in tags
+            else f"trained in {tags.get('trained_in', model.catalog)}"
+        )
+        metrics = client.get_run(version.run_id).data.metrics if version.run_id else {}
+        rmse = metrics.get("holdout_root_mean_squared_error")
+        r2 = metrics.get("holdout_r2_score")
+        figures = f"RMSE {rmse:.3f}, R2 {r2:.3f}" if rmse is not None and r2 is not None else "no metrics"
+        previous = tags.get("previous_champion", "none")
+        lines.append(f"  {target:<8} {model.full_name} v{version.version}: {origin}; {figures}; previous champion {previous}")
+    lines += [
+        "",
+        f"Local state: {state}",
+        f"Browse runs and models: mlflow ui --backend-store-uri sqlite:///{state / 'mlflow.db'}",
+    ]
+    return "\n".join(lines)

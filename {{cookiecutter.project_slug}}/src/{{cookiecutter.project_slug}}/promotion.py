@@ -1,0 +1,110 @@
+"""Promotion: copy a model version between catalogs, and the approval gate.
+
+``copy_model`` copies ``<source model>`` at a version (default: its ``champion``) into
+this environment's model with ``MlflowClient.copy_model_version`` and records where it
+came from in the tag ``source_model_version`` (``models:/<source>/<version>``). A source
+version that was copied before is reused, so re-running a failed promotion never makes
+a duplicate. The copied version is published as the task value ``model_version``.
+
+``approval_gate`` passes when no approval is required, or when the version carries the
+tag ``approval=approved`` (Unity Catalog "deployment job" style); it prints why either way.
+"""
+
+from __future__ import annotations
+
+from mlflow.tracking import MlflowClient
+
+from . import params
+from .names import CHAMPION, ModelRef
+from .registry import get_version, require_alias
+from .runtime import JobError, configure_mlflow, set_task_value
+
+SOURCE_TAG = "source_model_version"
+APPROVAL_TAG = "approval"
+APPROVED = "approved"
+
+
+def build_copy_parser():
+    p = params.parser("copy_model", "Copy a model version from another catalog into this one.")
+    p.add_argument("--source_model", required=True, help="<catalog>.<schema>.<model> to copy from")
+    p.add_argument("--source_version", default="", help="version to copy (empty: the source's champion)")
+    params.add_model(p)
+    return p
+
+
+def build_approval_parser():
+    p = params.parser("approval_gate", "Stop unless the model version is approved.")
+    params.add_model(p)
+    p.add_argument("--model_version", required=True)
+    p.add_argument("--approval_required", type=params.boolean, default=True)
+    return p
+
+
+def find_copy(client: MlflowClient, destination: ModelRef, source_uri: str) -> str | None:
+    """The destination version copied from ``source_uri`` earlier, if any."""
+    for version in client.search_model_versions(f"name='{destination.full_name}'"):
+        if version.tags.get(SOURCE_TAG) == source_uri or version.source == source_uri:
+            return str(version.version)
+    return None
+
+
+@params.entry_point(build_copy_parser)
+def copy_model(argv: list[str] | None = None) -> str:
+    args = build_copy_parser().parse_args(argv)
+    destination = params.model_ref(args)
+    try:
+        source = ModelRef.parse(args.source_model)
+    except ValueError as error:
+        raise JobError(f"source_model: {error}") from None
+    if source == destination:
+        raise JobError(f"source_model {source.full_name} is this environment's own model")
+    configure_mlflow()
+    client = MlflowClient()
+    hint = (
+        f"Train and deploy it in the {source.catalog} catalog first "
+        f"(model_training_job, or model_promotion_job where that environment promotes)."
+    )
+    if args.source_version:
+        get_version(client, source, args.source_version)
+        source_version = args.source_version
+    else:
+        source_version = require_alias(client, source, CHAMPION, hint)
+    source_uri = source.uri(source_version)
+
+    existing = find_copy(client, destination, source_uri)
+    if existing is not None:
+        version = existing
+        print(f"{source_uri} was already copied to {destination.full_name} v{version}; reusing it")
+    else:
+        copied = client.copy_model_version(source_uri, destination.full_name)
+        version = str(copied.version)
+        print(f"Copied {source_uri} to {destination.full_name} v{version}")
+    client.set_model_version_tag(destination.full_name, version, SOURCE_TAG, source_uri)
+    set_task_value("model_version", version)
+    return version
+
+
+@params.entry_point(build_approval_parser)
+def approval_gate(argv: list[str] | None = None) -> None:
+    args = build_approval_parser().parse_args(argv)
+    model_ref = params.model_ref(args)
+    if not args.approval_required:
+        print(f"Approval gate off (approval_required=false): {model_ref.full_name} v{args.model_version} continues")
+        return
+    configure_mlflow()
+    client = MlflowClient()
+    tags = get_version(client, model_ref, args.model_version).tags
+    if tags.get(APPROVAL_TAG) == APPROVED:
+        print(f"{model_ref.full_name} v{args.model_version} is approved ({APPROVAL_TAG}={APPROVED}): continuing")
+        return
+    raise JobError(
+        f"{model_ref.full_name} v{args.model_version} is not approved, so it was not deployed; "
+        f"champion is unchanged. A reviewer approves it by setting the tag {APPROVAL_TAG}={APPROVED} "
+        f"on that version (Catalog Explorer, or MlflowClient().set_model_version_tag("
+        f"'{model_ref.full_name}', '{args.model_version}', '{APPROVAL_TAG}', '{APPROVED}')); "
+        "then re-run the promotion job, which reuses the copy."
+    )
+
+
+if __name__ == "__main__":
+    copy_model()

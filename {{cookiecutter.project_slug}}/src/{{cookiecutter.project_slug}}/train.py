@@ -1,0 +1,100 @@
+"""Train: fit the fare model, log it to MLflow with a signature, register a new version.
+
+Publishes the new version as the task value ``model_version`` for the validation task.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import mlflow
+import numpy as np
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
+
+from . import params
+from .data import FEATURES, LABEL, to_pandas, training_frames
+from .runtime import configure_mlflow, get_spark, set_task_value, use_experiment
+
+MODEL_PARAMS = {"max_iter": 200, "learning_rate": 0.1, "max_leaf_nodes": 31, "random_state": 0}
+
+
+def build_parser():
+    p = params.parser("train", "Train the model and register a new version.")
+    params.add_model(p)
+    params.add_experiment(p)
+    params.add_training_data(p)
+    return p
+
+
+def build_model() -> HistGradientBoostingRegressor:
+    return HistGradientBoostingRegressor(**MODEL_PARAMS)
+
+
+def regression_metrics(y_true, y_pred) -> dict[str, float]:
+    return {
+        "root_mean_squared_error": float(root_mean_squared_error(y_true, y_pred)),
+        "mean_absolute_error": float(mean_absolute_error(y_true, y_pred)),
+        "r2_score": float(r2_score(y_true, y_pred)),
+    }
+
+
+@params.entry_point(build_parser)
+def main(argv: list[str] | None = None) -> str:
+    args = build_parser().parse_args(argv)
+    model_ref = params.model_ref(args)
+    spark = get_spark()
+    configure_mlflow()
+    use_experiment(args.experiment_name)
+
+    train_df, holdout_df = training_frames(spark, args.training_table, args.training_end_date, args.sample_fraction)
+    train = to_pandas(train_df, FEATURES + [LABEL], "training")
+    holdout = to_pandas(holdout_df, FEATURES + [LABEL], "the hold-out days")
+    model = build_model().fit(train[FEATURES], train[LABEL])
+    metrics = {f"holdout_{k}": v for k, v in regression_metrics(holdout[LABEL], model.predict(holdout[FEATURES])).items()}
+
+    example = train[FEATURES].head(5)
+    with warnings.catch_warnings():  # the features have no missing values: integer columns are right
+        warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
+        signature = infer_signature(example, np.asarray(model.predict(example), dtype="float64"))
+    level = logging.getLogger("mlflow.sklearn").level
+    logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)  # the cloudpickle notice, see below
+    with mlflow.start_run(run_name=f"train {model_ref.name}") as run:
+        mlflow.log_params(MODEL_PARAMS)
+        mlflow.log_params(
+            {
+                "training_table": args.training_table,
+                "training_end_date": args.training_end_date,
+                "sample_fraction": args.sample_fraction,
+                "training_rows": len(train),
+                "holdout_rows": len(holdout),
+            }
+        )
+        mlflow.log_metrics(metrics)
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            signature=signature,
+            input_example=example,
+            registered_model_name=model_ref.full_name,
+            # The format every MLflow 3 release reads (Databricks Runtime 17.3 ships 3.0).
+            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
+        )
+    logging.getLogger("mlflow.sklearn").setLevel(level)
+    version = str(info.registered_model_version)
+    client = MlflowClient()
+    client.set_model_version_tag(model_ref.full_name, version, "training_end_date", args.training_end_date)
+    client.set_model_version_tag(model_ref.full_name, version, "trained_in", model_ref.catalog)
+    print(
+        f"Registered {model_ref.full_name} version {version} (run {run.info.run_id}); "
+        f"hold-out RMSE {metrics['holdout_root_mean_squared_error']:.3f}, R2 {metrics['holdout_r2_score']:.3f}"
+    )
+    set_task_value("model_version", version)
+    return version
+
+
+if __name__ == "__main__":
+    main()
