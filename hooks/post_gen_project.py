@@ -30,7 +30,11 @@ CONDITIONAL_PATHS: tuple[tuple[str, tuple[object, ...], tuple[str, ...]], ...] =
     ("cicd_platform", ("azure_devops",), (".azure",)),
     ("cicd_platform", ("gitlab",), (".gitlab-ci.yml", ".gitlab")),
     ("cicd_platform", CI_PLATFORMS, ("docs/ci-setup.md",)),
-    ("deployment_pattern", ("deploy_models", "hybrid"), (".github/workflows/promote.yml", ".azure/pipelines/promote.yml")),
+    (
+        "deployment_pattern",
+        ("deploy_models", "hybrid"),
+        (".github/workflows/promote.yml", ".azure/pipelines/promote.yml"),
+    ),
 )
 
 

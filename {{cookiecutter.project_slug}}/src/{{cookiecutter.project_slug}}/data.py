@@ -148,7 +148,8 @@ def split_by_date(df: DataFrame, end: dt.date, holdout_days: int = HOLDOUT_DAYS)
     """Training rows before the last ``holdout_days`` up to ``end``, and those last days."""
     cutoff = end - dt.timedelta(days=holdout_days)
     pickup_date = F.to_date(PICKUP)
-    return df.where(pickup_date <= F.lit(cutoff)), df.where(pickup_date > F.lit(cutoff))
+    holdout = df.where((pickup_date > F.lit(cutoff)) & (pickup_date <= F.lit(end)))
+    return df.where(pickup_date <= F.lit(cutoff)), holdout
 
 
 def training_frames(

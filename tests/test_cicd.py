@@ -1,0 +1,770 @@
+"""CI/CD of the generated project, for every platform and deployment pattern.
+
+The CI files of each platform are parsed into one model (``CIJob``: when a job runs, which
+``databricks bundle`` commands it runs against which targets, as whom, in which environment,
+behind which gate) so that one table of expectations per pattern checks all three platforms.
+Besides the flows, the tests check the files against the platform's JSON schema, GitHub
+workflows with zizmor, that no stored credential appears, that every action and the
+Databricks CLI are pinned, and that docs/ci-setup.md lists exactly the federation subjects
+the CI files need.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+
+PLATFORMS = ("github_actions", "azure_devops", "gitlab")
+PATTERNS = ("deploy_code", "deploy_models", "hybrid")
+TARGETS = ("dev", "test", "staging", "prod")
+CI_PATHS = {
+    "github_actions": (".github",),
+    "azure_devops": (".azure",),
+    "gitlab": (".gitlab-ci.yml", ".gitlab"),
+}
+AUTH_TYPES = {"github_actions": "github-oidc", "azure_devops": "azure-devops-oidc", "gitlab": "env-oidc"}
+SCHEMAS = {
+    "github_actions": "vendor.github-workflows",
+    "azure_devops": "vendor.azure-pipelines",
+    "gitlab": "vendor.gitlab-ci",
+}
+
+# ../shared/ci/pinned-actions.md: the only actions (and commits) generated workflows may use.
+PINNED_ACTIONS = {
+    ("actions/checkout", "v7.0.1"): "3d3c42e5aac5ba805825da76410c181273ba90b1",
+    ("actions/checkout", "v6.1.0"): "d23441a48e516b6c34aea4fa41551a30e30af803",
+    ("actions/setup-python", "v7.0.0"): "5fda3b95a4ea91299a34e894583c3862153e4b97",
+    ("actions/setup-python", "v6.3.0"): "ece7cb06caefa5fff74198d8649806c4678c61a1",
+    ("astral-sh/setup-uv", "v10.0.1"): "20cfd1bf945f4377ade1205e4dbc17946fc9a30d",
+    ("databricks/setup-cli", "v1.13.0"): "6bb7075f85b326f8b9ce160933dfe9bcd63c8121",
+}
+CLI_VERSION = "1.13.0"
+SETUP_CLI_COMMIT = PINNED_ACTIONS[("databricks/setup-cli", "v1.13.0")]
+UV_VERSION = "0.13.8"
+
+# Credentials that must never appear in generated CI: stored secrets, tokens, passwords.
+FORBIDDEN = [
+    r"secrets\.",
+    r"\bsecrets\s*:",
+    r"DATABRICKS_TOKEN\b",
+    r"CLIENT_SECRET",
+    r"(?i)passw(or)?d",
+    r"(?i)personal[ _-]access[ _-]token",
+    r"\bdapi[0-9a-f]{8,}",
+    r"(?i)auth_type\s*:\s*(pat|oauth-m2m|azure-client-secret|basic)\b",
+    r"(?i)\bapi[_-]?key\b",
+    r"(?i)private[_-]key",
+]
+
+DEV_HOST = "https://dev-workspace.cloud.databricks.com"
+
+
+# --------------------------------------------------------------------------------------
+# The model every platform's files are read into
+
+
+@dataclass
+class CIJob:
+    file: str
+    name: str
+    triggers: frozenset[str]  # "pull_request", "push:<branch>", "manual"
+    commands: str  # the shell text the job runs
+    env: dict[str, str]  # environment of the commands
+    environment: str | None = None  # CI environment (deployment target of the platform)
+    gated: bool = False  # a human must approve or start it
+    concurrency: str | None = None  # group/lock shared by deploys of one target
+    needs: frozenset[str] = frozenset()  # names of jobs that must succeed first
+    signs_in: bool = False  # the job can obtain a federated token
+    raw: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def ops(self) -> set[tuple[str, str | None, str]]:
+        """``databricks bundle`` commands as (verb, job key or None, target)."""
+        found = set()
+        for match in re.finditer(r"databricks bundle (validate|deploy|run)\b([^\n]*)", self.commands):
+            verb, rest = match.groups()
+            target = re.search(r"-t\s+\"?([\w-]+)\"?", rest)
+            assert target, f"{self.file}:{self.name}: `databricks bundle {verb}` without -t: {rest!r}"
+            key = re.match(r"\s+(\w+)", rest) if verb == "run" else None
+            found.add((verb, key.group(1) if key else None, target.group(1)))
+        return found
+
+    @property
+    def uses_databricks(self) -> bool:
+        return bool(re.search(r"\bdatabricks (bundle|model-versions)\b", self.commands))
+
+
+def _substitute(text: str, env: dict[str, str]) -> str:
+    """Replace $NAME / ${NAME} by literal values (not by values that are expressions)."""
+    for name, value in env.items():
+        if value and "$" not in str(value):
+            text = re.sub(rf"\$\{{?{name}\b\}}?", str(value), text)
+    return text
+
+
+def _deep_merge(base: dict, override: dict) -> dict:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _flatten(items) -> list[str]:
+    if items is None:
+        return []
+    if isinstance(items, str):
+        return [items]
+    out = []
+    for item in items:
+        out.extend(_flatten(item))
+    return out
+
+
+def _branch_refs(text: str) -> set[str]:
+    return set(re.findall(r"refs/heads/([\w./-]+?)'", text))
+
+
+# GitHub Actions ------------------------------------------------------------------------
+
+
+def github_jobs(project: Path) -> list[CIJob]:
+    jobs = []
+    for path in sorted((project / ".github" / "workflows").glob("*.y*ml")):
+        wf = yaml.safe_load(path.read_text())
+        on = wf.get("on", wf.get(True))  # PyYAML reads the key `on` as True
+        triggers: set[str] = set()
+        if "pull_request" in on:
+            triggers.add("pull_request")
+        if "push" in on:
+            triggers |= {f"push:{b}" for b in on["push"]["branches"]}
+        if "workflow_dispatch" in on:
+            triggers.add("manual")
+        for job_id, job in wf["jobs"].items():
+            job_triggers = set(triggers)
+            refs = re.findall(r"github\.ref == 'refs/heads/([^']+)'", job.get("if", ""))
+            if refs:
+                job_triggers = {t for t in job_triggers if not t.startswith("push:")} | {
+                    f"push:{r}" for r in refs if f"push:{r}" in triggers
+                }
+            matrix = job.get("strategy", {}).get("matrix", {}).get("include") or [{}]
+            for entry in matrix:
+
+                def expand(value, entry=entry):
+                    return re.sub(
+                        r"\$\{\{\s*matrix\.(\w+)\s*\}\}", lambda m: str(entry[m.group(1)]), str(value)
+                    )
+
+                env = {k: expand(v) for k, v in {**wf.get("env", {}), **job.get("env", {})}.items()}
+                runs = []
+                for step in job["steps"]:
+                    env.update({k: expand(v) for k, v in step.get("env", {}).items()})
+                    if "run" in step:
+                        runs.append(step["run"])
+                environment = job.get("environment")
+                if isinstance(environment, dict):
+                    environment = environment["name"]
+                concurrency = job.get("concurrency")
+                if isinstance(concurrency, dict):
+                    concurrency = concurrency["group"]
+                needs = job.get("needs", [])
+                jobs.append(
+                    CIJob(
+                        file=path.name,
+                        name=job_id + (f"[{entry.get('target')}]" if entry else ""),
+                        triggers=frozenset(job_triggers),
+                        commands=_substitute("\n".join(runs), env),
+                        env=env,
+                        environment=environment,
+                        # Approval = the `prod` environment's required reviewers (docs/ci-setup.md).
+                        gated=environment == "prod",
+                        concurrency=expand(concurrency) if concurrency else None,
+                        needs=frozenset([needs] if isinstance(needs, str) else needs),
+                        signs_in=job.get("permissions", {}).get("id-token") == "write",
+                        raw=job,
+                    )
+                )
+    return jobs
+
+
+# Azure DevOps --------------------------------------------------------------------------
+
+
+def _ado_steps(steps: list, base: Path) -> list[dict]:
+    out = []
+    for step in steps:
+        if "template" in step:
+            template = yaml.safe_load((base / step["template"]).read_text())
+            out.extend(_ado_steps(template["steps"], (base / step["template"]).parent))
+        else:
+            out.append(step)
+    return out
+
+
+def azure_jobs(project: Path) -> list[CIJob]:
+    jobs = []
+    slug = project.name
+    for path in sorted((project / ".azure" / "pipelines").glob("*.yml")):
+        pipeline = yaml.safe_load(path.read_text())
+        triggers: set[str] = set()
+        if pipeline.get("pr", "none") != "none":
+            triggers.add("pull_request")
+        if pipeline.get("trigger", "none") != "none":
+            triggers |= {f"push:{b}" for b in pipeline["trigger"]["branches"]["include"]}
+        if not triggers:
+            triggers.add("manual")
+        stage_jobs: dict[str, list[str]] = {}
+        previous: list[str] = []
+        for stage in pipeline["stages"]:
+            refs = _branch_refs(stage.get("condition", ""))
+            stage_triggers = (
+                {t for t in triggers if not t.startswith("push:") or t[5:] in refs} if refs else triggers
+            )
+            depends = stage.get("dependsOn", previous)  # without dependsOn: the previous stage
+            depends = [depends] if isinstance(depends, str) else depends
+            previous = [stage["stage"]]
+            needs = frozenset(name for d in depends for name in stage_jobs[d])
+            stage_jobs[stage["stage"]] = []
+            for job in stage["jobs"]:
+                name = job.get("job") or job["deployment"]
+                steps = job["strategy"]["runOnce"]["deploy"]["steps"] if "deployment" in job else job["steps"]
+                steps = _ado_steps(steps, path.parent)
+                matrix = job.get("strategy", {}).get("matrix") or {"": {}}
+                for leg, leg_vars in matrix.items():
+                    env = {**job.get("variables", {}), **leg_vars}
+                    scripts, token_mapped = [], True
+                    for step in steps:
+                        if "script" in step:
+                            step_env = {**env, **step.get("env", {})}
+                            scripts.append(_substitute(step["script"], step_env))
+                            if (
+                                "databricks " in step["script"]
+                                and "databricks --version" not in step["script"]
+                            ):
+                                token_mapped &= (
+                                    step.get("env", {}).get("SYSTEM_ACCESSTOKEN") == "$(System.AccessToken)"
+                                )
+                            env.update(step.get("env", {}))
+                    environment = job.get("environment")
+                    if isinstance(environment, dict):
+                        environment = environment["name"]
+                    lock = stage.get("lockBehavior") == "sequential" and environment
+                    jobs.append(
+                        CIJob(
+                            file=path.name,
+                            name=f"{stage['stage']}.{name}" + (f"[{leg}]" if leg else ""),
+                            triggers=frozenset(stage_triggers),
+                            commands="\n".join(scripts),
+                            env=env,
+                            environment=environment,
+                            # Approval = checks on the `<slug>-prod` environment (docs/ci-setup.md).
+                            gated=environment == f"{slug}-prod",
+                            concurrency=environment if lock else None,
+                            needs=needs,
+                            signs_in="SYSTEM_ACCESSTOKEN" in env and token_mapped,
+                            raw=job,
+                        )
+                    )
+                stage_jobs[stage["stage"]].append(f"{stage['stage']}.{name}")
+    return jobs
+
+
+# GitLab ---------------------------------------------------------------------------------
+
+GITLAB_KEYWORDS = {"workflow", "stages", "default", "variables", "include", "image", "services", "cache"}
+
+
+def _gitlab_resolve(config: dict, name: str) -> dict:
+    job = config[name]
+    extends = job.get("extends", [])
+    merged: dict = {}
+    for parent in [extends] if isinstance(extends, str) else extends:
+        merged = _deep_merge(merged, _gitlab_resolve(config, parent))
+    return _deep_merge(merged, {k: v for k, v in job.items() if k != "extends"})
+
+
+def _gitlab_triggers(rule_if: str) -> set[str]:
+    if "merge_request_event" in rule_if:
+        return {"pull_request"}
+    branch = re.search(r'\$CI_COMMIT_BRANCH == "([^"]+)"', rule_if)
+    if '"web"' in rule_if:
+        assert "$PROMOTE_MODEL" in rule_if, rule_if
+        return {"manual"}
+    if '"push"' in rule_if and branch:
+        return {f"push:{branch.group(1)}"}
+    raise AssertionError(f"unexpected rule: {rule_if}")
+
+
+def gitlab_jobs(project: Path) -> list[CIJob]:
+    path = project / ".gitlab-ci.yml"
+    config = yaml.safe_load(path.read_text())
+    global_vars = {
+        k: (v["value"] if isinstance(v, dict) else v) for k, v in config.get("variables", {}).items()
+    }
+    jobs = []
+    for name in config:
+        if name.startswith(".") or name in GITLAB_KEYWORDS:
+            continue
+        job = _gitlab_resolve(config, name)
+        rules = job.get("rules", [])
+        assert rules, f"{name}: every job must say when it runs"
+        triggers = set().union(*(_gitlab_triggers(r["if"]) for r in rules))
+        env = {**global_vars, **job.get("variables", {})}
+        script = "\n".join(_flatten(job.get("before_script")) + _flatten(job.get("script")))
+        environment = job.get("environment")
+        if isinstance(environment, dict):
+            environment = environment["name"]
+        jobs.append(
+            CIJob(
+                file=path.name,
+                name=name,
+                triggers=frozenset(triggers),
+                commands=_substitute(script, env),
+                env=env,
+                environment=environment,
+                # Approval = manual job in the protected `prod` environment (docs/ci-setup.md).
+                gated=environment == "prod" and all(r.get("when") == "manual" for r in rules),
+                concurrency=job.get("resource_group"),
+                needs=frozenset(job.get("needs", [])),
+                signs_in="DATABRICKS_OIDC_TOKEN" in job.get("id_tokens", {}),
+                raw=job,
+            )
+        )
+    return jobs
+
+
+EXTRACT = {"github_actions": github_jobs, "azure_devops": azure_jobs, "gitlab": gitlab_jobs}
+
+
+# --------------------------------------------------------------------------------------
+# Helpers
+
+
+def ci_files(project: Path, platform: str) -> list[Path]:
+    files = []
+    for rel in CI_PATHS[platform]:
+        path = project / rel
+        if path.is_file():
+            files.append(path)
+        elif path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*") if p.is_file()))
+    return files
+
+
+def bundle_targets(project: Path) -> dict:
+    return yaml.safe_load((project / "databricks.yml").read_text())["targets"]
+
+
+def target_identity(project: Path, target: str) -> tuple[str, str | None]:
+    """(host, run_as service principal) of a bundle target."""
+    spec = bundle_targets(project)[target]
+    staging = bundle_targets(project)["staging"]["workspace"]["host"]
+    host = spec.get("workspace", {}).get("host") or staging
+    return host, spec.get("run_as", {}).get("service_principal_name")
+
+
+def check_schema(project: Path, platform: str) -> None:
+    """check-jsonschema with the platform's built-in schema, on every CI YAML file."""
+    files = [str(p) for p in ci_files(project, platform) if p.suffix in (".yml", ".yaml")]
+    assert files
+    # The vendored Azure Pipelines schema has a branch-filter pattern (`\:`) that is invalid
+    # in Unicode mode, which crashes the default regex engine on any branch filter.
+    variant = ["--regex-variant", "nonunicode"] if platform == "azure_devops" else []
+    command = [sys.executable, "-m", "check_jsonschema", *variant, "--builtin-schema", SCHEMAS[platform]]
+    result = subprocess.run([*command, *files], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def executable(name: str) -> str:
+    candidate = Path(sys.executable).parent / name
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which(name)
+    if not found:
+        pytest.fail(f"{name} is not installed (it is in the template's dev dependencies)")
+    return found
+
+
+@pytest.fixture(params=PLATFORMS)
+def platform(request):
+    return request.param
+
+
+@pytest.fixture(params=PATTERNS)
+def pattern(request):
+    return request.param
+
+
+@pytest.fixture
+def project(baked, platform, pattern) -> Path:
+    return baked(cicd_platform=platform, deployment_pattern=pattern)
+
+
+@pytest.fixture
+def jobs(project, platform) -> list[CIJob]:
+    return EXTRACT[platform](project)
+
+
+# --------------------------------------------------------------------------------------
+# Files, schema, security
+
+
+def test_no_ci_files_without_a_platform(baked, pattern):
+    project = baked(cicd_platform="none", deployment_pattern=pattern)
+    for rel in (".github", ".azure", ".gitlab-ci.yml", ".gitlab", "docs/ci-setup.md"):
+        assert not (project / rel).exists(), rel
+
+
+def test_only_the_chosen_platform_has_files(project, platform, pattern):
+    for other, paths in CI_PATHS.items():
+        for rel in paths:
+            if other != platform:
+                assert not (project / rel).exists(), rel
+    assert ci_files(project, platform)
+    assert (project / "docs" / "ci-setup.md").is_file()
+    promotion_files = [p.name for p in ci_files(project, platform) if p.stem == "promote"]
+    assert bool(promotion_files) == (pattern != "deploy_code" and platform != "gitlab")
+
+
+def test_ci_files_match_the_platform_schema(project, platform):
+    check_schema(project, platform)
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_github_workflows_have_no_zizmor_findings(baked, pattern):
+    project = baked(cicd_platform="github_actions", deployment_pattern=pattern)
+    result = subprocess.run(
+        [executable("zizmor"), "--offline", "--no-ignores", "--format", "json", str(project / ".github")],
+        capture_output=True,
+        text=True,
+    )
+    findings = json.loads(result.stdout or "[]")
+    assert findings == [], json.dumps(findings, indent=1)[:4000]
+    assert result.returncode == 0, result.stderr
+
+
+def test_no_stored_credentials(project, platform):
+    for path in ci_files(project, platform) + [project / "docs" / "ci-setup.md"]:
+        text = path.read_text()
+        if path.name == "ci-setup.md":  # prose may name what is *not* used; commands may not
+            text = "\n".join(re.findall(r"```.*?```", text, flags=re.S))
+        for pattern in FORBIDDEN:
+            match = re.search(pattern, text)
+            assert not match, f"{path.relative_to(project)}: {match.group(0)!r} ({pattern})"
+    if platform == "azure_devops":  # the only macro is the job's own, short-lived access token
+        for path in ci_files(project, platform):
+            assert set(re.findall(r"\$\((\w[\w.]*)\)", path.read_text())) <= {"System.AccessToken"}, path
+
+
+def test_every_job_that_calls_databricks_signs_in_by_workload_identity(project, platform, jobs):
+    for job in jobs:
+        if job.uses_databricks:
+            assert job.signs_in, f"{job.file}:{job.name} calls Databricks without a federated token"
+            assert job.env.get("DATABRICKS_AUTH_TYPE") == AUTH_TYPES[platform], job.name
+            assert re.fullmatch(r"https://[\w.-]+", job.env["DATABRICKS_HOST"]), job.name
+            assert re.fullmatch(r"[0-9a-f-]{36}", job.env["DATABRICKS_CLIENT_ID"]), job.name
+        else:
+            assert not job.signs_in, f"{job.file}:{job.name} gets a token it does not need"
+            assert "DATABRICKS_CLIENT_ID" not in job.env, job.name
+
+
+def test_databricks_cli_is_pinned(project, platform):
+    text = "\n".join(p.read_text() for p in ci_files(project, platform))
+    assert not re.search(r"pip install[^\n]*databricks", text)
+    if platform == "github_actions":
+        for job in github_jobs(project):
+            for step in job.raw["steps"]:
+                if step.get("uses", "").startswith("databricks/setup-cli@"):
+                    assert step["uses"] == f"databricks/setup-cli@{SETUP_CLI_COMMIT}"
+                    assert str(step["with"]["version"]) == CLI_VERSION
+    else:
+        installs = re.findall(r"curl[^\n]*setup-cli/([^/\s]+)/install\.sh[^\n]*", text)
+        assert installs and set(installs) == {SETUP_CLI_COMMIT}, installs
+    for job in EXTRACT[platform](project):
+        if job.uses_databricks and platform != "github_actions":
+            assert "install.sh" in job.commands, f"{job.name} runs a CLI it did not install"
+
+
+def test_python_uv_and_java_for_the_checks(project, platform, jobs):
+    checks = [j for j in jobs if "uv run pytest" in j.commands or ".local scenario" in j.commands]
+    assert checks
+    for job in checks:
+        java = job.commands + json.dumps(job.env)
+        assert re.search(r"JAVA_HOME_17_X64|openjdk-17", java), f"{job.name}: no Java 17 for Spark"
+        if platform != "github_actions":
+            assert f'pip install "uv=={UV_VERSION}"' in job.commands
+            assert "uv sync --locked" in job.commands
+    text = "\n".join(p.read_text() for p in ci_files(project, platform))
+    if platform == "github_actions":
+        for job in checks:
+            steps = job.raw["steps"]
+            assert {"python-version": "3.12"} in [
+                s.get("with") for s in steps if "setup-python" in s.get("uses", "")
+            ]
+            assert [s["with"]["version"] for s in steps if "setup-uv" in s.get("uses", "")] == [UV_VERSION]
+            assert "uv sync --locked" in job.commands
+    elif platform == "azure_devops":
+        assert 'versionSpec: "3.12"' in text
+    else:
+        assert yaml.safe_load(text)["default"]["image"].startswith("python:3.12")
+
+
+# --------------------------------------------------------------------------------------
+# Flows per pattern
+
+
+def expected_flows(project: Path, pattern: str) -> dict[str, set]:
+    default, release = "main", "release"  # the template's defaults
+    pr = {("validate", None, t) for t in TARGETS}
+    flows = {"pull_request": pr, f"push:{default}": {("deploy", None, "staging")}, "manual": set()}
+    if pattern in ("deploy_code", "hybrid"):
+        pr |= {("deploy", None, "test"), ("run", "model_training_job", "test")}
+    if pattern == "deploy_models":
+        flows[f"push:{default}"].add(("deploy", None, "prod"))
+        flows["manual"] = {("run", "model_promotion_job", "staging"), ("run", "model_promotion_job", "prod")}
+    else:
+        flows[f"push:{release}"] = {("deploy", None, "prod")}
+    if pattern == "hybrid":
+        flows["manual"] = {("run", "model_promotion_job", "prod")}
+    return flows
+
+
+def test_each_trigger_runs_what_the_pattern_says(project, pattern, jobs):
+    actual: dict[str, set] = {}
+    for job in jobs:
+        for trigger in job.triggers:
+            actual.setdefault(trigger, set()).update(job.ops)
+    expected = expected_flows(project, pattern)
+    assert {k: v for k, v in actual.items() if v} == {k: v for k, v in expected.items() if v}
+
+
+def test_pull_requests_run_the_checks(project, jobs):
+    text = "\n".join(j.commands for j in jobs if "pull_request" in j.triggers)
+    for command in (
+        "uv sync --locked",
+        "uv run ruff check .",
+        "uv run ruff format --check .",
+        "uv run pytest",
+        f"uv run python -m {project.name}.local scenario",
+    ):
+        assert command in text, command
+    for job in jobs:
+        if job.triggers - {"pull_request"}:
+            assert "ruff" not in job.commands, f"{job.name}: checks belong to pull requests"
+
+
+def test_prod_is_reached_only_through_an_approval(project, jobs):
+    prod_host, prod_sp = target_identity(project, "prod")
+    for job in jobs:
+        touches_prod = any(target == "prod" and verb != "validate" for verb, _, target in job.ops)
+        as_prod = job.env.get("DATABRICKS_CLIENT_ID") == prod_sp
+        if touches_prod or as_prod:
+            assert job.gated, f"{job.file}:{job.name} reaches prod without an approval"
+            assert "pull_request" not in job.triggers, job.name
+            assert as_prod and job.env["DATABRICKS_HOST"] == prod_host, job.name
+        if "pull_request" in job.triggers:
+            assert not as_prod, f"{job.name}: pull requests must never sign in as the prod principal"
+
+
+def test_each_target_is_reached_as_its_own_identity(project, jobs):
+    staging_host, staging_sp = target_identity(project, "staging")
+    for job in jobs:
+        for verb, _, target in job.ops:
+            host, run_as = target_identity(project, target)
+            assert job.env["DATABRICKS_HOST"] == host, f"{job.name}: {verb} -t {target}"
+            if verb == "validate":  # the validation identity: the staging principal, everywhere
+                assert job.env["DATABRICKS_CLIENT_ID"] == staging_sp, job.name
+            else:
+                assert job.env["DATABRICKS_CLIENT_ID"] == run_as, f"{job.name}: {verb} -t {target}"
+        assert len({t for _, _, t in job.ops}) <= 1 or job.ops <= {("validate", None, t) for t in TARGETS}, (
+            f"{job.name} deploys several targets"
+        )
+
+
+def test_deploys_of_one_target_never_overlap(project, platform, jobs):
+    for job in jobs:
+        targets = {t for verb, _, t in job.ops if verb != "validate"}
+        if targets:
+            (target,) = targets
+            assert job.environment, f"{job.name} deploys {target} outside a CI environment"
+            assert target in job.environment, (job.name, job.environment)
+            expected = job.environment if platform == "azure_devops" else f"databricks-{target}"
+            assert job.concurrency == expected, f"{job.name}: concurrency {job.concurrency!r}"
+            if platform == "github_actions":
+                assert job.raw["concurrency"]["cancel-in-progress"] is False
+            if platform == "gitlab":
+                assert job.raw.get("interruptible") is False
+
+
+def test_promotions_copy_from_the_previous_catalog(project, pattern, jobs):
+    catalogs = {t: bundle_targets(project)[t]["variables"]["catalog"] for t in TARGETS}
+    source = {"staging": catalogs["dev"], "prod": catalogs["staging"]}
+    promotions = [(job, t) for job in jobs for verb, key, t in job.ops if key == "model_promotion_job"]
+    assert bool(promotions) == (pattern != "deploy_code")
+    schema_model = None
+    for job, target in promotions:
+        params = re.search(r'--params "source_model=([\w.]+),source_version=(\S*)"', job.commands)
+        assert params, f"{job.name}: promotion without source_model/source_version"
+        catalog, schema, model = params.group(1).split(".")
+        assert catalog == source[target], f"{job.name}: {target} promotes from {catalog}"
+        schema_model = schema_model or (schema, model)
+        assert (schema, model) == schema_model
+        assert "manual" in job.triggers and job.triggers == {"manual"}
+        # The version is an input: it must be a number (or empty) before it reaches --params.
+        version_var = re.search(r"source_version=\$\{(\w+)\}", job.commands)
+        assert version_var, f"{job.name}: source_version must come from a variable"
+        assert f'case "${version_var.group(1)}" in *[!0-9]*)' in job.commands, job.name
+    if pattern == "deploy_models":  # prod promotes exactly the version staging just promoted
+        (staging,) = [j for j, t in promotions if t == "staging"]
+        (prod,) = [j for j, t in promotions if t == "prod"]
+        assert staging.name in prod.needs
+        assert "get-by-alias" in staging.commands
+
+
+def test_deploy_models_deploys_prod_after_staging(baked, platform):
+    jobs = EXTRACT[platform](baked(cicd_platform=platform, deployment_pattern="deploy_models"))
+    (staging,) = [j for j in jobs if ("deploy", None, "staging") in j.ops]
+    (prod,) = [j for j in jobs if ("deploy", None, "prod") in j.ops]
+    assert staging.name in prod.needs
+
+
+# --------------------------------------------------------------------------------------
+# Platform specifics
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_github_permissions_are_per_job_and_minimal(baked, pattern):
+    project = baked(cicd_platform="github_actions", deployment_pattern=pattern)
+    for path in (project / ".github" / "workflows").glob("*.yml"):
+        wf = yaml.safe_load(path.read_text())
+        assert wf["permissions"] == {}, f"{path.name}: default permissions must be none"
+        for job_id, job in wf["jobs"].items():
+            perms = job.get("permissions")
+            assert isinstance(perms, dict), f"{path.name}:{job_id} must declare its permissions"
+            assert perms.get("contents") == "read"
+            assert set(perms) <= {"contents", "id-token"}, perms
+            for step in job["steps"]:
+                if step.get("uses", "").startswith("actions/checkout@"):
+                    assert step["with"]["persist-credentials"] is False
+    for job in github_jobs(project):
+        assert job.signs_in == job.uses_databricks, job.name
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_github_actions_are_pinned_to_the_listed_commits(baked, pattern):
+    project = baked(cicd_platform="github_actions", deployment_pattern=pattern)
+    for path in (project / ".github" / "workflows").glob("*.yml"):
+        for line in path.read_text().splitlines():
+            if "uses:" not in line:
+                continue
+            match = re.search(r"uses:\s*([\w.-]+/[\w.-]+)@([0-9a-f]{40}) # (v[\w.]+)$", line)
+            assert match, f"{path.name}: not pinned by commit with its tag: {line.strip()}"
+            action, sha, tag = match.groups()
+            assert PINNED_ACTIONS.get((action, tag)) == sha, f"{path.name}: {line.strip()}"
+
+
+# --------------------------------------------------------------------------------------
+# docs/ci-setup.md names exactly the trust the CI files need
+
+
+def _doc_rows(project: Path) -> list[list[str]]:
+    rows = []
+    for line in (project / "docs" / "ci-setup.md").read_text().splitlines():
+        if line.startswith("|") and not line.startswith("|---"):
+            rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
+def _required_subjects(project: Path, platform: str, jobs: list[CIJob]) -> set[tuple[str, str]]:
+    """(service principal, federation subject) pairs the jobs sign in with."""
+    required = set()
+    for job in jobs:
+        if not job.signs_in:
+            continue
+        sp = job.env["DATABRICKS_CLIENT_ID"]
+        if platform == "github_actions":
+            subject = f"environment:{job.environment}" if job.environment else "pull_request"
+            required.add((sp, f"repo:<owner>/<repo>:{subject}"))
+        elif platform == "azure_devops":
+            required.add((sp, f"p://<organization>/<project>/{project.name}-{Path(job.file).stem}"))
+        else:
+            branches = {t[5:] for t in job.triggers if t.startswith("push:")}
+            if job.triggers & {"pull_request"} or sp != target_identity(project, "prod")[1]:
+                required.add((sp, "project_path <group>/<project>"))
+            else:
+                if "manual" in job.triggers:
+                    branches |= set(
+                        re.findall(r'\$CI_COMMIT_BRANCH == "([^"]+)"', json.dumps(job.raw["rules"]))
+                    )
+                for branch in branches:
+                    required.add((sp, f"sub project_path:<group>/<project>:ref_type:branch:ref:{branch}"))
+    return required
+
+
+def test_ci_setup_lists_exactly_the_federation_subjects(project, platform, jobs):
+    documented = set()
+    audiences: dict[str, set[str]] = {}
+    for row in _doc_rows(project):
+        sp = re.search(r"\(`([0-9a-f-]{36})`\)", row[0])
+        if not sp:
+            continue
+        if platform == "gitlab":
+            claim, subject = row[3].strip("`"), row[4].strip("`")
+            documented.add((sp.group(1), f"{claim} {subject}"))
+            audiences[sp.group(1)] = set(re.findall(r"`([^`]+)`", row[2]))
+            assert row[1] == "`https://gitlab.com`"
+        else:
+            documented.add((sp.group(1), row[1].strip("`")))
+    assert documented == _required_subjects(project, platform, jobs)
+    if platform == "gitlab":  # every token's audience is accepted by its principal's policy
+        for job in jobs:
+            if job.signs_in:
+                aud = job.raw["id_tokens"]["DATABRICKS_OIDC_TOKEN"]["aud"]
+                assert aud == job.env["DATABRICKS_HOST"]
+                assert aud in audiences[job.env["DATABRICKS_CLIENT_ID"]], (job.name, aud)
+
+
+def test_ci_setup_documents_environments_approvals_and_grants(project, platform, pattern, jobs):
+    doc = (project / "docs" / "ci-setup.md").read_text()
+    for environment in {j.environment for j in jobs if j.environment}:
+        assert f"`{environment}`" in doc, environment
+    approval = {
+        "github_actions": "Required reviewers",
+        "azure_devops": "Approvals",
+        "gitlab": "Required approvals",
+    }
+    prod_row = [r for r in _doc_rows(project) if r[0].strip("`").endswith("prod") and len(r) == 2]
+    assert prod_row and approval[platform] in prod_row[0][1], prod_row
+    _, prod_sp = target_identity(project, "prod")
+    _, staging_sp = target_identity(project, "staging")
+    assert f"GRANT USE CATALOG ON CATALOG `prod` TO `{prod_sp}`" in doc
+    assert f"GRANT USE CATALOG ON CATALOG `staging` TO `{staging_sp}`" in doc
+    assert ("GRANT EXECUTE ON FUNCTION `staging`" in doc) == (pattern != "deploy_code")
+    assert ("APPLY TAG" in doc) == (pattern != "deploy_code")
+
+
+# --------------------------------------------------------------------------------------
+# A dev workspace of its own
+
+
+def test_dev_validation_uses_the_dev_workspace_when_there_is_one(baked, platform):
+    project = baked(cicd_platform=platform, deployment_pattern="hybrid", dev_workspace_host=DEV_HOST + "/")
+    jobs = EXTRACT[platform](project)
+    (dev,) = [j for j in jobs if ("validate", None, "dev") in j.ops]
+    assert dev.env["DATABRICKS_HOST"] == DEV_HOST
+    doc = (project / "docs" / "ci-setup.md").read_text()
+    assert "dev workspace" in doc
+    if platform == "gitlab":
+        assert dev.raw["id_tokens"]["DATABRICKS_OIDC_TOKEN"]["aud"] == DEV_HOST
+        assert f"`{DEV_HOST}`" in doc
+    check_schema(project, platform)

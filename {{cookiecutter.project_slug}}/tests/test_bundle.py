@@ -1,0 +1,104 @@
+"""The bundle as each target resolves it: layout, names, references, task parameters."""
+
+import pytest
+from conftest import PROJECT_DIR
+
+from {{ cookiecutter.project_slug }}.local.bundle import BundleError, load_bundle, resolve
+from {{ cookiecutter.project_slug }}.local.runner import check_wheel_task
+
+PATTERN = "{{ cookiecutter.deployment_pattern }}"
+TARGETS = ("dev", "test", "staging", "prod")
+# Which targets define the training and the promotion job, per deployment pattern.
+LAYOUT = {
+    "deploy_code": {"model_training_job": TARGETS, "model_promotion_job": ()},
+    "deploy_models": {"model_training_job": ("dev",), "model_promotion_job": ("staging", "prod")},
+    "hybrid": {"model_training_job": ("dev", "test", "staging"), "model_promotion_job": ("prod",)},
+}
+
+
+@pytest.fixture(scope="module")
+def config():
+    return load_bundle(PROJECT_DIR)
+
+
+@pytest.fixture(scope="module")
+def bundles(config):
+    return {target: resolve(config, target, user="alice@example.com") for target in TARGETS}
+
+
+def test_targets_and_modes(config, bundles):
+    assert tuple(config["targets"]) == TARGETS
+    assert bundles["dev"].mode == "development"
+    assert bundles["staging"].mode == bundles["prod"].mode == "production"
+    for target in ("test", "staging", "prod"):
+        assert config["targets"][target]["run_as"]["service_principal_name"]
+        assert config["targets"][target]["workspace"]["root_path"].startswith("/Workspace/Shared/.bundle/")
+    catalogs = [bundles[t].variables["catalog"] for t in TARGETS]
+    assert len(set(catalogs)) == len(catalogs)
+
+
+@pytest.mark.parametrize("job", ["model_training_job", "model_promotion_job"])
+def test_pattern_layout(bundles, job):
+    expected = LAYOUT[PATTERN][job]
+    assert tuple(t for t in TARGETS if job in bundles[t].jobs) == expected
+
+
+def test_inference_and_monitoring_reach_staging_and_prod(bundles):
+    for target in ("staging", "prod"):
+        assert "batch_inference_job" in bundles[target].jobs
+
+
+def test_development_mode_prefixes_the_names_the_jobs_receive(bundles):
+    dev, prod = bundles["dev"], bundles["prod"]
+    model = dev.resources["registered_models"]["model"]["name"]
+    assert model.startswith("dev_alice_")
+    assert prod.resources["registered_models"]["model"]["name"] == prod.variables["model_name"]
+    for bundle in (dev, prod):
+        name = bundle.resources["registered_models"]["model"]["name"]
+        experiment = bundle.resources["experiments"]["experiment"]["name"]
+        for job_key, job in bundle.jobs.items():
+            for task in job["tasks"]:
+                named = task.get("python_wheel_task", {}).get("named_parameters", {})
+                if "model_name" in named:
+                    assert named["model_name"] == name, (job_key, task["task_key"])
+                if "experiment_name" in named:
+                    assert named["experiment_name"] == experiment
+    assert all(job["name"].startswith("[dev alice] ") for job in dev.jobs.values())
+    assert all(job["schedule"]["pause_status"] == "PAUSED" for job in dev.jobs.values() if "schedule" in job)
+
+
+def test_every_task_parameter_is_accepted_by_its_entry_point(bundles):
+    checked = 0
+    for bundle in bundles.values():
+        for job_key, job in bundle.jobs.items():
+            for task in job["tasks"]:
+                if "python_wheel_task" in task:
+                    check_wheel_task(PROJECT_DIR, job_key, task)
+                    checked += 1
+    assert checked > 0
+
+
+def test_no_reference_is_left_unresolved(bundles):
+    import json
+
+    for bundle in bundles.values():
+        assert "${" not in json.dumps(bundle.config)
+
+
+def test_monitoring_retrains_only_where_training_exists(bundles):
+    for target, bundle in bundles.items():
+        job = bundle.jobs.get("monitoring_job")
+        if job is None:
+            continue
+        tasks = {task["task_key"]: task for task in job["tasks"]}
+        if "model_training_job" in bundle.jobs:
+            assert tasks["retrain"]["run_job_task"]["job_id"] == "local:model_training_job"
+        else:
+            assert "retrain" not in tasks and "retraining_needed" in tasks
+
+
+def test_errors_name_the_problem(config):
+    with pytest.raises(BundleError, match="Unknown target 'qa'"):
+        resolve(config, "qa")
+    with pytest.raises(BundleError, match="no such variable"):
+        resolve(config, "dev", {"no_such_variable": "x"})

@@ -1,0 +1,73 @@
+"""Copying a model version between catalogs, and the approval gate."""
+
+import pytest
+from helpers import data_args, model_args
+from mlflow.tracking import MlflowClient
+
+from {{ cookiecutter.project_slug }} import deploy, promotion, validate
+from {{ cookiecutter.project_slug }}.names import CHAMPION, ModelRef
+from {{ cookiecutter.project_slug }}.registry import alias_version
+from {{ cookiecutter.project_slug }}.runtime import JobError
+
+
+@pytest.fixture
+def destination(fresh_model):
+    return ModelRef("unit_prod", fresh_model.schema, fresh_model.name)
+
+
+def copy(source, destination, version=""):
+    return promotion.copy_model(
+        [f"--source_model={source.full_name}", f"--source_version={version}", *model_args(destination)]
+    )
+
+
+def test_copy_is_idempotent_and_records_its_source(champion, destination):
+    source, version = champion
+    first = copy(source, destination)
+    assert copy(source, destination) == first
+    client = MlflowClient()
+    versions = client.search_model_versions(f"name='{destination.full_name}'")
+    assert [str(v.version) for v in versions] == [first]
+    assert versions[0].tags[promotion.SOURCE_TAG] == source.uri(version)
+
+
+def test_copy_of_an_explicit_version(trained, destination):
+    source, version = trained  # no champion yet: an explicit version still copies
+    copied = copy(source, destination, version)
+    tags = MlflowClient().get_model_version(destination.full_name, copied).tags
+    assert tags[promotion.SOURCE_TAG] == source.uri(version)
+
+
+def test_copy_without_a_source_champion_says_what_to_run(trained, destination):
+    source, _ = trained
+    with pytest.raises(JobError, match=f"{source.full_name} has no 'champion' alias.*model_training_job"):
+        copy(source, destination)
+    missing = ModelRef("nowhere", "ml", "absent")
+    with pytest.raises(JobError, match="nowhere.ml.absent does not exist"):
+        copy(missing, destination)
+
+
+def test_approval_gate(champion, destination):
+    source, _ = champion
+    version = copy(source, destination)
+    args = [*model_args(destination), f"--model_version={version}"]
+    promotion.approval_gate([*args, "--approval_required=false"])
+    with pytest.raises(JobError, match="is not approved"):
+        promotion.approval_gate([*args, "--approval_required=true"])
+    MlflowClient().set_model_version_tag(destination.full_name, version, "approval", "approved")
+    promotion.approval_gate([*args, "--approval_required=true"])
+
+
+def test_failed_validation_after_copy_leaves_the_target_champion(champion, destination):
+    source, _ = champion
+    first = copy(source, destination)
+    validate_args = [*model_args(destination), f"--model_version={first}", "--experiment_name=/tests/unit", *data_args()]
+    validate.main(validate_args)
+    deploy.main(model_args(destination))
+    client = MlflowClient()
+    other = ModelRef("unit_other", source.schema, source.name)
+    second = copy(source, other)
+    third = copy(other, destination, second)  # a new version in the destination
+    with pytest.raises(JobError, match="Validation failed"):
+        validate.main([*validate_args[:3], f"--model_version={third}", *validate_args[4:], "--min_r2=0.9999"])
+    assert alias_version(client, destination, CHAMPION) == first
