@@ -28,7 +28,7 @@ CONDITIONAL_PATHS: tuple[tuple[str, tuple[object, ...], tuple[str, ...]], ...] =
     ("deployment_pattern", ("deploy_models", "hybrid"), ("resources/model_promotion_job.yml",)),
     ("cicd_platform", ("github_actions",), (".github",)),
     ("cicd_platform", ("azure_devops",), (".azure",)),
-    ("cicd_platform", ("gitlab",), (".gitlab-ci.yml", ".gitlab")),
+    ("cicd_platform", ("gitlab",), (".gitlab-ci.yml",)),
     ("cicd_platform", CI_PLATFORMS, ("docs/ci-setup.md",)),
     (
         "deployment_pattern",

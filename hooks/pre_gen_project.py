@@ -84,11 +84,7 @@ def check_choices(ctx: dict) -> list[str]:
 
 
 def check_booleans(ctx: dict) -> list[str]:
-    return [
-        _fail(key, ctx.get(key), "must be true or false")
-        for key in BOOLEANS
-        if not isinstance(ctx.get(key), bool)
-    ]
+    return [_fail(key, ctx.get(key), "must be true or false") for key in BOOLEANS if not isinstance(ctx.get(key), bool)]
 
 
 def check_hosts(ctx: dict) -> list[str]:
@@ -102,8 +98,7 @@ def check_hosts(ctx: dict) -> list[str]:
                 _fail(
                     key,
                     value,
-                    "must be a workspace URL such as https://adb-123.4.azuredatabricks.net "
-                    "(https only, no path)",
+                    "must be a workspace URL such as https://adb-123.4.azuredatabricks.net (https only, no path)",
                 )
             )
     return errors
@@ -137,8 +132,11 @@ def check_catalogs_distinct(ctx: dict) -> list[str]:
         )
     if str(ctx.get("test_catalog", "")).lower() == str(ctx.get("prod_catalog", "")).lower():
         errors.append(
-            _fail("test_catalog", ctx.get("test_catalog"), "must differ from prod_catalog: "
-                  "CI integration runs must never write to prod")
+            _fail(
+                "test_catalog",
+                ctx.get("test_catalog"),
+                "must differ from prod_catalog: CI integration runs must never write to prod",
+            )
         )
     return errors
 
@@ -156,8 +154,7 @@ def check_service_principals(ctx: dict) -> list[str]:
                 _fail(
                     key,
                     value,
-                    "must be the service principal's application ID, a UUID like "
-                    "12345678-1234-1234-1234-123456789abc",
+                    "must be the service principal's application ID, a UUID like 12345678-1234-1234-1234-123456789abc",
                 )
             )
     return errors
@@ -199,8 +196,11 @@ def check_branches(ctx: dict) -> list[str]:
             errors.append(_fail(key, value, f"is not a valid git branch name: it {problem}"))
     if not errors and ctx.get("default_branch") == ctx.get("release_branch"):
         errors.append(
-            _fail("release_branch", ctx.get("release_branch"), "must differ from default_branch: "
-                  "the default branch deploys staging, the release branch deploys prod")
+            _fail(
+                "release_branch",
+                ctx.get("release_branch"),
+                "must differ from default_branch: the default branch deploys staging, the release branch deploys prod",
+            )
         )
     return errors
 

@@ -43,7 +43,8 @@ def bundle_schema_path() -> Path:
 
     if shutil.which("databricks"):
         out = Path(os.environ.get("TMPDIR", "/tmp")) / "databricks-bundle.schema.json"
-        out.write_text(subprocess.run(["databricks", "bundle", "schema"], check=True,
-                                      capture_output=True, text=True).stdout)
+        out.write_text(
+            subprocess.run(["databricks", "bundle", "schema"], check=True, capture_output=True, text=True).stdout
+        )
         return out
     pytest.skip("no bundle schema: set DATABRICKS_BUNDLE_SCHEMA (see .ci/run) or install the databricks CLI")

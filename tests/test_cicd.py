@@ -161,9 +161,7 @@ def github_jobs(project: Path) -> list[CIJob]:
             for entry in matrix:
 
                 def expand(value, entry=entry):
-                    return re.sub(
-                        r"\$\{\{\s*matrix\.(\w+)\s*\}\}", lambda m: str(entry[m.group(1)]), str(value)
-                    )
+                    return re.sub(r"\$\{\{\s*matrix\.(\w+)\s*\}\}", lambda m: str(entry[m.group(1)]), str(value))
 
                 env = {k: expand(v) for k, v in {**wf.get("env", {}), **job.get("env", {})}.items()}
                 runs = []
@@ -227,9 +225,7 @@ def azure_jobs(project: Path) -> list[CIJob]:
         previous: list[str] = []
         for stage in pipeline["stages"]:
             refs = _branch_refs(stage.get("condition", ""))
-            stage_triggers = (
-                {t for t in triggers if not t.startswith("push:") or t[5:] in refs} if refs else triggers
-            )
+            stage_triggers = {t for t in triggers if not t.startswith("push:") or t[5:] in refs} if refs else triggers
             depends = stage.get("dependsOn", previous)  # without dependsOn: the previous stage
             depends = [depends] if isinstance(depends, str) else depends
             previous = [stage["stage"]]
@@ -247,13 +243,8 @@ def azure_jobs(project: Path) -> list[CIJob]:
                         if "script" in step:
                             step_env = {**env, **step.get("env", {})}
                             scripts.append(_substitute(step["script"], step_env))
-                            if (
-                                "databricks " in step["script"]
-                                and "databricks --version" not in step["script"]
-                            ):
-                                token_mapped &= (
-                                    step.get("env", {}).get("SYSTEM_ACCESSTOKEN") == "$(System.AccessToken)"
-                                )
+                            if "databricks " in step["script"] and "databricks --version" not in step["script"]:
+                                token_mapped &= step.get("env", {}).get("SYSTEM_ACCESSTOKEN") == "$(System.AccessToken)"
                             env.update(step.get("env", {}))
                     environment = job.get("environment")
                     if isinstance(environment, dict):
@@ -308,9 +299,7 @@ def _gitlab_triggers(rule_if: str) -> set[str]:
 def gitlab_jobs(project: Path) -> list[CIJob]:
     path = project / ".gitlab-ci.yml"
     config = yaml.safe_load(path.read_text())
-    global_vars = {
-        k: (v["value"] if isinstance(v, dict) else v) for k, v in config.get("variables", {}).items()
-    }
+    global_vars = {k: (v["value"] if isinstance(v, dict) else v) for k, v in config.get("variables", {}).items()}
     jobs = []
     for name in config:
         if name.startswith(".") or name in GITLAB_KEYWORDS:
@@ -508,9 +497,7 @@ def test_python_uv_and_java_for_the_checks(project, platform, jobs):
     if platform == "github_actions":
         for job in checks:
             steps = job.raw["steps"]
-            assert {"python-version": "3.12"} in [
-                s.get("with") for s in steps if "setup-python" in s.get("uses", "")
-            ]
+            assert {"python-version": "3.12"} in [s.get("with") for s in steps if "setup-python" in s.get("uses", "")]
             assert [s["with"]["version"] for s in steps if "setup-uv" in s.get("uses", "")] == [UV_VERSION]
             assert "uv sync --locked" in job.commands
     elif platform == "azure_devops":
@@ -703,9 +690,7 @@ def _required_subjects(project: Path, platform: str, jobs: list[CIJob]) -> set[t
                 required.add((sp, "project_path <group>/<project>"))
             else:
                 if "manual" in job.triggers:
-                    branches |= set(
-                        re.findall(r'\$CI_COMMIT_BRANCH == "([^"]+)"', json.dumps(job.raw["rules"]))
-                    )
+                    branches |= set(re.findall(r'\$CI_COMMIT_BRANCH == "([^"]+)"', json.dumps(job.raw["rules"])))
                 for branch in branches:
                     required.add((sp, f"sub project_path:<group>/<project>:ref_type:branch:ref:{branch}"))
     return required

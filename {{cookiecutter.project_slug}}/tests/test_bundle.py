@@ -86,7 +86,7 @@ def test_no_reference_is_left_unresolved(bundles):
 
 
 def test_monitoring_retrains_only_where_training_exists(bundles):
-    for target, bundle in bundles.items():
+    for bundle in bundles.values():
         job = bundle.jobs.get("monitoring_job")
         if job is None:
             continue

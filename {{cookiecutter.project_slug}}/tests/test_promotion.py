@@ -61,7 +61,12 @@ def test_approval_gate(champion, destination):
 def test_failed_validation_after_copy_leaves_the_target_champion(champion, destination):
     source, _ = champion
     first = copy(source, destination)
-    validate_args = [*model_args(destination), f"--model_version={first}", "--experiment_name=/tests/unit", *data_args()]
+    validate_args = [
+        *model_args(destination),
+        f"--model_version={first}",
+        "--experiment_name=/tests/unit",
+        *data_args(),
+    ]
     validate.main(validate_args)
     deploy.main(model_args(destination))
     client = MlflowClient()

@@ -35,8 +35,11 @@ def test_running_a_promotion_again_reuses_the_copy(local_state):
         name = bundle.model_full_name()
         before = sorted(v.version for v in client.search_model_versions(f"name='{name}'"))
         champion = client.get_model_version_by_alias(name, "champion").version
-        source = next(resolve(config, t) for t in config["targets"]
-                      if resolve(config, t).variables["catalog"] == bundle.variables["promotion_source_catalog"])
+        source = next(
+            resolve(config, t)
+            for t in config["targets"]
+            if resolve(config, t).variables["catalog"] == bundle.variables["promotion_source_catalog"]
+        )
         run = LocalRunner(PROJECT_DIR, bundle, local_state, echo=lambda _: None).run(
             "model_promotion_job", {"source_model": source.model_full_name()}
         )

@@ -30,9 +30,7 @@ def build_parser():
 
 def score(df: DataFrame, model_ref: ModelRef, version: str) -> DataFrame:
     """``df`` with ``prediction``, ``model_name``, ``model_version`` and ``scored_at``."""
-    predict = mlflow.pyfunc.spark_udf(
-        get_spark(), model_ref.uri(version), result_type="double", env_manager="local"
-    )
+    predict = mlflow.pyfunc.spark_udf(get_spark(), model_ref.uri(version), result_type="double", env_manager="local")
     keep = [PICKUP, *FEATURES] + ([LABEL] if LABEL in df.columns else [])
     return df.select(*keep).withColumns(
         {
@@ -61,8 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = scored.count()
     write_table(scored, model_ref.predictions_table, mode="append")
     scored.unpersist()
-    print(f"Scored {rows} trips of {args.input_table} with {model_ref.full_name} v{version} "
-          f"into {model_ref.predictions_table}")
+    print(
+        f"Scored {rows} trips of {args.input_table} with {model_ref.full_name} v{version} "
+        f"into {model_ref.predictions_table}"
+    )
     return rows
 
 

@@ -42,9 +42,7 @@ def main(argv: list[str] | None = None) -> str:
     model_ref = params.model_ref(args)
     configure_mlflow()
     client = MlflowClient()
-    challenger = require_alias(
-        client, model_ref, CHALLENGER, "Nothing to deploy: run the validation task first."
-    )
+    challenger = require_alias(client, model_ref, CHALLENGER, "Nothing to deploy: run the validation task first.")
     previous = alias_version(client, model_ref, CHAMPION)
     name = model_ref.full_name
     if previous != challenger:

@@ -63,12 +63,7 @@ def _bucket(column: str, cuts: list[float]):
 def _bucket_shares(df: DataFrame, cuts: dict[str, list[float]]) -> dict[str, dict[int, float]]:
     """For each column, the share of rows per bucket, in one pass over ``df``."""
     pairs = F.array(*[F.struct(F.lit(c).alias("column"), _bucket(c, cuts[c]).alias("bucket")) for c in cuts])
-    rows = (
-        df.select(F.explode(pairs).alias("pair"))
-        .groupBy("pair.column", "pair.bucket")
-        .count()
-        .collect()
-    )
+    rows = df.select(F.explode(pairs).alias("pair")).groupBy("pair.column", "pair.bucket").count().collect()
     totals: dict[str, int] = {}
     for row in rows:
         totals[row["column"]] = totals.get(row["column"], 0) + row["count"]
@@ -78,7 +73,9 @@ def _bucket_shares(df: DataFrame, cuts: dict[str, list[float]]) -> dict[str, dic
     return shares
 
 
-def population_stability(reference: DataFrame, current: DataFrame, columns: list[str], bins: int = 10) -> dict[str, float]:
+def population_stability(
+    reference: DataFrame, current: DataFrame, columns: list[str], bins: int = 10
+) -> dict[str, float]:
     """PSI of each column of ``current`` against ``reference``, over the reference's quantiles."""
     probabilities = [i / bins for i in range(1, bins)]
     quantiles = reference.approxQuantile(columns, probabilities, 0.001)

@@ -25,9 +25,7 @@ class ModelRef:
     def parse(cls, full_name: str) -> ModelRef:
         parts = full_name.split(".")
         if len(parts) != 3 or not all(parts):
-            raise ValueError(
-                f"{full_name!r} is not a full model name: expected <catalog>.<schema>.<model>"
-            )
+            raise ValueError(f"{full_name!r} is not a full model name: expected <catalog>.<schema>.<model>")
         return cls(*parts)
 
     @property

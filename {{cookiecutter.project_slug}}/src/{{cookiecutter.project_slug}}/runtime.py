@@ -90,10 +90,7 @@ def table_exists(spark: SparkSession, name: str) -> bool:
 
 def read_table(spark: SparkSession, name: str) -> DataFrame:
     if not table_exists(spark, name):
-        raise JobError(
-            f"Table {name} does not exist. Check the table parameter, or run the job that "
-            "writes it first."
-        )
+        raise JobError(f"Table {name} does not exist. Check the table parameter, or run the job that writes it first.")
     if is_local():
         return spark.read.parquet(str(_local_table_path(name)))
     return spark.table(name)

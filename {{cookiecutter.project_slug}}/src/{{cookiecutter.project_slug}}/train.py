@@ -54,7 +54,9 @@ def main(argv: list[str] | None = None) -> str:
     train = to_pandas(train_df, FEATURES + [LABEL], "training")
     holdout = to_pandas(holdout_df, FEATURES + [LABEL], "the hold-out days")
     model = build_model().fit(train[FEATURES], train[LABEL])
-    metrics = {f"holdout_{k}": v for k, v in regression_metrics(holdout[LABEL], model.predict(holdout[FEATURES])).items()}
+    metrics = {
+        f"holdout_{k}": v for k, v in regression_metrics(holdout[LABEL], model.predict(holdout[FEATURES])).items()
+    }
 
     example = train[FEATURES].head(5)
     with warnings.catch_warnings():  # the features have no missing values: integer columns are right

@@ -1,11 +1,11 @@
 """Command line of the local runner.
 
-    python -m <package>.local run model_training_job --target dev
-    python -m <package>.local run model_promotion_job --target prod --param source_version=3
-    python -m <package>.local scenario      # the whole path to production
-    python -m <package>.local summary       # champions per catalog
-    python -m <package>.local approve <catalog>.<schema>.<model> <version>
-    python -m <package>.local reset         # forget all local state
+python -m <package>.local run model_training_job --target dev
+python -m <package>.local run model_promotion_job --target prod --param source_version=3
+python -m <package>.local scenario      # the whole path to production
+python -m <package>.local summary       # champions per catalog
+python -m <package>.local approve <catalog>.<schema>.<model> <version>
+python -m <package>.local reset         # forget all local state
 """
 
 from __future__ import annotations

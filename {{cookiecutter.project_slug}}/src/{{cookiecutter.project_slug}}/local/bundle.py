@@ -151,7 +151,12 @@ def _variable_values(config: dict, target: str, target_config: dict, overrides: 
         target_value = target_values.get(name)
         if isinstance(target_value, dict):
             target_value = target_value.get("default")
-        for candidate in (overrides.get(name), os.environ.get(f"BUNDLE_VAR_{name}"), target_value, definition.get("default")):
+        for candidate in (
+            overrides.get(name),
+            os.environ.get(f"BUNDLE_VAR_{name}"),
+            target_value,
+            definition.get("default"),
+        ):
             if candidate is not None:
                 values[name] = candidate
                 break

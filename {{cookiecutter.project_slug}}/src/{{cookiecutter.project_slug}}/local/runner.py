@@ -120,7 +120,7 @@ def check_wheel_task(project_dir: Path, job_key: str, task: dict[str, Any]) -> C
         raise TaskConfigError(f"{where}: {scripts[entry]} has no build_parser (decorate it with params.entry_point)")
     parser: argparse.ArgumentParser = build_parser()
     known = {option for action in parser._actions for option in action.option_strings}
-    for name in (wheel.get("named_parameters") or {}):
+    for name in wheel.get("named_parameters") or {}:
         if f"--{name}" not in known:
             raise TaskConfigError(f"{where}: parameter {name!r} is not accepted by entry point {entry!r}")
     errors = io.StringIO()
@@ -174,15 +174,19 @@ class LocalRunner:
         declared = {p["name"]: str(p.get("default", "")) for p in job.get("parameters", []) or []}
         unknown = set(parameters or {}) - set(declared)
         if unknown:
-            raise TaskConfigError(
-                f"job {job_key!r} has no parameter {', '.join(sorted(unknown))} (it has: {', '.join(declared) or 'none'})"
-            )
+            names = ", ".join(sorted(unknown))
+            raise TaskConfigError(f"job {job_key!r} has no parameter {names} (it has: {', '.join(declared) or 'none'})")
         job_parameters = {**declared, **(parameters or {})}
         run_id = next(_run_ids)
         indent = "  " * depth
         self.echo(f"{indent}=== {job_key} [{self.bundle.target}] {job.get('name', '')} (run {run_id})")
         started = time.perf_counter()
-        context = {"job_key": job_key, "run_id": run_id, "parameters": job_parameters, "started": dt.datetime.now(dt.UTC)}
+        context = {
+            "job_key": job_key,
+            "run_id": run_id,
+            "parameters": job_parameters,
+            "started": dt.datetime.now(dt.UTC),
+        }
         results: dict[str, TaskResult] = {}
         for task in task_order(job_key, job.get("tasks", []) or []):
             result = self._run_task(job_key, task, results, context, depth)
@@ -215,7 +219,9 @@ class LocalRunner:
             return None
         return UPSTREAM_FAILED if any(s in (FAILED, UPSTREAM_FAILED) for s in states) else EXCLUDED
 
-    def _fill(self, value: str, job_key: str, task_key: str, name: str, results: dict[str, TaskResult], context: dict) -> str:
+    def _fill(
+        self, value: str, job_key: str, task_key: str, name: str, results: dict[str, TaskResult], context: dict
+    ) -> str:
         def replace(match: re.Match) -> str:
             ref = match.group(1)
             parts = ref.split(".")
@@ -227,7 +233,9 @@ class LocalRunner:
             if parts[0] == "tasks" and len(parts) == 4 and parts[2] == "values":
                 upstream = results.get(parts[1])
                 if upstream is None or parts[3] not in upstream.values:
-                    raise TaskConfigError(f"{where}: {{{{{ref}}}}} has no value (task {parts[1]!r} did not set {parts[3]!r})")
+                    raise TaskConfigError(
+                        f"{where}: {{{{{ref}}}}} has no value (task {parts[1]!r} did not set {parts[3]!r})"
+                    )
                 return upstream.values[parts[3]]
             simple = {
                 "job.id": f"local:{job_key}",
@@ -243,7 +251,9 @@ class LocalRunner:
 
         return DYNAMIC.sub(replace, value)
 
-    def _run_task(self, job_key: str, task: dict, results: dict[str, TaskResult], context: dict, depth: int) -> TaskResult:
+    def _run_task(
+        self, job_key: str, task: dict, results: dict[str, TaskResult], context: dict, depth: int
+    ) -> TaskResult:
         key = task["task_key"]
         skipped = self._should_run(task, results)
         if skipped:
@@ -270,7 +280,10 @@ class LocalRunner:
     def _wheel_task(self, job_key: str, task: dict, results: dict[str, TaskResult], context: dict) -> TaskResult:
         key = task["task_key"]
         function = check_wheel_task(self.project_dir, job_key, task)
-        argv = [self._fill(arg, job_key, key, arg.split("=", 1)[0].lstrip("-"), results, context) for arg in wheel_task_argv(task)]
+        argv = [
+            self._fill(arg, job_key, key, arg.split("=", 1)[0].lstrip("-"), results, context)
+            for arg in wheel_task_argv(task)
+        ]
         values: dict[str, str] = {}
         previous_sink = runtime.task_value_sink
         runtime.task_value_sink = values.__setitem__
@@ -297,11 +310,15 @@ class LocalRunner:
             try:
                 left, right = float(left), float(right)
             except ValueError:
-                raise TaskConfigError(f"job {job_key!r}, task {key!r}: {op} needs numbers, got {left!r} and {right!r}") from None
+                raise TaskConfigError(
+                    f"job {job_key!r}, task {key!r}: {op} needs numbers, got {left!r} and {right!r}"
+                ) from None
         outcome = "true" if CONDITIONS[op](left, right) else "false"
         return TaskResult(key, SUCCESS, outcome=outcome)
 
-    def _run_job_task(self, job_key: str, task: dict, results: dict[str, TaskResult], context: dict, depth: int) -> TaskResult:
+    def _run_job_task(
+        self, job_key: str, task: dict, results: dict[str, TaskResult], context: dict, depth: int
+    ) -> TaskResult:
         key = task["task_key"]
         spec = task["run_job_task"]
         job_id = str(spec.get("job_id", ""))

@@ -1,0 +1,222 @@
+"""Fast checks over many option combinations: every generated file, every target.
+
+One bake per combination (see matrix.py); each combination gets its own project slug
+so all the generated packages import side by side in this process.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import json
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+from bake import bake
+from databricks.bundles.experiments import MlflowExperiment
+from databricks.bundles.jobs import Job
+from databricks.bundles.model_serving_endpoints import ModelServingEndpoint
+from databricks.bundles.quality_monitors import QualityMonitor
+from databricks.bundles.registered_models import RegisteredModel
+from helpers import BIN
+from matrix import combinations
+
+COMBINATIONS = combinations()
+IDS = ["-".join(str(v) for k, v in combo.items() if k != "project_slug") or "defaults" for combo in COMBINATIONS]
+TARGETS = ("dev", "test", "staging", "prod")
+RESOURCE_CLASSES = {
+    "jobs": Job,
+    "registered_models": RegisteredModel,
+    "experiments": MlflowExperiment,
+    "quality_monitors": QualityMonitor,
+    "model_serving_endpoints": ModelServingEndpoint,
+}
+# Template syntax that must not survive baking: Jinja statements and comments, and any
+# reference to a cookiecutter variable. Databricks job-run values ({{tasks...}}) and CI
+# expressions (${{ ... }}) are meant to be there.
+LEFTOVER = re.compile(r"\{%|%\}|\{#-?\s|\{\{-?\s*cookiecutter|cookiecutter\.(?!json)[a-z_]")
+
+
+@pytest.fixture(scope="session")
+def projects(tmp_path_factory) -> list[Path]:
+    root = tmp_path_factory.mktemp("matrix")
+    return [bake(root / answers["project_slug"], **answers) for answers in COMBINATIONS]
+
+
+@pytest.fixture(scope="session")
+def packages(projects):
+    """Import each generated package's local runner (they differ by slug)."""
+    modules = []
+    for project in projects:
+        sys.path.insert(0, str(project / "src"))
+        modules.append(
+            (
+                importlib.import_module(f"{project.name}.local.bundle"),
+                importlib.import_module(f"{project.name}.local.runner"),
+            )
+        )
+    return modules
+
+
+def files(project: Path, *suffixes: str) -> list[Path]:
+    return sorted(p for p in project.rglob("*") if p.is_file() and p.suffix in suffixes)
+
+
+def bundle_files(project: Path) -> list[Path]:
+    return [project / "databricks.yml", *sorted((project / "resources").rglob("*.yml"))]
+
+
+def load_with_optional(bundle_module, project: Path) -> dict:
+    """The bundle with resources/after_first_run/*.yml included too (as a user enables them)."""
+    config = bundle_module.load_bundle(project)
+    for path in sorted((project / "resources" / "after_first_run").glob("*.yml")):
+        config = bundle_module.merge(config, yaml.safe_load(path.read_text()))
+    return config
+
+
+def with_numeric_job_ids(resource: dict) -> dict:
+    """Job IDs resolve to ``local:<key>`` locally; the deployed value is a number."""
+    text = re.sub(r'"local:[a-z_]+"', "123", json.dumps(resource))
+    return json.loads(text)
+
+
+def test_pairwise_cover_has_every_option_value():
+    from matrix import OPTIONS
+
+    for option, values in OPTIONS.items():
+        seen = {combo.get(option) for combo in COMBINATIONS}
+        assert set(values) <= seen, option
+
+
+@pytest.mark.parametrize("index", range(len(COMBINATIONS)), ids=IDS)
+def test_no_template_leftovers_and_everything_parses(projects, index):
+    project = projects[index]
+    assert project.name == COMBINATIONS[index]["project_slug"]
+    for path in sorted(p for p in project.rglob("*") if p.is_file()):
+        text = path.read_text()
+        match = LEFTOVER.search(text)
+        assert match is None, f"{path.relative_to(project)}: template leftover {match.group(0)!r}"
+        if path.suffix in (".yml", ".yaml"):
+            yaml.safe_load(text)
+        elif path.suffix == ".toml":
+            tomllib.loads(text)
+        elif path.suffix == ".py":
+            ast.parse(text, filename=str(path))
+        elif path.suffix == ".json":
+            json.loads(text)
+
+
+@pytest.mark.parametrize("index", range(len(COMBINATIONS)), ids=IDS)
+def test_every_target_resolves_and_loads_strictly(projects, packages, index):
+    project = projects[index]
+    bundle_module, runner_module = packages[index]
+    config = load_with_optional(bundle_module, project)
+    assert list(config["targets"]) == list(TARGETS)
+    for target in TARGETS:
+        resolved = bundle_module.resolve(config, target, user="ci@example.com")
+        assert "${" not in json.dumps(resolved.config), f"{target}: unresolved reference"
+        for kind, resources in resolved.resources.items():
+            cls = RESOURCE_CLASSES[kind]
+            for key, resource in resources.items():
+                cls.from_dict(with_numeric_job_ids(resource))  # rejects unknown fields at any depth
+                if kind != "jobs":
+                    continue
+                for task in resource["tasks"]:
+                    if "python_wheel_task" in task:
+                        runner_module.check_wheel_task(project, key, task)
+
+
+@pytest.mark.parametrize("index", range(len(COMBINATIONS)), ids=IDS)
+def test_every_path_the_bundle_names_exists(projects, packages, index):
+    project = projects[index]
+    bundle_module, _ = packages[index]
+    config = load_with_optional(bundle_module, project)
+    artifacts = config["artifacts"]
+    built = set()
+    for name, artifact in artifacts.items():
+        source = project / artifact.get("path", ".")
+        assert (source / "pyproject.toml").is_file(), f"artifact {name}: no pyproject.toml in {source}"
+        built.add((source / "dist").resolve())
+    for target in TARGETS:
+        resolved = bundle_module.resolve(config, target, user="ci@example.com")
+        for key, job in resolved.jobs.items():
+            wheels = [
+                dependency
+                for environment in job.get("environments", [])
+                for dependency in environment["spec"].get("dependencies", [])
+            ]
+            wheels += [lib["whl"] for task in job["tasks"] for lib in task.get("libraries", []) if "whl" in lib]
+            for wheel in wheels:
+                # Paths in resource files are relative to the resources/ folder.
+                folder = (project / "resources" / wheel).parent.resolve()
+                assert folder in built and wheel.endswith(".whl"), f"{target}/{key}: {wheel} is not built"
+            for task in job["tasks"]:
+                for field in ("spark_python_task", "notebook_task"):
+                    assert field not in task, f"{key}.{task['task_key']}: unexpected {field}"
+
+
+@pytest.mark.parametrize("index", range(len(COMBINATIONS)), ids=IDS)
+def test_options_change_the_bundle(projects, packages, index):
+    """Each option's effect, checked on the resolved targets."""
+    answers = {**json.loads((Path(__file__).parents[1] / "cookiecutter.json").read_text()), **COMBINATIONS[index]}
+    project = projects[index]
+    bundle_module, _ = packages[index]
+    config = bundle_module.load_bundle(project)
+    prod = bundle_module.resolve(config, "prod", user="ci@example.com")
+    job = prod.jobs["batch_inference_job"]
+    compute = answers["compute"] if isinstance(answers["compute"], str) else answers["compute"][0]
+    if compute == "serverless":
+        assert job["environments"][0]["spec"]["environment_version"] == "4"
+        assert "job_clusters" not in job
+    else:
+        cluster = job["job_clusters"][0]["new_cluster"]
+        assert cluster["spark_version"].endswith("-ml-scala2.13")
+        cloud = answers["cloud"] if isinstance(answers["cloud"], str) else answers["cloud"][0]
+        assert (
+            cluster["node_type_id"]
+            == {"azure": "Standard_D4ds_v5", "aws": "m6id.xlarge", "gcp": "n2-standard-4"}[cloud]
+        )
+    monitoring = answers["include_monitoring"]
+    assert ("monitoring_job" in prod.jobs) == monitoring
+    assert (project / "resources" / "after_first_run" / "quality_monitor.yml").exists() == monitoring
+    serving = answers["include_serving_endpoint"]
+    assert (project / "resources" / "after_first_run" / "serving_endpoint.yml").exists() == serving
+    assert (project / "resources" / "after_first_run").exists() == (monitoring or serving)
+    ci = answers["cicd_platform"] if isinstance(answers["cicd_platform"], str) else answers["cicd_platform"][0]
+    assert (project / "docs" / "ci-setup.md").exists() == (ci != "none")
+    assert (project / ".github").exists() == (ci == "github_actions")
+    assert (project / ".gitlab-ci.yml").exists() == (ci == "gitlab")
+    assert (project / ".azure").exists() == (ci == "azure_devops")
+
+
+def test_bundle_files_validate_against_the_official_schema(projects, bundle_schema_path):
+    paths = [str(path) for project in projects for path in bundle_files(project)]
+    result = subprocess.run(
+        [str(BIN / "check-jsonschema"), "--schemafile", str(bundle_schema_path), *paths],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_schema_validation_catches_a_bad_field(tmp_path, bundle_schema_path):
+    """The schema check can fail: a misspelt job field is reported."""
+    bad = tmp_path / "bad.yml"
+    bad.write_text("resources:\n  jobs:\n    j:\n      name: x\n      taks: []\n")
+    result = subprocess.run(
+        [str(BIN / "check-jsonschema"), "--schemafile", str(bundle_schema_path), str(bad)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0
+
+
+def test_generated_python_passes_ruff(projects):
+    for command in (["check"], ["format", "--check"]):
+        result = subprocess.run([str(BIN / "ruff"), *command, *map(str, projects)], capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr

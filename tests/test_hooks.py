@@ -1,0 +1,140 @@
+"""Unit tests of the hooks' rules, without baking."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import DEFAULTS, default_answers, load_hook
+
+pre = load_hook("pre_gen_project")
+post = load_hook("post_gen_project")
+
+
+def test_valid_answers_pass():
+    assert pre.validate(default_answers()) == []
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("project_name", "   ", "must not be empty"),
+        ("project_name", "two\nlines", "single line"),
+        ("description", "two\nlines", "single line"),
+        ("project_slug", "Fare-Model", "lowercase Python identifier"),
+        ("project_slug", "1fare", "lowercase Python identifier"),
+        ("project_slug", "class", "Python keyword"),
+        ("project_slug", "match", "Python keyword"),
+        ("deployment_pattern", "canary", "must be one of deploy_code, deploy_models, hybrid"),
+        ("cicd_platform", "jenkins", "must be one of"),
+        ("cloud", "oci", "must be one of"),
+        ("compute", "gpu", "must be one of"),
+        ("include_monitoring", "yes", "must be true or false"),
+        ("staging_workspace_host", "http://adb-1.1.azuredatabricks.net", "https only"),
+        ("prod_workspace_host", "adb-2.azuredatabricks.net", "https only"),
+        ("prod_workspace_host", "https://host/with/path", "no path"),
+        ("dev_workspace_host", "ftp://x", "workspace URL"),
+        ("dev_catalog", "dev-catalog", "Unity Catalog identifier"),
+        ("schema_name", "my schema", "Unity Catalog identifier"),
+        ("model_name", "model.v1", "Unity Catalog identifier"),
+        ("model_name", "", "Unity Catalog identifier"),
+        ("prod_catalog", "x" * 256, "1 to 255 characters"),
+        ("staging_service_principal", "my-sp", "UUID"),
+        ("prod_service_principal", "00000000-0000-0000-0000-00000000000Z", "UUID"),
+        ("read_group", " ", "must name a group"),
+        ("default_branch", "feature..x", "'..'"),
+        ("default_branch", "has space", "space"),
+        ("release_branch", "-release", "starts with '-'"),
+        ("release_branch", "release.lock", ".lock"),
+        ("release_branch", "release/", "ends with '/'"),
+        ("default_branch", "a:b", "space, control character"),
+        ("release_branch", "@", "'@'"),
+    ],
+)
+def test_each_rule_names_key_value_and_rule(key, value, message):
+    answers = default_answers()
+    answers[key] = value
+    errors = pre.validate(answers)
+    assert len(errors) == 1, errors
+    assert errors[0].startswith(f"{key}={value!r}") and message in errors[0]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"staging_catalog": "dev"}, "each have their own catalog"),
+        ({"prod_catalog": "DEV"}, "case-insensitive"),
+        ({"test_catalog": "prod"}, "must differ from prod_catalog"),
+        ({"release_branch": "main"}, "must differ from default_branch"),
+    ],
+)
+def test_cross_field_rules(changes, message):
+    answers = {**default_answers(), **changes}
+    errors = pre.validate(answers)
+    assert any(message in error for error in errors), errors
+
+
+def test_all_problems_are_reported_at_once():
+    answers = {**default_answers(), "project_slug": "Bad", "read_group": "", "prod_service_principal": "x"}
+    keys = sorted(error.split("=", 1)[0] for error in pre.validate(answers))
+    assert keys == ["prod_service_principal", "project_slug", "read_group"]
+
+
+def test_a_dev_host_may_be_empty_and_hosts_may_end_with_a_slash():
+    answers = {
+        **default_answers(),
+        "dev_workspace_host": "",
+        "staging_workspace_host": "https://x.cloud.databricks.com/",
+    }
+    assert pre.validate(answers) == []
+
+
+@pytest.mark.parametrize("name", ["main", "release", "release/2026.11", "feature/x-y_z", "v1.2"])
+def test_branch_names_git_accepts(name):
+    assert pre.branch_name_problem(name) is None
+
+
+def test_defaults_of_cookiecutter_json_are_valid():
+    answers = {**default_answers(), **{k: v for k, v in DEFAULTS.items() if isinstance(v, str) and "{{" not in v}}
+    for key, value in DEFAULTS.items():
+        if isinstance(value, list):
+            answers[key] = value[0]
+        if isinstance(value, bool):
+            answers[key] = value
+    assert pre.validate(answers) == []
+
+
+# --- post-generation table -------------------------------------------------------------
+
+
+def test_every_row_names_an_existing_option_and_existing_paths():
+    from bake import TEMPLATE_DIR
+
+    project = TEMPLATE_DIR / "{{cookiecutter.project_slug}}"
+    for option, keep, paths in post.CONDITIONAL_PATHS:
+        assert option in DEFAULTS, option
+        assert keep, option
+        for path in paths:
+            assert (project / path).exists(), path
+
+
+def test_paths_to_remove_follows_the_options():
+    answers = default_answers()
+    removed = post.paths_to_remove(answers)
+    assert "resources/model_promotion_job.yml" in removed
+    assert ".github" not in removed and ".gitlab-ci.yml" in removed and ".azure" in removed
+    assert "resources/after_first_run/serving_endpoint.yml" in removed
+    assert "resources/monitoring.yml" not in removed
+
+    answers.update(deployment_pattern="hybrid", cicd_platform="none", include_monitoring=False)
+    answers.update(include_serving_endpoint=False, __after_first_run="False")
+    removed = post.paths_to_remove(answers)
+    assert "resources/model_promotion_job.yml" not in removed
+    assert {".github", ".azure", ".gitlab-ci.yml", "docs/ci-setup.md", "resources/monitoring.yml"} <= set(removed)
+    assert "resources/after_first_run" in removed
+
+
+def test_remove_paths_deletes_files_and_folders(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "f.txt").write_text("x")
+    (tmp_path / "g.yml").write_text("x")
+    post.remove_paths(tmp_path, ["a", "g.yml", "missing.txt"])
+    assert list(tmp_path.iterdir()) == []
