@@ -300,6 +300,8 @@ def gitlab_jobs(project: Path) -> list[CIJob]:
     path = project / ".gitlab-ci.yml"
     config = yaml.safe_load(path.read_text())
     global_vars = {k: (v["value"] if isinstance(v, dict) else v) for k, v in config.get("variables", {}).items()}
+    # Variables with a description are filled in on "Run pipeline": inputs, not constants.
+    inputs = {k for k, v in config.get("variables", {}).items() if isinstance(v, dict) and "description" in v}
     jobs = []
     for name in config:
         if name.startswith(".") or name in GITLAB_KEYWORDS:
@@ -318,7 +320,7 @@ def gitlab_jobs(project: Path) -> list[CIJob]:
                 file=path.name,
                 name=name,
                 triggers=frozenset(triggers),
-                commands=_substitute(script, env),
+                commands=_substitute(script, {k: v for k, v in env.items() if k not in inputs}),
                 env=env,
                 environment=environment,
                 # Approval = manual job in the protected `prod` environment (docs/ci-setup.md).
@@ -352,6 +354,52 @@ def ci_files(project: Path, platform: str) -> list[Path]:
 
 def bundle_targets(project: Path) -> dict:
     return yaml.safe_load((project / "databricks.yml").read_text())["targets"]
+
+
+# The input of the deploy_models promotion that names the dev model to promote, per platform.
+SOURCE_MODEL_INPUT = {"github_actions": "source_model", "azure_devops": "sourceModel", "gitlab": "SOURCE_MODEL"}
+UC_NAME = r"^[A-Za-z0-9_]+\.[A-Za-z0-9_]+\.[A-Za-z0-9_]+$"
+
+
+def promotion_inputs(project: Path, platform: str) -> dict[str, dict[str, str]]:
+    """What a person fills in to start the promotion: name -> default, description, and the
+    reference a job's environment uses to read it (GitLab: the variable itself)."""
+    if platform == "github_actions":
+        path = project / ".github" / "workflows" / "promote.yml"
+        if not path.exists():
+            return {}
+        wf = yaml.safe_load(path.read_text())
+        inputs = wf.get("on", wf.get(True))["workflow_dispatch"].get("inputs", {})
+        return {
+            k: {"default": str(v.get("default", "")), "description": v["description"], "ref": f"inputs.{k}"}
+            for k, v in inputs.items()
+        }
+    if platform == "azure_devops":
+        path = project / ".azure" / "pipelines" / "promote.yml"
+        if not path.exists():
+            return {}
+        parameters = yaml.safe_load(path.read_text()).get("parameters", [])
+        return {
+            p["name"]: {
+                "default": str(p.get("default", "")),
+                "description": p["displayName"],
+                "ref": f"parameters.{p['name']}",
+            }
+            for p in parameters
+        }
+    variables = yaml.safe_load((project / ".gitlab-ci.yml").read_text()).get("variables", {})
+    return {
+        k: {"default": str(v["value"]), "description": v["description"], "ref": k}
+        for k, v in variables.items()
+        if isinstance(v, dict) and "description" in v
+    }
+
+
+def reads_input(platform: str, job: CIJob, var: str, spec: dict[str, str]) -> bool:
+    """True if the job's environment variable ``var`` carries the input ``spec``."""
+    if platform == "gitlab":  # the pipeline variable itself, not overridden by the job
+        return var == spec["ref"] and var not in job.raw.get("variables", {})
+    return bool(re.fullmatch(rf"\$\{{\{{\s*{re.escape(spec['ref'])}\s*\}}\}}", str(job.env.get(var, ""))))
 
 
 def target_identity(project: Path, target: str) -> tuple[str, str | None]:
@@ -593,16 +641,23 @@ def test_deploys_of_one_target_never_overlap(project, platform, jobs):
                 assert job.raw.get("interruptible") is False
 
 
-def test_promotions_copy_from_the_previous_catalog(project, pattern, jobs):
+def test_promotions_copy_from_the_previous_catalog(project, platform, pattern, jobs):
     catalogs = {t: bundle_targets(project)[t]["variables"]["catalog"] for t in TARGETS}
     source = {"staging": catalogs["dev"], "prod": catalogs["staging"]}
+    inputs = promotion_inputs(project, platform)
     promotions = [(job, t) for job in jobs for verb, key, t in job.ops if key == "model_promotion_job"]
     assert bool(promotions) == (pattern != "deploy_code")
     schema_model = None
     for job, target in promotions:
-        params = re.search(r'--params "source_model=([\w.]+),source_version=(\S*)"', job.commands)
+        params = re.search(r'--params "source_model=([\w.]+|\$\{\w+\}),source_version=(\S*)"', job.commands)
         assert params, f"{job.name}: promotion without source_model/source_version"
-        catalog, schema, model = params.group(1).split(".")
+        source_model = params.group(1)
+        variable = re.fullmatch(r"\$\{(\w+)\}", source_model)
+        if variable:  # only the deploy_models staging promotion lets the person choose the model
+            assert (pattern, target) == ("deploy_models", "staging"), f"{job.name}: source_model is not fixed"
+            (spec,) = [s for s in inputs.values() if reads_input(platform, job, variable.group(1), s)]
+            source_model = spec["default"]
+        catalog, schema, model = source_model.split(".")
         assert catalog == source[target], f"{job.name}: {target} promotes from {catalog}"
         schema_model = schema_model or (schema, model)
         assert (schema, model) == schema_model
@@ -616,6 +671,63 @@ def test_promotions_copy_from_the_previous_catalog(project, pattern, jobs):
         (prod,) = [j for j, t in promotions if t == "prod"]
         assert staging.name in prod.needs
         assert "get-by-alias" in staging.commands
+    else:  # hybrid: prod copies staging's model, which production mode does not prefix
+        assert SOURCE_MODEL_INPUT[platform] not in inputs
+
+
+def test_deploy_models_promotes_the_dev_model_it_is_given(baked, platform):
+    """Development mode registers dev_<user>_<model>: the person names the dev model to promote."""
+    project = baked(cicd_platform=platform, deployment_pattern="deploy_models")
+    targets = bundle_targets(project)
+    dev, staging_catalog = targets["dev"]["variables"]["catalog"], targets["staging"]["variables"]["catalog"]
+    variables = yaml.safe_load((project / "databricks.yml").read_text())["variables"]
+    schema, model = variables["schema"]["default"], variables["model_name"]["default"]
+
+    spec = promotion_inputs(project, platform).get(SOURCE_MODEL_INPUT[platform])
+    assert spec, f"no input {SOURCE_MODEL_INPUT[platform]}"
+    assert spec["default"] == f"{dev}.{schema}.{model}"
+    assert f"{dev}.{schema}.dev_<user>_{model}" in spec["description"]
+
+    jobs = EXTRACT[platform](project)
+    (staging,) = [j for j in jobs if ("run", "model_promotion_job", "staging") in j.ops]
+    (prod,) = [j for j in jobs if ("run", "model_promotion_job", "prod") in j.ops]
+
+    # Passed through the environment, never written into the script.
+    used = re.search(r'--params "source_model=\$\{(\w+)\},', staging.commands)
+    assert used, "the staging promotion must take source_model from a variable"
+    var = used.group(1)
+    assert reads_input(platform, staging, var, spec), (var, staging.env.get(var))
+    assert "${{" not in staging.commands
+    assert platform == "gitlab" or spec["ref"] not in staging.commands
+
+    # Validated before use: a Unity Catalog name of three identifiers, in the dev catalog.
+    before = staging.commands[: staging.commands.index("databricks bundle run model_promotion_job")]
+    checks = [line for line in before.splitlines() if var in line]
+    assert any(UC_NAME in line for line in checks), checks
+
+    def accepted(value: str) -> bool:
+        env = {"PATH": "/usr/bin:/bin", var: value}
+        return subprocess.run(["bash", "-c", "\n".join(checks)], env=env, capture_output=True).returncode == 0
+
+    assert accepted(spec["default"])
+    assert accepted(f"{dev}.{schema}.dev_first_last_{model}")
+    for bad in (
+        f"{staging_catalog}.{schema}.{model}",
+        f"{dev}x.{schema}.{model}",
+        f"{dev}.{schema}",
+        f"{dev}.{schema}.{model}.v2",
+        "",
+        f"{dev}.{schema}.{model},source_version=1",
+        f"{dev}.{schema}.{model}\nid",
+        f"{dev}.{schema}.$(id)",
+        f"{dev}.{schema}.{model} ",
+    ):
+        assert not accepted(bad), f"{var}={bad!r} must be refused"
+
+    # Prod still copies staging's champion from the staging catalog, not the input.
+    prod_source = re.search(r'--params "source_model=([\w.]+),', prod.commands)
+    assert prod_source and prod_source.group(1) == f"{staging_catalog}.{schema}.{model}"
+    assert not re.search(rf"\$\{{?{var}\b", prod.commands)
 
 
 def test_deploy_models_deploys_prod_after_staging(baked, platform):

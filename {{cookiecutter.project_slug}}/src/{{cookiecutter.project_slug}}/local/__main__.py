@@ -17,7 +17,7 @@ import time
 
 from . import activate, find_project_dir, state_dir
 from .bundle import BundleError, load_bundle, resolve
-from .runner import LocalRunner
+from .runner import LocalRunner, check_wheel_task
 from .scenario import ScenarioError, run_scenario, summary
 
 
@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="job parameter")
     run.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="bundle variable")
 
+    validate = commands.add_parser("validate", help="resolve every target and check every task's parameters")
+    validate.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="bundle variable")
+
     commands.add_parser("scenario", help="train, promote, score and monitor across all targets")
     commands.add_parser("summary", help="show each catalog's champion and where it came from")
 
@@ -53,9 +56,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def validate(project, variables: dict[str, str]) -> int:
+    """An offline ``databricks bundle validate`` for every target: references and task parameters."""
+    try:
+        config = load_bundle(project)
+        for target in config["targets"]:
+            bundle = resolve(config, target, variables)
+            for job_key, job in bundle.jobs.items():
+                for task in job.get("tasks", []):
+                    if "python_wheel_task" in task:
+                        check_wheel_task(project, job_key, task)
+            jobs = ", ".join(sorted(bundle.jobs)) or "no jobs"
+            print(f"{target:<8} {bundle.mode or 'default':<12} {bundle.variables['catalog']:<10} {jobs}")
+    except BundleError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print("Bundle OK: every reference resolves and every task's parameters are accepted.")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     project = find_project_dir(args.project_dir)
+    if args.command == "validate":
+        return validate(project, _pairs(args.var, "--var"))
     if args.command == "reset":
         folder = state_dir(project)
         shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,172 @@
+"""Speed figures of the generated project on this machine: what `make bench` prints.
+
+    python tools/bench.py [--repeat 3] [--rows 1000000] [--quick]
+
+- Spark session start (a fresh process each time);
+- the local scenario (`python -m <package>.local scenario`, fresh state, fresh process):
+  total wall time and each job's time;
+- batch-inference throughput at --rows rows: the job's scoring path (``spark_udf``) next to
+  the same model's plain pandas ``predict`` on the same rows, and their ratio;
+- the generated project's own test suite (skipped with --quick).
+
+Figures are medians over --repeat runs. The machine is shared and noisy: compare ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from bake import rebake
+
+JOB_LINE = re.compile(r"^=== (\w+) \[(\w+)\] succeeded in ([0-9.]+)s", re.MULTILINE)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def python_env(project: Path, state: Path) -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": str(project / "src"), "MLOPS_LOCAL_DIR": str(state)}
+    env["PYSPARK_PYTHON"] = sys.executable
+    return env
+
+
+def spark_start(project: Path, state: Path, repeat: int) -> list[float]:
+    code = (
+        "import time; t = time.perf_counter()\n"
+        f"from {project.name}.runtime import get_spark\n"
+        "get_spark().range(1).count(); print(time.perf_counter() - t)"
+    )
+    times = []
+    for _ in range(repeat):
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=python_env(project, state), capture_output=True, text=True, check=True
+        )
+        times.append(float(out.stdout.strip().splitlines()[-1]))
+    return times
+
+
+def scenario(project: Path, state: Path, repeat: int) -> tuple[list[float], dict[str, list[float]]]:
+    totals, jobs = [], defaultdict(list)
+    env = python_env(project, state)
+    for i in range(repeat):
+        subprocess.run(
+            [sys.executable, "-m", f"{project.name}.local", "reset"], env=env, check=True, capture_output=True
+        )
+        started = time.perf_counter()
+        out = subprocess.run(
+            [sys.executable, "-m", f"{project.name}.local", "scenario"], env=env, capture_output=True, text=True
+        )
+        totals.append(time.perf_counter() - started)
+        if out.returncode != 0:
+            sys.exit(f"scenario failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+        for job, target, seconds in JOB_LINE.findall(out.stdout):
+            jobs[f"{job} [{target}]"].append(float(seconds))
+        print(f"  scenario run {i + 1}/{repeat}: {totals[-1]:.1f}s", flush=True)
+    return totals, jobs
+
+
+def throughput(project: Path, state: Path, rows: int, repeat: int) -> dict[str, list[float]]:
+    """Scoring ``rows`` trips through spark_udf and through pandas predict, in this process."""
+    os.environ["MLOPS_LOCAL_DIR"] = str(state)
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    sys.path.insert(0, str(project / "src"))
+    import mlflow
+
+    def module(name: str):
+        return importlib.import_module(f"{project.name}.{name}")
+
+    runtime, data, names, train, batch_inference = map(module, ("runtime", "data", "names", "train", "batch_inference"))
+
+    spark = runtime.get_spark()
+    runtime.configure_mlflow()
+    model = names.ModelRef("bench", "ml", "fares")
+    args = [f"--catalog={model.catalog}", f"--schema={model.schema}", f"--model_name={model.name}"]
+    version = train.main([*args, "--experiment_name=/bench", "--training_end_date=2016-02-14"])
+    trips = data.add_features(data.generate_trips(spark, rows=rows, seed=5)).cache()
+    assert trips.count() == rows
+    features = trips.select(*data.FEATURES).toPandas()
+    pyfunc = mlflow.pyfunc.load_model(model.uri(version))
+
+    results = defaultdict(list)
+    for i in range(repeat):
+        started = time.perf_counter()
+        batch_inference.score(trips, model, version).write.format("noop").mode("overwrite").save()
+        results["spark_udf"].append(time.perf_counter() - started)
+        started = time.perf_counter()
+        predictions = pyfunc.predict(features)
+        results["pandas"].append(time.perf_counter() - started)
+        assert len(predictions) == rows
+        print(
+            f"  scoring run {i + 1}/{repeat}: spark_udf {results['spark_udf'][-1]:.2f}s, "
+            f"pandas {results['pandas'][-1]:.2f}s",
+            flush=True,
+        )
+    trips.unpersist()
+    return results
+
+
+def test_suite(project: Path) -> float:
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
+    env.pop("MLOPS_LOCAL_DIR", None)
+    started = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    seconds = time.perf_counter() - started
+    if out.returncode != 0:
+        sys.exit(f"generated test suite failed:\n{out.stdout[-3000:]}")
+    return seconds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--build-dir", type=Path, default=Path("build"))
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--quick", action="store_true", help="skip the generated test suite")
+    args = parser.parse_args()
+
+    project = rebake(args.build_dir / "bench", project_slug="bench_project")
+    state = (args.build_dir / "bench-state").resolve()
+    print(f"Machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"Project: {project} (defaults, deploy_code); medians of {args.repeat} runs\n")
+
+    print("Spark session start...", flush=True)
+    starts = spark_start(project, state, args.repeat)
+    print("Local scenario (fresh process and state each run)...", flush=True)
+    totals, jobs = scenario(project, state, args.repeat)
+    print(f"Batch-inference throughput at {args.rows:,} rows...", flush=True)
+    scoring = throughput(project, state / "throughput", args.rows, args.repeat)
+    suite = None if args.quick else test_suite(project)
+
+    udf, pandas = median(scoring["spark_udf"]), median(scoring["pandas"])
+    print("\nResults (medians)")
+    print(f"  Spark session start                 {median(starts):7.1f} s")
+    print(f"  local scenario, whole               {median(totals):7.1f} s   (goal: under 180 s)")
+    for job, seconds in jobs.items():
+        print(f"    {job:<33} {median(seconds):7.1f} s   ({len(seconds)} runs)")
+    print(f"  batch inference, spark_udf          {args.rows / udf:>10,.0f} rows/s  ({udf:.2f} s)")
+    print(f"  same model, pandas predict          {args.rows / pandas:>10,.0f} rows/s  ({pandas:.2f} s)")
+    print(f"  spark_udf / pandas time             {udf / pandas:7.2f} x   (goal: within 2x)")
+    if suite is not None:
+        print(f"  generated project's tests           {suite:7.1f} s   (goal: under 120 s; one run)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
