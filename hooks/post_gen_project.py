@@ -19,6 +19,7 @@ from pathlib import Path
 CONTEXT_JSON = r"""{{ cookiecutter | jsonify }}"""
 
 CI_PLATFORMS = ("github_actions", "azure_devops", "gitlab")
+REPLAY_FILE = ".cookiecutter-replay.json"
 
 # (option, values that keep the paths, paths)
 CONDITIONAL_PATHS: tuple[tuple[str, tuple[object, ...], tuple[str, ...]], ...] = (
@@ -57,9 +58,18 @@ def remove_paths(project_dir: Path, paths: list[str]) -> None:
             path.unlink()
 
 
+def replay_context(ctx: dict) -> dict:
+    """The answers as a cookiecutter replay file, without this machine's paths."""
+    machine_specific = {"_output_dir", "_repo_dir", "_checkout", "_template"}
+    return {"cookiecutter": {key: value for key, value in ctx.items() if key not in machine_specific}}
+
+
 def main() -> int:
     ctx = json.loads(CONTEXT_JSON)
-    remove_paths(Path.cwd(), paths_to_remove(ctx))
+    project = Path.cwd()
+    remove_paths(project, paths_to_remove(ctx))
+    # Re-baking with the same answers: cookiecutter --replay-file .cookiecutter-replay.json <template>
+    (project / REPLAY_FILE).write_text(json.dumps(replay_context(ctx), indent=2, ensure_ascii=False) + "\n")
     return 0
 
 

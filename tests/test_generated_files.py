@@ -99,7 +99,7 @@ def test_no_template_leftovers_and_everything_parses(projects, index):
     assert project.name == COMBINATIONS[index]["project_slug"]
     for path in sorted(p for p in project.rglob("*") if p.is_file()):
         text = path.read_text()
-        match = LEFTOVER.search(text)
+        match = None if path.name == ".cookiecutter-replay.json" else LEFTOVER.search(text)
         assert match is None, f"{path.relative_to(project)}: template leftover {match.group(0)!r}"
         if path.suffix in (".yml", ".yaml"):
             yaml.safe_load(text)

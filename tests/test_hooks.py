@@ -138,3 +138,10 @@ def test_remove_paths_deletes_files_and_folders(tmp_path):
     (tmp_path / "g.yml").write_text("x")
     post.remove_paths(tmp_path, ["a", "g.yml", "missing.txt"])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_replay_context_drops_machine_paths():
+    ctx = {**default_answers(), "_output_dir": "/tmp/x", "_repo_dir": "/tmp/t", "_template": "t", "_checkout": None}
+    replay = post.replay_context(ctx)
+    assert set(replay) == {"cookiecutter"}
+    assert "_output_dir" not in replay["cookiecutter"] and replay["cookiecutter"]["project_slug"] == "fare_model"

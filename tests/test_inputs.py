@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from pathlib import Path
 
 import pytest
 import yaml
@@ -71,3 +72,13 @@ def test_hostile_but_legal_answers_bake_and_round_trip(tmp_path, pattern):
     assert bundle["variables"]["read_group"]["default"] == "data scientists"
     assert bundle["targets"]["staging"]["workspace"]["host"] == "https://adb-1234.5.azuredatabricks.net"
     assert HOSTILE["project_name"] in (project / "README.md").read_text()
+
+
+def test_the_replay_file_rebakes_the_same_project(tmp_path):
+    first = bake(tmp_path / "first", deployment_pattern="hybrid", cicd_platform="gitlab", **HOSTILE)
+    replay = first / ".cookiecutter-replay.json"
+    assert replay.is_file()
+    again = Path(cookiecutter(str(TEMPLATE_DIR), replay=str(replay), output_dir=str(tmp_path / "again")))
+    first_files = {p.relative_to(first): p.read_bytes() for p in first.rglob("*") if p.is_file()}
+    again_files = {p.relative_to(again): p.read_bytes() for p in again.rglob("*") if p.is_file()}
+    assert first_files == again_files

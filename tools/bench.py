@@ -61,11 +61,19 @@ def scenario(project: Path, state: Path, repeat: int) -> tuple[list[float], dict
     env = python_env(project, state)
     for i in range(repeat):
         subprocess.run(
-            [sys.executable, "-m", f"{project.name}.local", "reset"], env=env, check=True, capture_output=True
+            [sys.executable, "-m", f"{project.name}.local", "reset"],
+            cwd=project,
+            env=env,
+            check=True,
+            capture_output=True,
         )
         started = time.perf_counter()
         out = subprocess.run(
-            [sys.executable, "-m", f"{project.name}.local", "scenario"], env=env, capture_output=True, text=True
+            [sys.executable, "-m", f"{project.name}.local", "scenario"],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
         )
         totals.append(time.perf_counter() - started)
         if out.returncode != 0:

@@ -73,7 +73,7 @@ def main() -> int:
     print(f"\nDemo finished in {time.perf_counter() - started:.0f}s. Next:")
     print(f"  cd {project}")
     print("  less README.md                                  # what was generated and how to deploy it")
-    print(f"  PYTHONPATH=src python -m {package}.local --help  # run single jobs, approve, reset")
+    print(f"  PYTHONPATH=src {sys.executable} -m {package}.local --help   # run single jobs, approve, reset")
     print(
         f"  make demo PATTERN={'deploy_models' if args.pattern == 'deploy_code' else 'deploy_code'}"
         "   # (from the template folder) another deployment pattern"

@@ -124,6 +124,7 @@ def summary(project_dir: Path, state: Path) -> str:
         r2 = metrics.get("holdout_r2_score")
         figures = f"RMSE {rmse:.3f}, R2 {r2:.3f}" if rmse is not None and r2 is not None else "no metrics"
         previous = tags.get("previous_champion", "none")
+        previous = previous if previous == "none" else f"v{previous}"
         lines.append(
             f"  {target:<8} {model.full_name} v{version.version}: {origin}; {figures}; previous champion {previous}"
         )

@@ -1,0 +1,105 @@
+"""Every option changes something real in the output: each is baked with a telling value."""
+
+from __future__ import annotations
+
+import tomllib
+
+import pytest
+import yaml
+
+
+def bundle(project):
+    return yaml.safe_load((project / "databricks.yml").read_text())
+
+
+def dig(data, *keys):
+    for key in keys:
+        data = data[key]
+    return data
+
+
+CASES = [
+    ("project_name", "Fare Forecasting", lambda p: (p / "README.md").read_text().startswith("# Fare Forecasting")),
+    (
+        "dev_workspace_host",
+        "https://dev.cloud.databricks.com/",
+        lambda p: dig(bundle(p), "targets", "dev", "workspace", "host") == "https://dev.cloud.databricks.com",
+    ),
+    (
+        "staging_workspace_host",
+        "https://stg.cloud.databricks.com",
+        lambda p: (
+            {dig(bundle(p), "targets", t, "workspace", "host") for t in ("test", "staging")}
+            == {"https://stg.cloud.databricks.com"}
+        ),
+    ),
+    (
+        "prod_workspace_host",
+        "https://prd.cloud.databricks.com",
+        lambda p: dig(bundle(p), "targets", "prod", "workspace", "host") == "https://prd.cloud.databricks.com",
+    ),
+    ("dev_catalog", "ml_dev", lambda p: dig(bundle(p), "targets", "dev", "variables", "catalog") == "ml_dev"),
+    ("test_catalog", "ml_ci", lambda p: dig(bundle(p), "targets", "test", "variables", "catalog") == "ml_ci"),
+    ("staging_catalog", "ml_stg", lambda p: dig(bundle(p), "targets", "staging", "variables", "catalog") == "ml_stg"),
+    ("prod_catalog", "ml_prd", lambda p: dig(bundle(p), "targets", "prod", "variables", "catalog") == "ml_prd"),
+    ("schema_name", "fares", lambda p: dig(bundle(p), "variables", "schema", "default") == "fares"),
+    (
+        "model_name",
+        "fare_regressor",
+        lambda p: dig(bundle(p), "variables", "model_name", "default") == "fare_regressor",
+    ),
+    (
+        "staging_service_principal",
+        "11111111-2222-3333-4444-555555555555",
+        lambda p: (
+            {dig(bundle(p), "targets", t, "run_as", "service_principal_name") for t in ("test", "staging")}
+            == {"11111111-2222-3333-4444-555555555555"}
+        ),
+    ),
+    (
+        "prod_service_principal",
+        "66666666-7777-8888-9999-000000000000",
+        lambda p: (
+            dig(bundle(p), "targets", "prod", "run_as", "service_principal_name")
+            == "66666666-7777-8888-9999-000000000000"
+        ),
+    ),
+    ("read_group", "ml-readers", lambda p: dig(bundle(p), "variables", "read_group", "default") == "ml-readers"),
+    (
+        "default_branch",
+        "trunk",
+        lambda p: (
+            "trunk" in yaml.safe_load((p / ".github" / "workflows" / "cd.yml").read_text())[True]["push"]["branches"]
+        ),
+    ),
+    (
+        "release_branch",
+        "production",
+        lambda p: (
+            "production"
+            in yaml.safe_load((p / ".github" / "workflows" / "cd.yml").read_text())[True]["push"]["branches"]
+        ),
+    ),
+    (
+        "description",
+        "Fare model.",
+        lambda p: tomllib.loads((p / "pyproject.toml").read_text())["project"]["description"] == "Fare model.",
+    ),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "check"), CASES, ids=[case[0] for case in CASES])
+def test_option_reaches_the_output(baked, key, value, check):
+    assert check(baked(**{key: value}))
+
+
+def test_project_slug_names_package_bundle_and_folder(baked):
+    project = baked(project_slug="fare_service")
+    assert project.name == "fare_service"
+    assert (project / "src" / "fare_service" / "train.py").is_file()
+    assert bundle(project)["bundle"]["name"] == "fare_service"
+    assert tomllib.loads((project / "pyproject.toml").read_text())["project"]["name"] == "fare_service"
+
+
+def test_project_slug_defaults_to_the_slugified_name(baked):
+    assert baked(project_name="Taxi Fares 2").name == "taxi_fares_2"
