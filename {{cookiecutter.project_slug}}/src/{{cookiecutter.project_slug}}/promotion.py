@@ -42,7 +42,9 @@ def build_approval_parser():
 
 def find_copy(client: MlflowClient, destination: ModelRef, source_uri: str) -> str | None:
     """The destination version copied from ``source_uri`` earlier, if any."""
-    for version in client.search_model_versions(f"name='{destination.full_name}'"):
+    for found in client.search_model_versions(f"name='{destination.full_name}'"):
+        # Unity Catalog search results may omit tags: read each version in full.
+        version = get_version(client, destination, str(found.version))
         if version.tags.get(SOURCE_TAG) == source_uri or version.source == source_uri:
             return str(version.version)
     return None
