@@ -173,8 +173,8 @@ def branch_name_problem(name: str) -> str | None:
         return "is empty"
     if name.startswith("-"):
         return "starts with '-'"
-    if name == "@":
-        return "is '@'"
+    if name in ("@", "HEAD"):
+        return f"is {name!r}"
     if re.search(r"[\x00-\x20\x7f~^:?*\[\\]", name):
         return "contains a space, control character or one of ~ ^ : ? * [ \\"
     if ".." in name or "@{" in name or "//" in name:

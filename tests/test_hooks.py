@@ -47,6 +47,7 @@ def test_valid_answers_pass():
         ("release_branch", "release/", "ends with '/'"),
         ("default_branch", "a:b", "space, control character"),
         ("release_branch", "@", "'@'"),
+        ("release_branch", "HEAD", "'HEAD'"),
     ],
 )
 def test_each_rule_names_key_value_and_rule(key, value, message):
