@@ -12,7 +12,7 @@ What is modelled, following the Databricks CLI:
   default; a variable without a value is an error;
 - ``mode: development`` prefixes names (``[dev <user>] `` for jobs and experiment
   basenames, ``dev_<user>_`` for Unity Catalog names) and pauses schedules;
-  ``presets.trigger_pause_status: PAUSED`` pauses schedules too;
+  ``presets.name_prefix`` and ``presets.trigger_pause_status: PAUSED`` do the same;
 - references to ``var``, ``bundle``, ``workspace`` and ``resources`` (a job's ``id``
   resolves to ``local:<key>``). ``{{...}}`` job-run values are left for the runner.
 """
@@ -136,7 +136,9 @@ def short_name(user: str) -> str:
 
 def uc_prefix(prefix: str) -> str:
     """``[dev alice] `` -> ``dev_alice_``: the form Unity Catalog names take."""
-    return re.sub(r"[^a-z0-9_]", "_", prefix.replace("[", "").replace("]", "").lower())
+    trimmed = prefix.replace("[", "").strip()
+    suffix = "_" if trimmed.endswith("]") else ""
+    return re.sub(r"[^a-z0-9_]", "_", trimmed.replace("]", "").lower()) + suffix
 
 
 def _variable_values(config: dict, target: str, target_config: dict, overrides: dict[str, str]) -> dict[str, Any]:
@@ -221,23 +223,24 @@ class _Resolver:
 
 
 def _apply_mode(resources: dict[str, Any], mode: str | None, presets: dict[str, Any], user: str) -> None:
-    """What ``mode: development`` and the trigger preset do to names and schedules."""
+    """What ``mode: development`` and the presets do to names and schedules (as the CLI's ApplyPresets)."""
     paused = mode == "development" or presets.get("trigger_pause_status") == "PAUSED"
     prefix = presets.get("name_prefix") or (f"[dev {short_name(user)}] " if mode == "development" else "")
     for job in resources.get("jobs", {}).values():
-        if prefix:
-            job["name"] = prefix + job.get("name", "")
+        job["name"] = prefix + job.get("name", "")
+        if mode == "development" and not job.get("max_concurrent_runs"):
+            job["max_concurrent_runs"] = 4
         if paused and "schedule" in job:
-            job["schedule"]["pause_status"] = "PAUSED"
-        if mode == "development":
-            job["max_concurrent_runs"] = max(job.get("max_concurrent_runs", 1), 4)
-    if not prefix:
-        return
-    for model in resources.get("registered_models", {}).values():
-        model["name"] = uc_prefix(prefix) + model["name"]
+            job["schedule"].setdefault("pause_status", "PAUSED")
     for experiment in resources.get("experiments", {}).values():
         head, _, base = experiment["name"].rpartition("/")
         experiment["name"] = f"{head}/{prefix}{base}" if head else prefix + base
+    for kind in ("registered_models", "model_serving_endpoints"):
+        for resource in resources.get(kind, {}).values():
+            resource["name"] = uc_prefix(prefix) + resource["name"]
+    if paused:
+        for monitor in resources.get("quality_monitors", {}).values():
+            monitor.pop("schedule", None)  # monitors cannot be paused: the CLI drops their schedule
 
 
 def resolve(
@@ -275,7 +278,7 @@ def resolve(
 
     # Names first (they may use variables), then the mode's prefixes, then everything.
     names = _Resolver(context, {}, target)
-    for kind in ("jobs", "registered_models", "experiments"):
+    for kind in ("jobs", "registered_models", "experiments", "model_serving_endpoints"):
         for key, resource in resources.get(kind, {}).items():
             if "name" in resource:
                 resource["name"] = names.resolve(resource["name"], f"resources.{kind}.{key}.name")
