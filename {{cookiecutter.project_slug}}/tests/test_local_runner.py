@@ -105,5 +105,6 @@ def test_an_unresolved_reference_fails_with_its_location():
     config["resources"]["jobs"]["batch_inference_job"]["tasks"][0]["python_wheel_task"]["named_parameters"][
         "catalog"
     ] = "${var.not_defined}"
-    with pytest.raises(BundleError, match=r"batch_inference_job.*catalog: \$\{var.not_defined\} does not resolve"):
+    where = r"batch_inference_job\.tasks\[batch_inference\]\.python_wheel_task\.named_parameters\.catalog"
+    with pytest.raises(BundleError, match=where + r": \$\{var.not_defined\} does not resolve"):
         resolve(config, "dev")

@@ -173,6 +173,11 @@ def _variable_values(config: dict, target: str, target_config: dict, overrides: 
     return values
 
 
+def _item_name(item: Any, index: int) -> str:
+    """How an error names a list item: a task by its key, anything else by position."""
+    return item["task_key"] if isinstance(item, dict) and "task_key" in item else str(index)
+
+
 class _Resolver:
     def __init__(self, context: dict[str, Any], resources: dict[str, Any], target: str):
         self.context = context
@@ -213,7 +218,7 @@ class _Resolver:
         if isinstance(value, dict):
             return {k: self.resolve(v, f"{where}.{k}") for k, v in value.items()}
         if isinstance(value, list):
-            return [self.resolve(v, f"{where}[{i}]") for i, v in enumerate(value)]
+            return [self.resolve(v, f"{where}[{_item_name(v, i)}]") for i, v in enumerate(value)]
         if not isinstance(value, str) or "${" not in value:
             return value
         whole = REFERENCE.fullmatch(value)
