@@ -5,7 +5,7 @@ from mlflow.tracking import MlflowClient
 
 from {{ cookiecutter.project_slug }}.local.bundle import load_bundle, resolve
 from {{ cookiecutter.project_slug }}.local.runner import LocalRunner
-from {{ cookiecutter.project_slug }}.local.scenario import run_scenario, summary
+from {{ cookiecutter.project_slug }}.local.scenario import promotion_source, resolve_all, run_scenario, summary
 
 
 def test_scenario_gives_prod_a_champion_with_lineage(local_state):
@@ -28,18 +28,14 @@ def test_scenario_gives_prod_a_champion_with_lineage(local_state):
 
 
 def test_running_a_promotion_again_reuses_the_copy(local_state):
-    config = load_bundle(PROJECT_DIR)
+    bundles = resolve_all(load_bundle(PROJECT_DIR))
     client = MlflowClient()
-    promoting = [resolve(config, t) for t in config["targets"] if "model_promotion_job" in resolve(config, t).jobs]
+    promoting = [bundle for bundle in bundles.values() if "model_promotion_job" in bundle.jobs]
     for bundle in promoting:  # none for deploy_code, which promotes code, not models
         name = bundle.model_full_name()
         before = sorted(v.version for v in client.search_model_versions(f"name='{name}'"))
         champion = client.get_model_version_by_alias(name, "champion").version
-        source = next(
-            resolve(config, t)
-            for t in config["targets"]
-            if resolve(config, t).variables["catalog"] == bundle.variables["promotion_source_catalog"]
-        )
+        source = promotion_source(bundles, bundle)
         run = LocalRunner(PROJECT_DIR, bundle, local_state, echo=lambda _: None).run(
             "model_promotion_job", {"source_model": source.model_full_name()}
         )
@@ -48,41 +44,32 @@ def test_running_a_promotion_again_reuses_the_copy(local_state):
         assert client.get_model_version_by_alias(name, "champion").version == champion
 
 
-def _new_champion(config, target, state):
-    """Give ``target`` a new champion the way its own jobs would (training, or promotion)."""
-    bundle = resolve(config, target)
+def _new_champion(bundles, bundle, state):
+    """Give ``bundle``'s target a new champion the way its own jobs would (training, or promotion)."""
     runner = LocalRunner(PROJECT_DIR, bundle, state, echo=lambda _: None)
     if "model_training_job" in bundle.jobs:
         assert runner.run("model_training_job").succeeded
         return
-    source = next(
-        t
-        for t in config["targets"]
-        if resolve(config, t).variables["catalog"] == bundle.variables["promotion_source_catalog"]
-    )
-    _new_champion(config, source, state)
-    run = runner.run("model_promotion_job", {"source_model": resolve(config, source).model_full_name()})
+    source = promotion_source(bundles, bundle)
+    _new_champion(bundles, source, state)
+    run = runner.run("model_promotion_job", {"source_model": source.model_full_name()})
     assert run.succeeded, [t.message for t in run.failures]
 
 
 def test_a_prod_promotion_without_approval_stops_before_deploy(local_state):
-    config = load_bundle(PROJECT_DIR)
-    prod = resolve(config, "prod")
+    bundles = resolve_all(load_bundle(PROJECT_DIR))
+    prod = bundles["prod"]
     if "model_promotion_job" not in prod.jobs:
         return  # deploy_code: prod trains its own model, nothing is copied into it
     client = MlflowClient()
     if not client.search_model_versions(f"name='{prod.model_full_name()}'"):
         run_scenario(PROJECT_DIR, local_state, echo=lambda _: None)
     champion = client.get_model_version_by_alias(prod.model_full_name(), "champion").version
-    source = next(
-        t
-        for t in config["targets"]
-        if resolve(config, t).variables["catalog"] == prod.variables["promotion_source_catalog"]
-    )
-    _new_champion(config, source, local_state)  # a new, unapproved version to promote
+    source = promotion_source(bundles, prod)
+    _new_champion(bundles, source, local_state)  # a new, unapproved version to promote
 
     run = LocalRunner(PROJECT_DIR, prod, local_state, echo=lambda _: None).run(
-        "model_promotion_job", {"source_model": resolve(config, source).model_full_name()}
+        "model_promotion_job", {"source_model": source.model_full_name()}
     )
     assert run.tasks["copy_model"].state == "SUCCESS" and run.tasks["validate"].state == "SUCCESS"
     assert run.tasks["approval"].state == "FAILED" and "not approved" in run.tasks["approval"].message

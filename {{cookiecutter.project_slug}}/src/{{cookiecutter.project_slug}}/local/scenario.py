@@ -35,13 +35,23 @@ class Step:
     parameters: dict[str, str] | None = None
 
 
+def resolve_all(config: dict) -> dict[str, ResolvedBundle]:
+    """Every target of the bundle, resolved."""
+    return {target: resolve(config, target) for target in config["targets"]}
+
+
+def promotion_source(bundles: dict[str, ResolvedBundle], bundle: ResolvedBundle) -> ResolvedBundle:
+    """The target whose catalog ``bundle``'s promotion job copies the model from."""
+    catalog = bundle.variables["promotion_source_catalog"]
+    return next(b for b in bundles.values() if b.variables["catalog"] == catalog)
+
+
 def plan(bundles: dict[str, ResolvedBundle]) -> list[Step]:
     steps = []
     for target in ENVIRONMENTS:
         bundle = bundles[target]
         if "model_promotion_job" in bundle.jobs:
-            source_catalog = bundle.variables["promotion_source_catalog"]
-            source = next(b for b in bundles.values() if b.variables["catalog"] == source_catalog)
+            source = promotion_source(bundles, bundle)
             steps.append(
                 Step(
                     target,
@@ -70,7 +80,7 @@ def approve_copied_version(run: JobRun, bundle: ResolvedBundle, echo: Callable[[
 
 def run_scenario(project_dir: Path, state: Path, echo: Callable[[str], None] = print) -> list[JobRun]:
     config = load_bundle(project_dir)
-    bundles = {target: resolve(config, target) for target in config["targets"]}
+    bundles = resolve_all(config)
     configure_mlflow()
     runs = []
     steps = plan(bundles)
