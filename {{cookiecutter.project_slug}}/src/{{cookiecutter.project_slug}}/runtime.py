@@ -65,7 +65,6 @@ def get_spark() -> SparkSession:
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={root}")
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")
