@@ -6,21 +6,15 @@ shares the one virtual environment; inside a suite, one Spark session serves all
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
 import sys
 
 import pytest
+from bake import project_env
 
 PATTERNS = ["deploy_code", "deploy_models", "hybrid"]
-
-
-def project_env(project) -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": str(project / "src"), "PYSPARK_PYTHON": sys.executable}
-    env.pop("MLOPS_LOCAL_DIR", None)
-    return env
 
 
 @pytest.mark.slow

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 from pathlib import Path
 
 from cookiecutter.main import cookiecutter
@@ -28,3 +30,15 @@ def rebake(output_dir: Path, **answers: object) -> Path:
     if output_dir.exists():
         shutil.rmtree(output_dir)
     return bake(output_dir, **answers)
+
+
+def project_env(project: Path, state: Path | None = None) -> dict[str, str]:
+    """Environment to run a baked project's code with this interpreter, without installing it.
+
+    ``state`` is the local-run folder (MLOPS_LOCAL_DIR); None leaves the project's default.
+    """
+    env = {**os.environ, "PYTHONPATH": str(project / "src"), "PYSPARK_PYTHON": sys.executable}
+    env.pop("MLOPS_LOCAL_DIR", None)
+    if state is not None:
+        env["MLOPS_LOCAL_DIR"] = str(state)
+    return env

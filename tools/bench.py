@@ -26,19 +26,13 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from bake import rebake
+from bake import project_env, rebake
 
 JOB_LINE = re.compile(r"^=== (\w+) \[(\w+)\] succeeded in ([0-9.]+)s", re.MULTILINE)
 
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
-
-
-def python_env(project: Path, state: Path) -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": str(project / "src"), "MLOPS_LOCAL_DIR": str(state)}
-    env["PYSPARK_PYTHON"] = sys.executable
-    return env
 
 
 def spark_start(project: Path, state: Path, repeat: int) -> list[float]:
@@ -50,7 +44,7 @@ def spark_start(project: Path, state: Path, repeat: int) -> list[float]:
     times = []
     for _ in range(repeat):
         out = subprocess.run(
-            [sys.executable, "-c", code], env=python_env(project, state), capture_output=True, text=True, check=True
+            [sys.executable, "-c", code], env=project_env(project, state), capture_output=True, text=True, check=True
         )
         times.append(float(out.stdout.strip().splitlines()[-1]))
     return times
@@ -58,7 +52,7 @@ def spark_start(project: Path, state: Path, repeat: int) -> list[float]:
 
 def scenario(project: Path, state: Path, repeat: int) -> tuple[list[float], dict[str, list[float]]]:
     totals, jobs = [], defaultdict(list)
-    env = python_env(project, state)
+    env = project_env(project, state)
     for i in range(repeat):
         subprocess.run(
             [sys.executable, "-m", f"{project.name}.local", "reset"],

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from bake import rebake
+from bake import project_env, rebake
 
 PATTERNS = ("deploy_code", "deploy_models", "hybrid")
 BIN = Path(sys.executable).parent
@@ -57,8 +57,7 @@ def main() -> int:
     project = rebake(args.build_dir / f"demo-{args.pattern}", deployment_pattern=args.pattern)
     print(f"Generated {project}")
     package = project.name
-    env = {**os.environ, "PYTHONPATH": str(project / "src"), "PYSPARK_PYTHON": sys.executable}
-    env.pop("MLOPS_LOCAL_DIR", None)
+    env = project_env(project)
 
     step("Linting the generated code (ruff)")
     run([str(BIN / "ruff"), "check", "."], project, env)

@@ -86,6 +86,11 @@ def copy_model(argv: list[str] | None = None) -> str:
     return version
 
 
+def approve(model_full_name: str, version: str) -> None:
+    """Record a reviewer's approval of a model version (what the approval gate checks)."""
+    MlflowClient().set_model_version_tag(model_full_name, str(version), APPROVAL_TAG, APPROVED)
+
+
 @params.entry_point(build_approval_parser)
 def approval_gate(argv: list[str] | None = None) -> None:
     args = build_approval_parser().parse_args(argv)

@@ -17,7 +17,7 @@ import time
 
 from . import activate, find_project_dir, state_dir
 from .bundle import BundleError, load_bundle, resolve
-from .runner import LocalRunner, check_wheel_task
+from .runner import LocalRunner, check_wheel_tasks
 from .scenario import ScenarioError, run_scenario, summary
 
 
@@ -62,10 +62,7 @@ def validate(project, variables: dict[str, str]) -> int:
         config = load_bundle(project)
         for target in config["targets"]:
             bundle = resolve(config, target, variables)
-            for job_key, job in bundle.jobs.items():
-                for task in job.get("tasks", []):
-                    if "python_wheel_task" in task:
-                        check_wheel_task(project, job_key, task)
+            check_wheel_tasks(project, bundle)
             jobs = ", ".join(sorted(bundle.jobs)) or "no jobs"
             print(f"{target:<8} {bundle.mode or 'default':<12} {bundle.variables['catalog']:<10} {jobs}")
     except BundleError as error:
@@ -102,13 +99,11 @@ def main(argv: list[str] | None = None) -> int:
             print(summary(project, state))
             return 0
         if args.command == "approve":
-            from mlflow.tracking import MlflowClient
-
-            from ..promotion import APPROVAL_TAG, APPROVED
+            from ..promotion import APPROVAL_TAG, APPROVED, approve
             from ..runtime import configure_mlflow
 
             configure_mlflow()
-            MlflowClient().set_model_version_tag(args.model, args.version, APPROVAL_TAG, APPROVED)
+            approve(args.model, args.version)
             print(f"{args.model} v{args.version}: {APPROVAL_TAG}={APPROVED}")
             return 0
     except (BundleError, ScenarioError) as error:

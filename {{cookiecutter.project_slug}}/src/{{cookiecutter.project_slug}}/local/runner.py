@@ -133,6 +133,17 @@ def check_wheel_task(project_dir: Path, job_key: str, task: dict[str, Any]) -> C
     return function
 
 
+def check_wheel_tasks(project_dir: Path, bundle: ResolvedBundle) -> int:
+    """Check every ``python_wheel_task`` of every job of ``bundle``; return how many were checked."""
+    checked = 0
+    for job_key, job in bundle.jobs.items():
+        for task in job.get("tasks", []) or []:
+            if "python_wheel_task" in task:
+                check_wheel_task(project_dir, job_key, task)
+                checked += 1
+    return checked
+
+
 def task_order(job_key: str, tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Tasks sorted so that each comes after everything it depends on."""
     by_key = {task["task_key"]: task for task in tasks}

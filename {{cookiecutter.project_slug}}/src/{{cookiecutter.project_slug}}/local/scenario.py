@@ -14,8 +14,10 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from ..names import ModelRef
-from ..promotion import APPROVAL_TAG, APPROVED
+from ..deploy import PREVIOUS
+from ..names import CHAMPION, ModelRef
+from ..promotion import APPROVAL_TAG, APPROVED, SOURCE_TAG, approve
+from ..registry import alias_version, get_version
 from ..runtime import configure_mlflow
 from .bundle import ResolvedBundle, load_bundle, resolve
 from .runner import FAILED, JobRun, LocalRunner
@@ -75,7 +77,7 @@ def approve_copied_version(run: JobRun, bundle: ResolvedBundle, echo: Callable[[
     model = bundle.model_full_name()
     echo(f"--> The approval gate stopped the promotion before deploy; {model} champion is unchanged.")
     echo(f"--> Approving {model} v{version} as a reviewer would ({APPROVAL_TAG}={APPROVED}), then re-running.")
-    MlflowClient().set_model_version_tag(model, version, APPROVAL_TAG, APPROVED)
+    approve(model, version)
 
 
 def run_scenario(project_dir: Path, state: Path, echo: Callable[[str], None] = print) -> list[JobRun]:
@@ -115,25 +117,24 @@ def summary(project_dir: Path, state: Path) -> str:
     configure_mlflow()
     client = MlflowClient()
     lines = ["", "Champions by catalog:"]
-    for target in config["targets"]:
-        bundle = resolve(config, target)
+    for target, bundle in resolve_all(config).items():
         model = ModelRef.parse(bundle.model_full_name())
-        try:
-            version = client.get_model_version_by_alias(model.full_name, "champion")
-        except Exception:
+        champion = alias_version(client, model, CHAMPION)
+        if champion is None:
             lines.append(f"  {target:<8} {model.full_name}: no champion")
             continue
+        version = get_version(client, model, champion)
         tags = version.tags
         origin = (
-            f"copied from {tags['source_model_version']}"
-            if "source_model_version" in tags
+            f"copied from {tags[SOURCE_TAG]}"
+            if SOURCE_TAG in tags
             else f"trained in {tags.get('trained_in', model.catalog)}"
         )
         metrics = client.get_run(version.run_id).data.metrics if version.run_id else {}
         rmse = metrics.get("holdout_root_mean_squared_error")
         r2 = metrics.get("holdout_r2_score")
         figures = f"RMSE {rmse:.3f}, R2 {r2:.3f}" if rmse is not None and r2 is not None else "no metrics"
-        previous = tags.get("previous_champion", "none")
+        previous = tags.get(PREVIOUS, "none")
         previous = previous if previous == "none" else f"v{previous}"
         lines.append(
             f"  {target:<8} {model.full_name} v{version.version}: {origin}; {figures}; previous champion {previous}"
