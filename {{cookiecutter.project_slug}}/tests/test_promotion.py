@@ -54,7 +54,9 @@ def test_approval_gate(champion, destination):
     promotion.approval_gate([*args, "--approval_required=false"])
     with pytest.raises(JobError, match="is not approved"):
         promotion.approval_gate([*args, "--approval_required=true"])
-    MlflowClient().set_model_version_tag(destination.full_name, version, "approval", "approved")
+    with pytest.raises(JobError, match="has no version '99'"):
+        promotion.approve(destination.full_name, "99")
+    promotion.approve(destination.full_name, version)
     promotion.approval_gate([*args, "--approval_required=true"])
 
 

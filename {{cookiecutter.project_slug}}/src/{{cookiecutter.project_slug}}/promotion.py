@@ -88,7 +88,13 @@ def copy_model(argv: list[str] | None = None) -> str:
 
 def approve(model_full_name: str, version: str) -> None:
     """Record a reviewer's approval of a model version (what the approval gate checks)."""
-    MlflowClient().set_model_version_tag(model_full_name, str(version), APPROVAL_TAG, APPROVED)
+    try:
+        model_ref = ModelRef.parse(model_full_name)
+    except ValueError as error:
+        raise JobError(str(error)) from None
+    client = MlflowClient()
+    get_version(client, model_ref, str(version))  # a clear error when there is no such version
+    client.set_model_version_tag(model_ref.full_name, str(version), APPROVAL_TAG, APPROVED)
 
 
 @params.entry_point(build_approval_parser)

@@ -15,6 +15,7 @@ import shutil
 import sys
 import time
 
+from ..runtime import JobError
 from . import activate, find_project_dir, state_dir
 from .bundle import BundleError, load_bundle, resolve
 from .runner import LocalRunner, check_wheel_tasks
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             approve(args.model, args.version)
             print(f"{args.model} v{args.version}: {APPROVAL_TAG}={APPROVED}")
             return 0
-    except (BundleError, ScenarioError) as error:
+    except (BundleError, ScenarioError, JobError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 2
