@@ -30,13 +30,15 @@ BOOLEANS = ("include_monitoring", "include_serving_endpoint")
 HOSTS = ("dev_workspace_host", "staging_workspace_host", "prod_workspace_host")
 CATALOGS = ("dev_catalog", "test_catalog", "staging_catalog", "prod_catalog")
 IDENTIFIERS = (*CATALOGS, "schema_name", "model_name")
-SERVICE_PRINCIPALS = ("staging_service_principal", "prod_service_principal")
+SERVICE_PRINCIPALS = ("ci_service_principal", "staging_service_principal", "prod_service_principal")
 BRANCHES = ("default_branch", "release_branch")
 
 SLUG_RE = re.compile(r"[a-z_][a-z0-9_]*")
 UC_IDENTIFIER_RE = re.compile(r"[A-Za-z0-9_]+")
 HOST_RE = re.compile(r"https://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?/?")
 UC_IDENTIFIER_MAX = 255
+# A pragmatic address check: one @, no spaces or commas, a dot in the domain.
+EMAIL_RE = re.compile(r"[^@\s,;]+@[^@\s,;]+\.[^@\s,;]+")
 
 
 def _fail(key: str, value: object, rule: str) -> str:
@@ -157,14 +159,52 @@ def check_service_principals(ctx: dict) -> list[str]:
                     "must be the service principal's application ID, a UUID like 12345678-1234-1234-1234-123456789abc",
                 )
             )
+    values = {key: str(ctx.get(key, "")).lower() for key in SERVICE_PRINCIPALS}
+    if not errors and len(set(values.values())) != len(values):
+        pairs = ", ".join(f"{key}={ctx.get(key)!r}" for key in SERVICE_PRINCIPALS)
+        errors.append(
+            f"{pairs}: each trust level needs its own service principal, so that a pull request "
+            "can never act as staging or prod"
+        )
     return errors
 
 
-def check_read_group(ctx: dict) -> str | None:
-    value = ctx.get("read_group", "")
-    if not str(value).strip():
-        return _fail("read_group", value, "must name a group (for example users)")
-    return None
+def check_groups(ctx: dict) -> list[str]:
+    errors = []
+    examples = {"read_group": "users", "uc_read_group": "account users"}
+    for key, example in examples.items():
+        value = str(ctx.get(key, ""))
+        if not value.strip():
+            errors.append(_fail(key, value, f"must name a group (for example {example})"))
+        elif value != value.strip() or re.search(r"[\x00-\x1f\x7f]", value):
+            errors.append(_fail(key, value, "must have no leading or trailing spaces and no control characters"))
+    if str(ctx.get("uc_read_group", "")).strip().lower() == "users":
+        errors.append(
+            _fail(
+                "uc_read_group",
+                ctx.get("uc_read_group"),
+                "'users' is a workspace-local group and Unity Catalog refuses grants to it; "
+                "use an account-level group such as 'account users'",
+            )
+        )
+    return errors
+
+
+def check_notification_emails(ctx: dict) -> list[str]:
+    value = str(ctx.get("notification_emails", ""))
+    if not value.strip():
+        return []  # no failure e-mails
+    bad = [address.strip() for address in value.split(",") if not EMAIL_RE.fullmatch(address.strip())]
+    if bad:
+        return [
+            _fail(
+                "notification_emails",
+                value,
+                f"not an e-mail address: {', '.join(repr(b) for b in bad)}; "
+                "give comma-separated addresses such as ml-team@example.com,oncall@example.com, or leave it empty",
+            )
+        ]
+    return []
 
 
 def branch_name_problem(name: str) -> str | None:
@@ -215,7 +255,8 @@ RULES = (
     check_identifiers,
     check_catalogs_distinct,
     check_service_principals,
-    check_read_group,
+    check_groups,
+    check_notification_emails,
     check_branches,
 )
 

@@ -40,6 +40,12 @@ def test_valid_answers_pass():
         ("staging_service_principal", "my-sp", "UUID"),
         ("prod_service_principal", "00000000-0000-0000-0000-00000000000Z", "UUID"),
         ("read_group", " ", "must name a group"),
+        ("ci_service_principal", "ci", "UUID"),
+        ("uc_read_group", "", "must name a group"),
+        ("uc_read_group", "users", "workspace-local group"),
+        ("uc_read_group", "account users ", "no leading or trailing spaces"),
+        ("notification_emails", "team@example.com, not-an-address", "'not-an-address'"),
+        ("notification_emails", "a@b", "not an e-mail address"),
         ("default_branch", "feature..x", "'..'"),
         ("default_branch", "has space", "space"),
         ("release_branch", "-release", "starts with '-'"),
@@ -146,3 +152,19 @@ def test_replay_context_drops_machine_paths():
     replay = post.replay_context(ctx)
     assert set(replay) == {"cookiecutter"}
     assert "_output_dir" not in replay["cookiecutter"] and replay["cookiecutter"]["project_slug"] == "fare_model"
+
+
+def test_group_names_may_contain_spaces_and_emails_may_be_a_list():
+    answers = {
+        **default_answers(),
+        "uc_read_group": "account users",
+        "read_group": "data scientists",
+        "notification_emails": "ml-team@example.com, oncall@example.org",
+    }
+    assert pre.validate(answers) == []
+
+
+def test_each_trust_level_needs_its_own_service_principal():
+    answers = {**default_answers(), "ci_service_principal": default_answers()["staging_service_principal"].upper()}
+    errors = pre.validate(answers)
+    assert len(errors) == 1 and "each trust level needs its own service principal" in errors[0], errors
