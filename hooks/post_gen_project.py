@@ -36,6 +36,7 @@ CONDITIONAL_PATHS: tuple[tuple[str, tuple[object, ...], tuple[str, ...]], ...] =
         ("deploy_models", "hybrid"),
         (".github/workflows/promote.yml", ".azure/pipelines/promote.yml"),
     ),
+    ("deployment_pattern", ("deploy_models",), (".azure/pipelines/promote-staging.yml",)),
 )
 
 

@@ -60,6 +60,45 @@ def test_approval_gate(champion, destination):
     promotion.approval_gate([*args, "--approval_required=true"])
 
 
+def test_approval_tag_is_compared_case_insensitively(champion, destination):
+    """Catalog Explorer's approve action and hand-set tags: `Approved` counts, `yes` does not."""
+    source, _ = champion
+    version = copy(source, destination)
+    args = [*model_args(destination), f"--model_version={version}", "--approval_required=true"]
+    client = MlflowClient()
+    client.set_model_version_tag(destination.full_name, version, promotion.APPROVAL_TAG, "yes")
+    with pytest.raises(JobError, match="is not approved"):
+        promotion.approval_gate(args)
+    client.set_model_version_tag(destination.full_name, version, promotion.APPROVAL_TAG, " Approved ")
+    promotion.approval_gate(args)
+
+
+def test_approval_given_in_ci_is_recorded_on_the_version(champion, destination):
+    """One approval: the approval-gated CI job passes who approved and the run; no second step."""
+    source, _ = champion
+    version = copy(source, destination)
+    args = [*model_args(destination), f"--model_version={version}", "--approval_required=true"]
+    run = "https://ci.example.com/runs/42"
+    with pytest.raises(JobError, match="go together"):
+        promotion.approval_gate([*args, "--approved_by=alice"])
+    with pytest.raises(JobError, match="go together"):
+        promotion.approval_gate([*args, f"--approval_run={run}"])
+    assert promotion.APPROVAL_TAG not in MlflowClient().get_model_version(destination.full_name, version).tags
+    promotion.approval_gate([*args, "--approved_by=alice", f"--approval_run={run}"])
+    tags = MlflowClient().get_model_version(destination.full_name, version).tags
+    assert tags[promotion.APPROVAL_TAG] == promotion.APPROVED
+    assert tags[promotion.APPROVED_BY_TAG] == "alice"
+    assert tags[promotion.APPROVAL_RUN_TAG] == run
+    # Without approval_required nothing is recorded: staging promotions need no approval.
+    other = copy(source, ModelRef("unit_staging", destination.schema, destination.name))
+    staging_args = [*model_args(ModelRef("unit_staging", destination.schema, destination.name))]
+    promotion.approval_gate(
+        [*staging_args, f"--model_version={other}", "--approval_required=false", "--approved_by=alice"]
+    )
+    staging_tags = MlflowClient().get_model_version(f"unit_staging.{destination.schema}.{destination.name}", other).tags
+    assert promotion.APPROVAL_TAG not in staging_tags
+
+
 def test_failed_validation_after_copy_leaves_the_target_champion(champion, destination):
     source, _ = champion
     first = copy(source, destination)

@@ -6,8 +6,17 @@ came from in the tag ``source_model_version`` (``models:/<source>/<version>``). 
 version that was copied before is reused, so re-running a failed promotion never makes
 a duplicate. The copied version is published as the task value ``model_version``.
 
-``approval_gate`` passes when no approval is required, or when the version carries the
-tag ``approval=approved`` (Unity Catalog "deployment job" style); it prints why either way.
+``approval_gate`` passes when no approval is required; when the run carries an approval
+given in CI (job parameters ``approved_by`` / ``approval_run``, which the approval-gated CI
+job passes), which it records on the version as the tags ``approval=approved``,
+``approved_by`` and ``approval_run``; or when the version already carries the tag
+``approval=approved`` (the MLflow 3 deployment-job convention: a tag named after the
+approval task, value ``approved`` compared case-insensitively, as Catalog Explorer's
+approve action sets it). It prints why either way.
+
+Only whoever may run the prod promotion job can pass ``approved_by``: in prod that is the
+prod service principal (the job's only CAN_MANAGE holder), which only the approval-gated
+CI job signs in as.
 """
 
 from __future__ import annotations
@@ -20,8 +29,10 @@ from .registry import get_version, require_alias
 from .runtime import JobError, configure_mlflow, set_task_value
 
 SOURCE_TAG = "source_model_version"
-APPROVAL_TAG = "approval"
+APPROVAL_TAG = "approval"  # the approval task's key: the deployment-job convention
 APPROVED = "approved"
+APPROVED_BY_TAG = "approved_by"
+APPROVAL_RUN_TAG = "approval_run"
 
 
 def build_copy_parser():
@@ -37,6 +48,8 @@ def build_approval_parser():
     params.add_model(p)
     p.add_argument("--model_version", required=True)
     p.add_argument("--approval_required", type=params.boolean, default=True)
+    p.add_argument("--approved_by", default="", help="who approved in CI (set by the approval-gated CI job)")
+    p.add_argument("--approval_run", default="", help="the CI run that holds the approval")
     return p
 
 
@@ -107,7 +120,22 @@ def approval_gate(argv: list[str] | None = None) -> None:
     configure_mlflow()
     client = MlflowClient()
     tags = get_version(client, model_ref, args.model_version).tags
-    if tags.get(APPROVAL_TAG) == APPROVED:
+    approved_by, approval_run = args.approved_by.strip(), args.approval_run.strip()
+    if approved_by or approval_run:
+        if not (approved_by and approval_run):
+            raise JobError(
+                "approved_by and approval_run go together: an approval given in CI names who approved "
+                f"and the CI run (got approved_by={approved_by!r}, approval_run={approval_run!r})"
+            )
+        recorded = {APPROVAL_TAG: APPROVED, APPROVED_BY_TAG: approved_by, APPROVAL_RUN_TAG: approval_run}
+        for key, value in recorded.items():
+            client.set_model_version_tag(model_ref.full_name, args.model_version, key, value)
+        print(
+            f"{model_ref.full_name} v{args.model_version} approved in CI by {approved_by} ({approval_run}); "
+            f"recorded as tags {', '.join(recorded)}: continuing"
+        )
+        return
+    if str(tags.get(APPROVAL_TAG, "")).strip().lower() == APPROVED:
         print(f"{model_ref.full_name} v{args.model_version} is approved ({APPROVAL_TAG}={APPROVED}): continuing")
         return
     raise JobError(
