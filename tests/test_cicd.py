@@ -84,22 +84,28 @@ class CIJob:
     needs: frozenset[str] = frozenset()  # names of jobs that must succeed first
     signs_in: bool = False  # the job can obtain a federated token
     raw: dict = field(default_factory=dict, repr=False)
+    always: str = ""  # shell text that runs after ``commands`` whatever their outcome
 
-    @property
-    def ops(self) -> set[tuple[str, str | None, str]]:
-        """``databricks bundle`` commands as (verb, job key or None, target)."""
-        found = set()
-        for match in re.finditer(r"databricks bundle (validate|deploy|run)\b([^\n]*)", self.commands):
+    def sequence(self, text: str | None = None) -> list[tuple[str, str | None, str, str]]:
+        """``databricks bundle`` commands in order, as (verb, job key or None, target, flags)."""
+        found = []
+        text = self.commands if text is None else text
+        for match in re.finditer(r"databricks bundle (validate|deploy|run|destroy)\b([^\n]*)", text):
             verb, rest = match.groups()
             target = re.search(r"-t\s+\"?([\w-]+)\"?", rest)
             assert target, f"{self.file}:{self.name}: `databricks bundle {verb}` without -t: {rest!r}"
             key = re.match(r"\s+(\w+)", rest) if verb == "run" else None
-            found.add((verb, key.group(1) if key else None, target.group(1)))
+            found.append((verb, key.group(1) if key else None, target.group(1), rest))
         return found
 
     @property
+    def ops(self) -> set[tuple[str, str | None, str]]:
+        """``databricks bundle`` commands as (verb, job key or None, target)."""
+        return {(verb, key, target) for verb, key, target, _ in self.sequence(self.commands + "\n" + self.always)}
+
+    @property
     def uses_databricks(self) -> bool:
-        return bool(re.search(r"\bdatabricks (bundle|model-versions)\b", self.commands))
+        return bool(re.search(r"\bdatabricks (bundle|model-versions)\b", self.commands + self.always))
 
 
 def _substitute(text: str, env: dict[str, str]) -> str:
@@ -164,11 +170,11 @@ def github_jobs(project: Path) -> list[CIJob]:
                     return re.sub(r"\$\{\{\s*matrix\.(\w+)\s*\}\}", lambda m: str(entry[m.group(1)]), str(value))
 
                 env = {k: expand(v) for k, v in {**wf.get("env", {}), **job.get("env", {})}.items()}
-                runs = []
+                runs, always = [], []
                 for step in job["steps"]:
                     env.update({k: expand(v) for k, v in step.get("env", {}).items()})
                     if "run" in step:
-                        runs.append(step["run"])
+                        (always if str(step.get("if", "")).strip() == "always()" else runs).append(step["run"])
                 environment = job.get("environment")
                 if isinstance(environment, dict):
                     environment = environment["name"]
@@ -190,6 +196,7 @@ def github_jobs(project: Path) -> list[CIJob]:
                         needs=frozenset([needs] if isinstance(needs, str) else needs),
                         signs_in=job.get("permissions", {}).get("id-token") == "write",
                         raw=job,
+                        always=_substitute("\n".join(always), env),
                     )
                 )
     return jobs
@@ -209,23 +216,42 @@ def _ado_steps(steps: list, base: Path) -> list[dict]:
     return out
 
 
+def _azure_triggers(project: Path, path: Path, seen: tuple = ()) -> set[str]:
+    """A pipeline's triggers; a pipeline-completion trigger inherits the source pipeline's,
+    limited to the branches it names (the source is `<slug>-<file stem>`)."""
+    pipeline = yaml.safe_load(path.read_text())
+    triggers: set[str] = set()
+    if pipeline.get("pr", "none") != "none":
+        triggers.add("pull_request")
+    if pipeline.get("trigger", "none") != "none":
+        triggers |= {f"push:{b}" for b in pipeline["trigger"]["branches"]["include"]}
+    for resource in pipeline.get("resources", {}).get("pipelines", []):
+        source = project / ".azure" / "pipelines" / f"{resource['source'].removeprefix(project.name + '-')}.yml"
+        assert source.is_file() and source not in seen, resource
+        branches = set(resource["trigger"]["branches"]["include"])
+        for t in _azure_triggers(project, source, (*seen, path)):
+            if t == "manual":
+                triggers |= {f"manual:{b}" for b in branches}
+            elif t.startswith("push:") and t[5:] in branches:
+                triggers.add(t)
+    if not triggers:
+        triggers.add("manual")
+    return triggers
+
+
 def azure_jobs(project: Path) -> list[CIJob]:
     jobs = []
     slug = project.name
     for path in sorted((project / ".azure" / "pipelines").glob("*.yml")):
         pipeline = yaml.safe_load(path.read_text())
-        triggers: set[str] = set()
-        if pipeline.get("pr", "none") != "none":
-            triggers.add("pull_request")
-        if pipeline.get("trigger", "none") != "none":
-            triggers |= {f"push:{b}" for b in pipeline["trigger"]["branches"]["include"]}
-        if not triggers:
-            triggers.add("manual")
+        triggers = _azure_triggers(project, path)
         stage_jobs: dict[str, list[str]] = {}
         previous: list[str] = []
         for stage in pipeline["stages"]:
             refs = _branch_refs(stage.get("condition", ""))
-            stage_triggers = {t for t in triggers if not t.startswith("push:") or t[5:] in refs} if refs else triggers
+            stage_triggers = (
+                {t for t in triggers if ":" not in t or t.split(":", 1)[1] in refs} if refs else triggers
+            )
             depends = stage.get("dependsOn", previous)  # without dependsOn: the previous stage
             depends = [depends] if isinstance(depends, str) else depends
             previous = [stage["stage"]]
@@ -238,11 +264,12 @@ def azure_jobs(project: Path) -> list[CIJob]:
                 matrix = job.get("strategy", {}).get("matrix") or {"": {}}
                 for leg, leg_vars in matrix.items():
                     env = {**job.get("variables", {}), **leg_vars}
-                    scripts, token_mapped = [], True
+                    scripts, always, token_mapped = [], [], True
                     for step in steps:
                         if "script" in step:
                             step_env = {**env, **step.get("env", {})}
-                            scripts.append(_substitute(step["script"], step_env))
+                            runs_always = str(step.get("condition", "")).strip() == "always()"
+                            (always if runs_always else scripts).append(_substitute(step["script"], step_env))
                             if "databricks " in step["script"] and "databricks --version" not in step["script"]:
                                 token_mapped &= step.get("env", {}).get("SYSTEM_ACCESSTOKEN") == "$(System.AccessToken)"
                             env.update(step.get("env", {}))
@@ -264,6 +291,7 @@ def azure_jobs(project: Path) -> list[CIJob]:
                             needs=needs,
                             signs_in="SYSTEM_ACCESSTOKEN" in env and token_mapped,
                             raw=job,
+                            always="\n".join(always),
                         )
                     )
                 stage_jobs[stage["stage"]].append(f"{stage['stage']}.{name}")
@@ -290,7 +318,7 @@ def _gitlab_triggers(rule_if: str) -> set[str]:
     branch = re.search(r'\$CI_COMMIT_BRANCH == "([^"]+)"', rule_if)
     if '"web"' in rule_if:
         assert "$PROMOTE_MODEL" in rule_if, rule_if
-        return {"manual"}
+        return {f"manual:{branch.group(1)}"} if branch else {"manual"}
     if '"push"' in rule_if and branch:
         return {f"push:{branch.group(1)}"}
     raise AssertionError(f"unexpected rule: {rule_if}")
@@ -312,6 +340,7 @@ def gitlab_jobs(project: Path) -> list[CIJob]:
         triggers = set().union(*(_gitlab_triggers(r["if"]) for r in rules))
         env = {**global_vars, **job.get("variables", {})}
         script = "\n".join(_flatten(job.get("before_script")) + _flatten(job.get("script")))
+        after = "\n".join(_flatten(job.get("after_script")))
         environment = job.get("environment")
         if isinstance(environment, dict):
             environment = environment["name"]
@@ -329,6 +358,7 @@ def gitlab_jobs(project: Path) -> list[CIJob]:
                 needs=frozenset(job.get("needs", [])),
                 signs_in="DATABRICKS_OIDC_TOKEN" in job.get("id_tokens", {}),
                 raw=job,
+                always=_substitute(after, {k: v for k, v in env.items() if k not in inputs}),
             )
         )
     return jobs
