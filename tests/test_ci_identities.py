@@ -20,17 +20,16 @@ from that commit: they must fail there.
 
 from __future__ import annotations
 
+import io
 import subprocess
 import tarfile
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from bake import TEMPLATE_DIR
 from cookiecutter.main import cookiecutter
 from test_cicd import EXTRACT, PATTERNS, PLATFORMS, CIJob
-
-from bake import TEMPLATE_DIR
 
 PRINCIPALS = {
     "00000000-0000-0000-0000-000000000003": "ci",
@@ -155,7 +154,9 @@ def identity_violations(project: Path, platform: str, pattern: str) -> list[str]
             problems.append(f"{where}: the staging principal from {sorted(row.branches)}, not only {DEFAULT}")
         if row.principal == "prod":
             if row.branches != {prod_branch(pattern)}:
-                problems.append(f"{where}: the prod principal from {sorted(row.branches)}, not only {prod_branch(pattern)}")
+                problems.append(
+                    f"{where}: the prod principal from {sorted(row.branches)}, not only {prod_branch(pattern)}"
+                )
             if not row.gate:
                 problems.append(f"{where}: the prod principal without an approval")
         if row.principal.startswith("unknown"):
@@ -192,7 +193,11 @@ def identity_violations(project: Path, platform: str, pattern: str) -> list[str]
                 problems.append(f"{file}: one pipeline signs in as {sorted(principals)}")
     if platform == "github_actions":  # concurrency: pull request work per pull request only
         for job in jobs.values():
-            group = (job.raw.get("concurrency") or {}).get("group", "") if isinstance(job.raw.get("concurrency"), dict) else ""
+            group = (
+                (job.raw.get("concurrency") or {}).get("group", "")
+                if isinstance(job.raw.get("concurrency"), dict)
+                else ""
+            )
             if "pull_request" in job.triggers and job.raw.get("concurrency") and "pull_request.number" not in group:
                 problems.append(f"{job.file}:{job.name}: concurrency group {group!r} is shared between pull requests")
             if job.file == "promote.yml" and job.raw.get("concurrency"):
@@ -201,7 +206,9 @@ def identity_violations(project: Path, platform: str, pattern: str) -> list[str]
         for job in jobs.values():
             if "pull_request" in job.triggers and job.raw.get("resource_group"):
                 if "$CI_MERGE_REQUEST_IID" not in job.raw["resource_group"]:
-                    problems.append(f"{job.name}: resource group {job.raw['resource_group']} shared between merge requests")
+                    problems.append(
+                        f"{job.name}: resource group {job.raw['resource_group']} shared between merge requests"
+                    )
     return problems
 
 

@@ -249,8 +249,12 @@ def azure_jobs(project: Path) -> list[CIJob]:
         previous: list[str] = []
         for stage in pipeline["stages"]:
             refs = _branch_refs(stage.get("condition", ""))
+            # A stage condition on Build.SourceBranch limits every trigger to those branches.
             stage_triggers = (
-                {t for t in triggers if ":" not in t or t.split(":", 1)[1] in refs} if refs else triggers
+                {t for t in triggers if ":" in t and t.split(":", 1)[1] in refs}
+                | {f"manual:{r}" for r in refs if "manual" in triggers}
+                if refs
+                else triggers
             )
             depends = stage.get("dependsOn", previous)  # without dependsOn: the previous stage
             depends = [depends] if isinstance(depends, str) else depends
@@ -405,10 +409,11 @@ def promotion_inputs(project: Path, platform: str) -> dict[str, dict[str, str]]:
             for k, v in inputs.items()
         }
     if platform == "azure_devops":
-        path = project / ".azure" / "pipelines" / "promote.yml"
-        if not path.exists():
-            return {}
-        parameters = yaml.safe_load(path.read_text()).get("parameters", [])
+        parameters = []
+        for name in ("promote-staging.yml", "promote.yml"):
+            path = project / ".azure" / "pipelines" / name
+            if path.exists():
+                parameters += yaml.safe_load(path.read_text()).get("parameters", [])
         return {
             p["name"]: {
                 "default": str(p.get("default", "")),
@@ -530,7 +535,8 @@ def test_no_stored_credentials(project, platform):
             assert not match, f"{path.relative_to(project)}: {match.group(0)!r} ({pattern})"
     if platform == "azure_devops":  # the only macro is the job's own, short-lived access token
         for path in ci_files(project, platform):
-            assert set(re.findall(r"\$\((\w[\w.]*)\)", path.read_text())) <= {"System.AccessToken"}, path
+            allowed = {"System.AccessToken", "Pipeline.Workspace", "Agent.OS", "UV_CACHE_DIR"}
+            assert set(re.findall(r"\$\((\w[\w.]*)\)", path.read_text())) <= allowed, path
 
 
 def test_every_job_that_calls_databricks_signs_in_by_workload_identity(project, platform, jobs):
@@ -545,21 +551,17 @@ def test_every_job_that_calls_databricks_signs_in_by_workload_identity(project, 
             assert "DATABRICKS_CLIENT_ID" not in job.env, job.name
 
 
-def test_databricks_cli_is_pinned(project, platform):
+def test_databricks_cli_is_pinned_and_verified(project, platform):
+    """The release archive of the pinned version, checked against the release's SHA-256 sums
+    (the checksum file of the CLI's .goreleaser.yaml at v1.13.0); nothing piped into a shell."""
     text = "\n".join(p.read_text() for p in ci_files(project, platform))
     assert not re.search(r"pip install[^\n]*databricks", text)
-    if platform == "github_actions":
-        for job in github_jobs(project):
-            for step in job.raw["steps"]:
-                if step.get("uses", "").startswith("databricks/setup-cli@"):
-                    assert step["uses"] == f"databricks/setup-cli@{SETUP_CLI_COMMIT}"
-                    assert str(step["with"]["version"]) == CLI_VERSION
-    else:
-        installs = re.findall(r"curl[^\n]*setup-cli/([^/\s]+)/install\.sh[^\n]*", text)
-        assert installs and set(installs) == {SETUP_CLI_COMMIT}, installs
+    assert "setup-cli" not in text and "install.sh" not in text and not re.search(r"\|\s*(sudo\s+)?sh\b", text)
     for job in EXTRACT[platform](project):
-        if job.uses_databricks and platform != "github_actions":
-            assert "install.sh" in job.commands, f"{job.name} runs a CLI it did not install"
+        if job.uses_databricks:
+            assert f'version="{CLI_VERSION}"' in job.commands, job.name
+            install = job.commands[: job.commands.index("databricks --version")]
+            assert "databricks_cli_${version}_SHA256SUMS" in install and "sha256sum --check --strict" in install
 
 
 def test_python_uv_and_java_for_the_checks(project, platform, jobs):
@@ -590,15 +592,20 @@ def test_python_uv_and_java_for_the_checks(project, platform, jobs):
 
 def expected_flows(project: Path, pattern: str) -> dict[str, set]:
     default, release = "main", "release"  # the template's defaults
-    pr = {("validate", None, t) for t in TARGETS}
-    flows = {"pull_request": pr, f"push:{default}": {("deploy", None, "staging")}, "manual": set()}
+    pr = {("validate", None, "test"), ("deploy", None, "test"), ("destroy", None, "test")}
+    staging = {("validate", None, "staging"), ("deploy", None, "staging")}
+    prod = {("validate", None, "prod"), ("deploy", None, "prod")}
+    flows = {"pull_request": pr, f"push:{default}": staging, "manual": set()}
     if pattern in ("deploy_code", "hybrid"):
-        pr |= {("deploy", None, "test"), ("run", "model_training_job", "test")}
+        pr.add(("run", "model_training_job", "test"))
+        staging.add(("run", "model_training_job", "staging"))
+    if pattern == "deploy_code":
+        prod.add(("run", "model_training_job", "prod"))
     if pattern == "deploy_models":
-        flows[f"push:{default}"].add(("deploy", None, "prod"))
+        flows[f"push:{default}"] = staging | prod
         flows["manual"] = {("run", "model_promotion_job", "staging"), ("run", "model_promotion_job", "prod")}
     else:
-        flows[f"push:{release}"] = {("deploy", None, "prod")}
+        flows[f"push:{release}"] = prod
     if pattern == "hybrid":
         flows["manual"] = {("run", "model_promotion_job", "prod")}
     return flows
@@ -608,7 +615,7 @@ def test_each_trigger_runs_what_the_pattern_says(project, pattern, jobs):
     actual: dict[str, set] = {}
     for job in jobs:
         for trigger in job.triggers:
-            actual.setdefault(trigger, set()).update(job.ops)
+            actual.setdefault(trigger.split(":")[0] if trigger.startswith("manual") else trigger, set()).update(job.ops)
     expected = expected_flows(project, pattern)
     assert {k: v for k, v in actual.items() if v} == {k: v for k, v in expected.items() if v}
 
@@ -642,33 +649,34 @@ def test_prod_is_reached_only_through_an_approval(project, jobs):
 
 
 def test_each_target_is_reached_as_its_own_identity(project, jobs):
-    staging_host, staging_sp = target_identity(project, "staging")
+    ci_sp = "00000000-0000-0000-0000-000000000003"  # the template's default ci_service_principal
     for job in jobs:
         for verb, _, target in job.ops:
             host, run_as = target_identity(project, target)
             assert job.env["DATABRICKS_HOST"] == host, f"{job.name}: {verb} -t {target}"
-            if verb == "validate":  # the validation identity: the staging principal, everywhere
-                assert job.env["DATABRICKS_CLIENT_ID"] == staging_sp, job.name
-            else:
-                assert job.env["DATABRICKS_CLIENT_ID"] == run_as, f"{job.name}: {verb} -t {target}"
-        assert len({t for _, _, t in job.ops}) <= 1 or job.ops <= {("validate", None, t) for t in TARGETS}, (
-            f"{job.name} deploys several targets"
-        )
+            expected = ci_sp if target == "test" else run_as
+            assert job.env["DATABRICKS_CLIENT_ID"] == expected, f"{job.name}: {verb} -t {target}"
+        assert len({t for _, _, t in job.ops}) <= 1, f"{job.name} reaches several targets"
 
 
 def test_deploys_of_one_target_never_overlap(project, platform, jobs):
     for job in jobs:
-        targets = {t for verb, _, t in job.ops if verb != "validate"}
-        if targets:
-            (target,) = targets
-            assert job.environment, f"{job.name} deploys {target} outside a CI environment"
-            assert target in job.environment, (job.name, job.environment)
-            expected = job.environment if platform == "azure_devops" else f"databricks-{target}"
-            assert job.concurrency == expected, f"{job.name}: concurrency {job.concurrency!r}"
-            if platform == "github_actions":
-                assert job.raw["concurrency"]["cancel-in-progress"] is False
-            if platform == "gitlab":
-                assert job.raw.get("interruptible") is False
+        targets = {t for verb, _, t in job.ops if verb != "validate"} - {"test"}
+        if not targets:
+            continue
+        (target,) = targets
+        assert job.environment and target in job.environment, (job.name, job.environment)
+        promotion = any(key == "model_promotion_job" for _, key, _ in job.ops)
+        if platform == "azure_devops":  # the environment's exclusive lock; sequential never drops a run
+            assert job.concurrency == job.environment and job.raw and True
+        elif platform == "github_actions":
+            if promotion:  # no group: nothing can drop a queued promotion
+                assert "concurrency" not in job.raw, job.name
+            else:
+                assert job.raw["concurrency"] == {"group": f"cd-deploy-{target}", "cancel-in-progress": False}
+        else:
+            assert job.concurrency == f"{'promote' if promotion else 'deploy'}-{target}", job.name
+            assert job.raw.get("interruptible") is False
 
 
 def test_promotions_copy_from_the_previous_catalog(project, platform, pattern, jobs):
@@ -691,15 +699,20 @@ def test_promotions_copy_from_the_previous_catalog(project, platform, pattern, j
         assert catalog == source[target], f"{job.name}: {target} promotes from {catalog}"
         schema_model = schema_model or (schema, model)
         assert (schema, model) == schema_model
-        assert "manual" in job.triggers and job.triggers == {"manual"}
+        assert {t.split(":")[0] for t in job.triggers} == {"manual"}, job.triggers
         # The version is an input: it must be a number (or empty) before it reaches --params.
         version_var = re.search(r"source_version=\$\{(\w+)\}", job.commands)
         assert version_var, f"{job.name}: source_version must come from a variable"
         assert f'case "${version_var.group(1)}" in *[!0-9]*)' in job.commands, job.name
+        # The prod promotion carries the CI approval; staging's does not.
+        assert ("approved_by=" in job.commands and "approval_run=" in job.commands) == (target == "prod"), job.name
     if pattern == "deploy_models":  # prod promotes exactly the version staging just promoted
         (staging,) = [j for j, t in promotions if t == "staging"]
         (prod,) = [j for j, t in promotions if t == "prod"]
-        assert staging.name in prod.needs
+        if platform == "azure_devops":  # a pipeline-completion trigger and the published version
+            assert "promoteStaging/promotion/staging_version" in prod.commands
+        else:
+            assert staging.name in prod.needs
         assert "get-by-alias" in staging.commands
     else:  # hybrid: prod copies staging's model, which production mode does not prefix
         assert SOURCE_MODEL_INPUT[platform] not in inputs
@@ -761,10 +774,15 @@ def test_deploy_models_promotes_the_dev_model_it_is_given(baked, platform):
 
 
 def test_deploy_models_deploys_prod_after_staging(baked, platform):
-    jobs = EXTRACT[platform](baked(cicd_platform=platform, deployment_pattern="deploy_models"))
+    project = baked(cicd_platform=platform, deployment_pattern="deploy_models")
+    jobs = EXTRACT[platform](project)
     (staging,) = [j for j in jobs if ("deploy", None, "staging") in j.ops]
     (prod,) = [j for j in jobs if ("deploy", None, "prod") in j.ops]
-    assert staging.name in prod.needs
+    if platform == "azure_devops":  # another pipeline (its own identity), started when staging's succeeds
+        resources = yaml.safe_load((project / ".azure/pipelines/cd-prod.yml").read_text())["resources"]
+        assert resources["pipelines"][0]["source"] == f"{project.name}-cd"
+    else:
+        assert staging.name in prod.needs
 
 
 # --------------------------------------------------------------------------------------
@@ -817,24 +835,22 @@ def _doc_rows(project: Path) -> list[list[str]]:
 def _required_subjects(project: Path, platform: str, jobs: list[CIJob]) -> set[tuple[str, str]]:
     """(service principal, federation subject) pairs the jobs sign in with."""
     required = set()
+    ci_sp = "00000000-0000-0000-0000-000000000003"
     for job in jobs:
         if not job.signs_in:
             continue
         sp = job.env["DATABRICKS_CLIENT_ID"]
         if platform == "github_actions":
-            subject = f"environment:{job.environment}" if job.environment else "pull_request"
-            required.add((sp, f"repo:<owner>/<repo>:{subject}"))
+            assert job.environment, f"{job.name}: signs in without an environment"
+            required.add((sp, f"repo:<owner>/<repo>:environment:{job.environment}"))
         elif platform == "azure_devops":
             required.add((sp, f"p://<organization>/<project>/{project.name}-{Path(job.file).stem}"))
+        elif sp == ci_sp:
+            required.add((sp, "project_path <group>/<project>"))
         else:
-            branches = {t[5:] for t in job.triggers if t.startswith("push:")}
-            if job.triggers & {"pull_request"} or sp != target_identity(project, "prod")[1]:
-                required.add((sp, "project_path <group>/<project>"))
-            else:
-                if "manual" in job.triggers:
-                    branches |= set(re.findall(r'\$CI_COMMIT_BRANCH == "([^"]+)"', json.dumps(job.raw["rules"])))
-                for branch in branches:
-                    required.add((sp, f"sub project_path:<group>/<project>:ref_type:branch:ref:{branch}"))
+            for trigger in job.triggers:
+                branch = trigger.split(":", 1)[1]
+                required.add((sp, f"sub project_path:<group>/<project>:ref_type:branch:ref:{branch}"))
     return required
 
 
@@ -843,7 +859,7 @@ def test_ci_setup_lists_exactly_the_federation_subjects(project, platform, jobs)
     audiences: dict[str, set[str]] = {}
     for row in _doc_rows(project):
         sp = re.search(r"\(`([0-9a-f-]{36})`\)", row[0])
-        if not sp:
+        if not sp or len(row) < 3 or not re.search(r"repo:|p://|gitlab", " ".join(row)):
             continue
         if platform == "gitlab":
             claim, subject = row[3].strip("`"), row[4].strip("`")
@@ -852,13 +868,19 @@ def test_ci_setup_lists_exactly_the_federation_subjects(project, platform, jobs)
             assert row[1] == "`https://gitlab.com`"
         else:
             documented.add((sp.group(1), row[1].strip("`")))
+            if platform == "github_actions":
+                audiences[sp.group(1)] = set(re.findall(r"`([^`]+)`", row[2]))
     assert documented == _required_subjects(project, platform, jobs)
-    if platform == "gitlab":  # every token's audience is accepted by its principal's policy
+    for job in jobs:  # the audience the CLI requests for a workspace is in its principal's policy
+        if job.signs_in and platform != "azure_devops":
+            assert f"{job.env['DATABRICKS_HOST']}/oidc/v1/token" in audiences[job.env["DATABRICKS_CLIENT_ID"]]
+    if platform == "gitlab":
         for job in jobs:
             if job.signs_in:
-                aud = job.raw["id_tokens"]["DATABRICKS_OIDC_TOKEN"]["aud"]
-                assert aud == job.env["DATABRICKS_HOST"]
-                assert aud in audiences[job.env["DATABRICKS_CLIENT_ID"]], (job.name, aud)
+                assert (
+                    job.raw["id_tokens"]["DATABRICKS_OIDC_TOKEN"]["aud"]
+                    == f"{job.env['DATABRICKS_HOST']}/oidc/v1/token"
+                )
 
 
 def test_ci_setup_documents_environments_approvals_and_grants(project, platform, pattern, jobs):
@@ -878,20 +900,9 @@ def test_ci_setup_documents_environments_approvals_and_grants(project, platform,
     assert f"GRANT USE CATALOG ON CATALOG `staging` TO `{staging_sp}`" in doc
     assert ("GRANT EXECUTE ON FUNCTION `staging`" in doc) == (pattern != "deploy_code")
     assert ("APPLY TAG" in doc) == (pattern != "deploy_code")
-
-
-# --------------------------------------------------------------------------------------
-# A dev workspace of its own
-
-
-def test_dev_validation_uses_the_dev_workspace_when_there_is_one(baked, platform):
-    project = baked(cicd_platform=platform, deployment_pattern="hybrid", dev_workspace_host=DEV_HOST + "/")
-    jobs = EXTRACT[platform](project)
-    (dev,) = [j for j in jobs if ("validate", None, "dev") in j.ops]
-    assert dev.env["DATABRICKS_HOST"] == DEV_HOST
-    doc = (project / "docs" / "ci-setup.md").read_text()
-    assert "dev workspace" in doc
+    # Safe order: environments and branch rules come before the federation policies.
+    assert doc.index("## 2. Environments and approvals") < doc.index("## 3. Branch protection")
+    assert doc.index("## 3. Branch protection") < doc.index("## 4. Federation policies")
+    assert "**Pull requests from forks.**" in doc
     if platform == "gitlab":
-        assert dev.raw["id_tokens"]["DATABRICKS_OIDC_TOKEN"]["aud"] == DEV_HOST
-        assert f"`{DEV_HOST}`" in doc
-    check_schema(project, platform)
+        assert "Premium" in doc and "Minimum role to use pipeline variables: Maintainer" in doc
