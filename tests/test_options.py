@@ -57,6 +57,16 @@ CASES = [
         ),
     ),
     (
+        "ci_service_principal",
+        "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee",
+        lambda p: (
+            yaml.safe_load((p / ".github" / "workflows" / "ci.yml").read_text())["jobs"]["test-deployment"]["env"][
+                "DATABRICKS_CLIENT_ID"
+            ]
+            == "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+        ),
+    ),
+    (
         "prod_service_principal",
         "66666666-7777-8888-9999-000000000000",
         lambda p: (
