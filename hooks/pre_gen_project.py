@@ -310,7 +310,7 @@ def check_config_defaults(defaults: dict, variables: dict) -> list[str]:
     """
     errors = []
     for key, value in defaults.items():
-        where = f"{key}={value!r} (default_context of the cookiecutter config file)"
+        where = f"{key}={value!r} ({CONFIG_FILE_NOTE})"
         if key not in variables or key.startswith("_"):
             errors.append(f"{where}: is not an option of this template; check the spelling")
         elif isinstance(variables[key], list) and value not in variables[key]:
@@ -321,6 +321,7 @@ def check_config_defaults(defaults: dict, variables: dict) -> list[str]:
     return errors
 
 
+CONFIG_FILE_NOTE = "default_context of the cookiecutter config file"
 BOOL_WORDS = ("1", "true", "t", "yes", "y", "on", "0", "false", "f", "no", "n", "off")
 KEY_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=")
 
@@ -375,6 +376,10 @@ def refusal(ctx: dict, errors: list[str], template: str | None = None, tool: str
     template = template or str(ctx.get("_template") or "<template>")
     lines = ["ERROR: the project was not generated. Fix these answers and try again:"]
     lines += [f"  - {error}" for error in errors]
+    if any(CONFIG_FILE_NOTE in error for error in errors):
+        # Cookiecutter stopped applying the file at the bad value: the answers are not the team's.
+        lines += ["", "Fix the config file (--config-file or COOKIECUTTER_CONFIG) and run the same command again."]
+        return "\n".join(lines)
     lines += [
         "",
         "Your answers, with the bad ones marked <fix me: ...>; fix those and run:",
