@@ -186,3 +186,41 @@ def test_cruft_update_merges_template_changes_with_local_work(template_repo, tmp
     result = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *fast], project, checks_env, False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.search(r"\d+ passed", result.stdout)
+
+
+def readme_block(project: Path, starts_with: str) -> str:
+    """The fenced bash block of the generated README.md that starts with ``starts_with``."""
+    blocks = re.findall(r"```bash\n(.*?)```", (project / "README.md").read_text(), flags=re.S)
+    matching = [block for block in blocks if block.startswith(starts_with)]
+    assert len(matching) == 1, blocks
+    return matching[0]
+
+
+def test_a_project_baked_with_cookiecutter_links_as_its_readme_says_then_updates(template_repo, tmp_path):
+    repo, env, commit_a, commit_b = template_repo
+    at_a = tmp_path / "template-at-a"
+    run(["git", "clone", "-q", str(repo), str(at_a)], tmp_path, env)
+    run(["git", "checkout", "-q", commit_a], at_a, env)
+    out = tmp_path / "projects"
+    out.mkdir()
+    args = [f"{key}={value}" for key, value in ANSWERS.items()]
+    run([str(BIN / "cookiecutter"), "--no-input", str(at_a), "-o", str(out), *args], tmp_path, env)
+    project = out / SLUG
+    assert (project / ".cookiecutter-replay.json").is_file() and not (project / ".cruft.json").exists()
+    run(["git", "-c", "init.defaultBranch=main", "init", "-q"], project, env)
+    commit_all(project, "baked with cookiecutter", env)
+
+    link = readme_block(project, "cruft link ")
+    link = link.replace("<template git URL>", str(repo)).replace("<tag or commit>", commit_a)
+    run(["bash", "-ec", link], project, env)
+    state = json.loads((project / ".cruft.json").read_text())
+    assert state["commit"] == commit_a
+    assert state["context"]["cookiecutter"]["deployment_pattern"] == "deploy_models"
+    assert not (project / ".cookiecutter-replay.json").exists()
+    assert run(["git", "status", "--porcelain"], project, env).stdout == ""
+    assert cruft(["diff", "--exit-code"], project, env, check=False).returncode == 0  # linked at the right commit
+
+    cruft(["update", "-y"], project, env)
+    assert json.loads((project / ".cruft.json").read_text())["commit"] == commit_b
+    assert "Team tag: ml" in (project / "README.md").read_text()
+    assert (project / NEW_RESOURCE).is_file() and not (project / OLD_RESOURCE).exists()
