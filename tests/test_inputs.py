@@ -228,3 +228,23 @@ def test_retry_answers_mark_every_key_an_error_names():
     assert answers["project_name"] == "X"
     assert all(answers[key].startswith("<fix me: ") for key in ("dev_catalog", "staging_catalog", "prod_catalog"))
     assert answers["flag"] == "<fix me: whatever>"
+
+
+@pytest.mark.parametrize("read_group", ["data scientists", ""])
+def test_a_replay_file_from_before_the_in_process_check_is_checked_by_the_hook(tmp_path, capfd, read_group):
+    """Replay files of projects baked by 0.1.0 lack ``__answers_checked``: cookiecutter renders it
+    alone, without the template's extensions; it must not fail, and the hook checks the answers."""
+    project = bake(tmp_path / "first")
+    replay = project / ".cookiecutter-replay.json"
+    answers = json.loads(replay.read_text())
+    del answers["cookiecutter"]["__answers_checked"]
+    answers["cookiecutter"]["read_group"] = read_group
+    replay.write_text(json.dumps(answers))
+    if read_group:
+        again = Path(cookiecutter(str(TEMPLATE_DIR), replay=str(replay), output_dir=str(tmp_path / "again")))
+        assert json.loads((again / ".cookiecutter-replay.json").read_text())["cookiecutter"]["read_group"] == read_group
+    else:
+        with pytest.raises(FailedHookException):
+            cookiecutter(str(TEMPLATE_DIR), replay=str(replay), output_dir=str(tmp_path / "again"))
+        assert "read_group='': must name a group" in capfd.readouterr().err
+        assert list((tmp_path / "again").iterdir()) == []
