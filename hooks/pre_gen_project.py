@@ -20,6 +20,7 @@ directly with hand-made contexts.
 
 from __future__ import annotations
 
+import difflib
 import json
 import keyword
 import re
@@ -307,12 +308,17 @@ def check_config_defaults(defaults: dict, variables: dict) -> list[str]:
     value outside a choice or a non-boolean for a yes/no option into a warning, then
     drops that key and every key after it; a team file with such a value would bake with
     the wrong answers. Every other value lands in the answers and goes through ``validate``.
+    An unknown key is refused only when it looks like a misspelt option: a user config
+    often holds answers for other templates too (``full_name``, ``email``).
     """
+    options = [key for key in variables if not key.startswith("_")]
     errors = []
     for key, value in defaults.items():
         where = f"{key}={value!r} ({CONFIG_FILE_NOTE})"
-        if key not in variables or key.startswith("_"):
-            errors.append(f"{where}: is not an option of this template; check the spelling")
+        if key not in options:
+            close = difflib.get_close_matches(key, options, n=1, cutoff=0.8)
+            if close:
+                errors.append(f"{where}: is not an option of this template; did you mean {close[0]}?")
         elif isinstance(variables[key], list) and value not in variables[key]:
             errors.append(f"{where}: must be one of {', '.join(map(str, variables[key]))}")
         elif isinstance(variables[key], bool) and not isinstance(value, bool):

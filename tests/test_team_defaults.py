@@ -4,7 +4,7 @@ Real cookiecutter (the CLI of this environment and its Python API with ``config_
 real cruft. Each bad value in the team file must stop the bake with the template's own
 message naming the key, including the values cookiecutter itself would only warn about
 (an unknown choice or yes/no value, after which it ignores the rest of the file) and
-unknown keys.
+misspelt keys.
 """
 
 from __future__ import annotations
@@ -134,6 +134,17 @@ def test_a_bad_team_value_is_refused_naming_the_key(tmp_path, key, value):
     message = str(refused.value)
     assert f"  - {key}=" in message or f", {key}=" in message, message
     assert list(out.iterdir()) == []
+
+
+def test_answers_for_other_templates_in_the_config_file_are_left_alone():
+    """A user config often carries answers for other templates; only near-misses are refused."""
+    other = {"full_name": "Ada", "email": "ada@example.com", "github_username": "ada"}
+    assert pre.check_config_defaults({**TEAM, **other}, DEFAULTS) == []
+    errors = pre.check_config_defaults({"prod_catalogue": "ml_prod", "read_groups": "x"}, DEFAULTS)
+    assert [e.split(": ", 1)[1] for e in errors] == [
+        "is not an option of this template; did you mean prod_catalog?",
+        "is not an option of this template; did you mean read_group?",
+    ]
 
 
 def test_a_command_line_value_replaces_a_bad_team_value(tmp_path):
