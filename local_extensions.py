@@ -43,16 +43,23 @@ def _caller() -> tuple[str, str | None, dict]:
     so they are read from the calling frames. Another caller gets ("cookiecutter", None, {}).
     """
     import inspect
+    from pathlib import Path
 
+    found = ("cookiecutter", None, {})
     frame = inspect.currentframe()
     while frame is not None:
         config = frame.f_locals.get("config_dict")
-        if isinstance(config, dict) and isinstance(config.get("default_context"), dict):
+        if found[1] is None and isinstance(config, dict) and isinstance(config.get("default_context"), dict):
             if "template_git_url" in frame.f_locals:
-                return "cruft", str(frame.f_locals["template_git_url"]), config["default_context"]
-            return "cookiecutter", frame.f_locals.get("template"), config["default_context"]
+                found = ("cruft create", str(frame.f_locals["template_git_url"]), config["default_context"])
+            else:
+                found = ("cookiecutter", frame.f_locals.get("template"), config["default_context"])
+        # The cruft command that called it: cruft/_commands/<create|link|update>.py
+        path = Path(frame.f_code.co_filename)
+        if found[0].startswith("cruft") and path.parent.name == "_commands" and path.parent.parent.name == "cruft":
+            found = (f"cruft {path.stem}", *found[1:])
         frame = frame.f_back
-    return "cookiecutter", None, {}
+    return found
 
 
 class ValidationExtension(Extension):

@@ -368,9 +368,13 @@ def retry_answers(ctx: dict, errors: list[str]) -> dict[str, str]:
 def retry_command(ctx: dict, errors: list[str], template: str, tool: str = "cookiecutter") -> str:
     """A shell command that bakes again with every answer in ``ctx``, the bad ones marked."""
     answers = retry_answers(ctx, errors)
-    if tool == "cruft":
+    if tool == "cruft update":
+        # The other answers are in .cruft.json: pass only the ones to fix.
+        marked = {key: value for key, value in answers.items() if value.startswith("<fix me: ")}
+        words = ["cruft update", f"--variables-to-update {shlex.quote(json.dumps(marked, ensure_ascii=False))}"]
+    elif tool.startswith("cruft"):
         context = json.dumps(answers, ensure_ascii=False)
-        words = ["cruft create", shlex.quote(template), "--no-input", f"--extra-context {shlex.quote(context)}"]
+        words = [tool, shlex.quote(template), "--no-input", f"--extra-context {shlex.quote(context)}"]
     else:
         words = ["cookiecutter", shlex.quote(template), "--no-input"]
         words += [f"{key}={shlex.quote(value)}" for key, value in answers.items()]

@@ -61,6 +61,7 @@ def git_env(home: Path) -> dict[str, str]:
         GIT_COMMITTER_NAME="Template Test",
         GIT_COMMITTER_EMAIL="template-test@example.com",
     )
+    env["COLUMNS"] = "300"  # cruft prints errors through rich, which wraps at the terminal width
     env.pop("COOKIECUTTER_CONFIG", None)
     return env
 
@@ -156,7 +157,10 @@ def test_cruft_update_merges_template_changes_with_local_work(template_repo, tmp
     # The new option goes through B's validation: a bad value is refused and changes nothing.
     refused = cruft(["update", "-y", "--variables-to-update", '{"team_tag": "Fraud ML"}'], project, env, check=False)
     assert refused.returncode != 0
-    assert "team_tag='Fraud ML': must be a short lowercase tag" in refused.stdout + refused.stderr
+    output = re.sub(r" \\\n\s+", " ", refused.stdout + refused.stderr)  # one line per command
+    assert "team_tag='Fraud ML': must be a short lowercase tag" in output
+    # The retry is an update again, with only the value to fix.
+    assert """cruft update --variables-to-update '{"team_tag": "<fix me: must be a short lowercase tag""" in output
     assert run(["git", "status", "--porcelain"], project, env).stdout == ""
     assert json.loads((project / ".cruft.json").read_text())["commit"] == commit_a
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import tomllib
 from pathlib import Path
@@ -248,3 +249,25 @@ def test_a_replay_file_from_before_the_in_process_check_is_checked_by_the_hook(t
             cookiecutter(str(TEMPLATE_DIR), replay=str(replay), output_dir=str(tmp_path / "again"))
         assert "read_group='': must name a group" in capfd.readouterr().err
         assert list((tmp_path / "again").iterdir()) == []
+
+
+@pytest.mark.parametrize("tool", ["cookiecutter", "cruft create", "cruft update"])
+def test_retry_commands_parse_back_to_the_answers(tool):
+    ctx = {"project_name": 'It\'s "x" $HOME', "include_monitoring": False, "read_group": "", "_template": "t"}
+    errors = [pre._fail("read_group", "", "must name a group (for example users)")]
+    words = shlex.split(pre.retry_command(ctx, errors, "git@example.com:t.git", tool).replace("\\\n", " "))
+    if tool == "cookiecutter":
+        assert words[:3] == ["cookiecutter", "git@example.com:t.git", "--no-input"]
+        given = dict(word.split("=", 1) for word in words[3:])
+    elif tool == "cruft create":
+        assert words[:5] == ["cruft", "create", "git@example.com:t.git", "--no-input", "--extra-context"]
+        given = json.loads(words[5])
+    else:
+        assert words[:3] == ["cruft", "update", "--variables-to-update"]
+        assert json.loads(words[3]) == {"read_group": "<fix me: must name a group>"}
+        return
+    assert given == {
+        "project_name": ctx["project_name"],
+        "include_monitoring": "false",
+        "read_group": "<fix me: must name a group>",
+    }
