@@ -27,7 +27,9 @@ from test_cruft import run as run_checked
 pre = load_hook("pre_gen_project")
 TEAM_FILE = TEMPLATE_DIR / "docs" / "team.yaml"
 TEAM = yaml.safe_load(TEAM_FILE.read_text())["default_context"]
-PER_PROJECT = {"project_name", "project_slug", "description", "schema_name", "model_name"}
+# Each project's own answers; project_root (where the project sits in its repository) when the
+# template has that option.
+PER_PROJECT = {"project_name", "project_slug", "description", "schema_name", "model_name", "project_root"}
 
 
 def env_for(home: Path) -> dict[str, str]:
