@@ -69,9 +69,20 @@ def main() -> int:
     ctx = json.loads(CONTEXT_JSON)
     project = Path.cwd()
     remove_paths(project, paths_to_remove(ctx))
-    # Re-baking with the same answers: cookiecutter --replay-file .cookiecutter-replay.json <template>
-    (project / REPLAY_FILE).write_text(json.dumps(replay_context(ctx), indent=2, ensure_ascii=False) + "\n")
+    if writes_replay_file(ctx):
+        # Re-baking with the same answers: cookiecutter --replay-file .cookiecutter-replay.json <template>
+        (project / REPLAY_FILE).write_text(json.dumps(replay_context(ctx), indent=2, ensure_ascii=False) + "\n")
     return 0
+
+
+def writes_replay_file(ctx: dict) -> bool:
+    """Plain cookiecutter bakes keep their answers in a replay file; cruft bakes do not.
+
+    cruft records the same answers, with the template commit, in ``.cruft.json`` (it adds
+    ``_commit`` to the context before generating). A replay file is what a project baked with
+    plain cookiecutter needs for ``cruft link`` and for ``cookiecutter --replay-file``.
+    """
+    return "_commit" not in ctx
 
 
 if __name__ == "__main__":

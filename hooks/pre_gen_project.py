@@ -1,8 +1,18 @@
 """Refuse bad answers before cookiecutter writes the project.
 
 Every rule is a small function that returns an error message (or None). ``validate``
-runs them all, so a user sees every problem in one go; ``main`` prints them and exits
-with status 1, and cookiecutter then removes the half-made project directory.
+runs them all, so a user sees every problem in one go. ``refusal`` turns the errors into
+the message a user sees: every problem, then a ready command line that re-runs the bake
+with the same answers and each bad one marked ``<fix me: ...>``, so nothing has to be
+typed again.
+
+The same rules run twice during a bake. ``local_extensions.ValidationExtension`` runs
+them in cookiecutter's own process while the answers are collected (the last variable of
+cookiecutter.json, ``__answers_checked``), so a refused bake writes nothing and ends with
+the message alone (cookiecutter's CLI prints a ``FailedHookException`` without a
+traceback). ``main`` runs them again as the pre-generation hook, for bakes that skip
+prompting (``--replay-file``, ``cruft update``); cookiecutter then removes the
+half-made project directory.
 
 The module imports cleanly without cookiecutter: the template tests call ``validate``
 directly with hand-made contexts.
@@ -10,9 +20,11 @@ directly with hand-made contexts.
 
 from __future__ import annotations
 
+import difflib
 import json
 import keyword
 import re
+import shlex
 import sys
 import uuid
 
@@ -39,6 +51,11 @@ HOST_RE = re.compile(r"https://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,
 UC_IDENTIFIER_MAX = 255
 # A pragmatic address check: one @, no spaces or commas, a dot in the domain.
 EMAIL_RE = re.compile(r"[^@\s,;]+@[^@\s,;]+\.[^@\s,;]+")
+# What cookiecutter.json derives project_slug to when project_name has no letter or digit
+# (e.g. an empty name). An empty slug would make cookiecutter fail on the project directory
+# before any rule runs; this value is a usable directory name that check_project_slug
+# refuses, naming project_name.
+SLUG_FALLBACK = "no-slug-from-project-name"
 
 
 def _fail(key: str, value: object, rule: str) -> str:
@@ -64,6 +81,15 @@ def check_description(ctx: dict) -> str | None:
 def check_project_slug(ctx: dict) -> str | None:
     value = ctx.get("project_slug", "")
     hint = "pass project_slug=<name>, e.g. project_slug=fare_model"
+    if value == SLUG_FALLBACK:
+        if not str(ctx.get("project_name", "")).strip():
+            return None  # check_project_name reports the empty name
+        return _fail(
+            "project_name",
+            ctx.get("project_name", ""),
+            "has no letters or digits to derive project_slug from; "
+            "give a name such as project_name='Fare Model', or pass project_slug=fare_model",
+        )
     if not SLUG_RE.fullmatch(str(value)):
         return _fail(
             "project_slug",
@@ -270,17 +296,115 @@ def validate(ctx: dict) -> list[str]:
             errors.append(result)
         elif result:
             errors.extend(result)
+    # schema_name and model_name derive from the slug: when the slug could not be derived,
+    # the one message about project_name says it all.
+    return [e for e in errors if not (SLUG_FALLBACK in e and not e.startswith("project_name="))]
+
+
+def check_config_defaults(defaults: dict, variables: dict) -> list[str]:
+    """Problems cookiecutter lets through in a config file's ``default_context``.
+
+    ``variables`` is cookiecutter.json. Cookiecutter ignores an unknown key, and turns a
+    value outside a choice or a non-boolean for a yes/no option into a warning, then
+    drops that key and every key after it; a team file with such a value would bake with
+    the wrong answers. Every other value lands in the answers and goes through ``validate``.
+    An unknown key is refused only when it looks like a misspelt option: a user config
+    often holds answers for other templates too (``full_name``, ``email``).
+    """
+    options = [key for key in variables if not key.startswith("_")]
+    errors = []
+    for key, value in defaults.items():
+        where = f"{key}={value!r} ({CONFIG_FILE_NOTE})"
+        if key not in options:
+            close = difflib.get_close_matches(key, options, n=1, cutoff=0.8)
+            if close:
+                errors.append(f"{where}: is not an option of this template; did you mean {close[0]}?")
+        elif isinstance(variables[key], list) and value not in variables[key]:
+            errors.append(f"{where}: must be one of {', '.join(map(str, variables[key]))}")
+        elif isinstance(variables[key], bool) and not isinstance(value, bool):
+            if str(value).strip().lower() not in BOOL_WORDS:
+                errors.append(f"{where}: must be true or false")
     return errors
 
 
+CONFIG_FILE_NOTE = "default_context of the cookiecutter config file"
+BOOL_WORDS = ("1", "true", "t", "yes", "y", "on", "0", "false", "f", "no", "n", "off")
+KEY_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=")
+
+
+def bad_keys(errors: list[str]) -> dict[str, str]:
+    """The keys each error names (``key=`` at its start, before the first ': '), with its rule."""
+    keys: dict[str, str] = {}
+    for error in errors:
+        head, _, rule = error.partition(": ")
+        for match in KEY_RE.finditer(head):
+            if match.start() == 0 or head[match.start() - 2 : match.start()] == ", ":
+                keys.setdefault(match.group(1), rule)
+    return keys
+
+
+def retry_answers(ctx: dict, errors: list[str]) -> dict[str, str]:
+    """Every answer in ``ctx`` as the command line takes it, the bad ones marked ``<fix me: ...>``.
+
+    Keys derived from a slug that could not be derived are left out, so that they are
+    derived again from the fixed project_name.
+    """
+    marked = bad_keys(errors)
+    answers = {}
+    for key, value in ctx.items():
+        if key.startswith("_") or isinstance(value, (dict, list)):
+            continue
+        if key in marked:
+            rule = re.split(r"[;(,]", marked[key])[0].replace("'", "").replace('"', "")
+            value = f"<fix me: {' '.join(rule.split()[:8])}>"
+        elif SLUG_FALLBACK in str(value):
+            continue
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
+        answers[key] = str(value)
+    return answers
+
+
+def retry_command(ctx: dict, errors: list[str], template: str, tool: str = "cookiecutter") -> str:
+    """A shell command that bakes again with every answer in ``ctx``, the bad ones marked."""
+    answers = retry_answers(ctx, errors)
+    if tool == "cruft update":
+        # The other answers are in .cruft.json: pass only the ones to fix.
+        marked = {key: value for key, value in answers.items() if value.startswith("<fix me: ")}
+        words = ["cruft update", f"--variables-to-update {shlex.quote(json.dumps(marked, ensure_ascii=False))}"]
+    elif tool.startswith("cruft"):
+        context = json.dumps(answers, ensure_ascii=False)
+        words = [tool, shlex.quote(template), "--no-input", f"--extra-context {shlex.quote(context)}"]
+    else:
+        words = ["cookiecutter", shlex.quote(template), "--no-input"]
+        words += [f"{key}={shlex.quote(value)}" for key, value in answers.items()]
+    return " \\\n    ".join(words)
+
+
+def refusal(ctx: dict, errors: list[str], template: str | None = None, tool: str = "cookiecutter") -> str:
+    """The message that refuses a bake: the problems, and how to retry without retyping."""
+    template = template or str(ctx.get("_template") or "<template>")
+    lines = ["ERROR: the project was not generated. Fix these answers and try again:"]
+    lines += [f"  - {error}" for error in errors]
+    if any(CONFIG_FILE_NOTE in error for error in errors):
+        # Cookiecutter stopped applying the file at the bad value: the answers are not the team's.
+        lines += ["", "Fix the config file (--config-file or COOKIECUTTER_CONFIG) and run the same command again."]
+        return "\n".join(lines)
+    lines += [
+        "",
+        "Your answers, with the bad ones marked <fix me: ...>; fix those and run:",
+        "",
+        "  " + retry_command(ctx, errors, template, tool),
+    ]
+    return "\n".join(lines)
+
+
 def main() -> int:
-    errors = validate(json.loads(CONTEXT_JSON))
+    ctx = json.loads(CONTEXT_JSON)
+    errors = validate(ctx)
     if not errors:
         return 0
-    print("ERROR: the project was not generated. Fix these answers and try again:", file=sys.stderr)
-    for error in errors:
-        print(f"  - {error}", file=sys.stderr)
-    print("Pass answers with: cookiecutter <template> --no-input key=value ...", file=sys.stderr)
+    print(refusal(ctx, errors), file=sys.stderr)
     return 1
 
 

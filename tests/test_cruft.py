@@ -1,0 +1,230 @@
+"""Template updates reach generated projects through cruft, and merge with local work.
+
+The promise in the README ("Updating a generated project"), tested end to end with the
+real ``cruft`` and ``git`` commands and no network: a git repository of this template at
+commit A, and at commit B which
+
+- changes a generated file (README.md gains a section),
+- adds an option (``team_tag``, default ``ml``) with a validation rule in the
+  pre-generation hook, used in README.md,
+- renames a resource file (resources/batch_inference_job.yml -> resources/batch_inference.yml).
+
+A project is created from A with ``cruft create``, committed, edited locally (README.md,
+the resource file B renames, a new module), committed, and updated to B with
+``cruft update``. The test checks what was merged, what was kept, that the new option
+took its default and goes through B's validation, and that the project's own fast checks
+still pass.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from bake import TEMPLATE_DIR, project_env
+from helpers import BIN
+
+SLUG = "fares"
+ANSWERS = {"project_name": "Fares", "deployment_pattern": "deploy_models", "cicd_platform": "gitlab"}
+OLD_RESOURCE = "resources/batch_inference_job.yml"
+NEW_RESOURCE = "resources/batch_inference.yml"
+IGNORED = shutil.ignore_patterns(".git", ".venv", "build", "__pycache__", ".pytest_cache", ".ruff_cache", "*.pyc")
+
+# The rule B adds to hooks/pre_gen_project.py, in the style of the others.
+B_RULE = """
+
+def check_team_tag(ctx: dict) -> str | None:
+    value = str(ctx.get("team_tag", ""))
+    if not re.fullmatch(r"[a-z][a-z0-9-]{0,30}", value):
+        return _fail("team_tag", value, "must be a short lowercase tag such as ml or fraud-ml")
+    return None
+
+
+RULES = (*RULES, check_team_tag)
+"""
+
+
+def git_env(home: Path) -> dict[str, str]:
+    """No user or system git config, a fixed identity: the same on every machine."""
+    env = {**os.environ, "HOME": str(home), "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env.update(
+        GIT_CONFIG_NOSYSTEM="1",
+        GIT_CONFIG_GLOBAL=os.devnull,
+        GIT_AUTHOR_NAME="Template Test",
+        GIT_AUTHOR_EMAIL="template-test@example.com",
+        GIT_COMMITTER_NAME="Template Test",
+        GIT_COMMITTER_EMAIL="template-test@example.com",
+    )
+    env["COLUMNS"] = "300"  # cruft prints errors through rich, which wraps at the terminal width
+    env.pop("COOKIECUTTER_CONFIG", None)
+    return env
+
+
+def run(args: list[str], cwd: Path, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=180)
+    if check and result.returncode != 0:
+        pytest.fail(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def commit_all(repo: Path, message: str, env: dict[str, str]) -> str:
+    run(["git", "add", "-A"], repo, env)
+    run(["git", "commit", "-q", "-m", message], repo, env)
+    return run(["git", "rev-parse", "HEAD"], repo, env).stdout.strip()
+
+
+def make_template_b(template: Path) -> None:
+    project = template / "{{cookiecutter.project_slug}}"
+    # A new option with a default, before the private variables (cookiecutter asks in file order).
+    variables = json.loads((template / "cookiecutter.json").read_text())
+    reordered = {}
+    for key, value in variables.items():
+        if key.startswith("_") and "team_tag" not in reordered:
+            reordered["team_tag"] = "ml"
+        reordered[key] = value
+    reordered["__prompts__"]["team_tag"] = "Team tag (lowercase)"
+    (template / "cookiecutter.json").write_text(json.dumps(reordered, indent=2) + "\n")
+    # Its validation rule.
+    hook = template / "hooks" / "pre_gen_project.py"
+    source = hook.read_text()
+    marker = '\n\nif __name__ == "__main__":'
+    assert marker in source
+    hook.write_text(source.replace(marker, B_RULE + marker))
+    # A changed generated file that uses it.
+    readme = project / "README.md"
+    readme.write_text(
+        readme.read_text() + "\n## Support\n\nAsk the platform team. Team tag: {{ cookiecutter.team_tag }}\n"
+    )
+    # A renamed resource file (databricks.yml includes resources/*.yml).
+    (project / NEW_RESOURCE).parent.mkdir(exist_ok=True)
+    (project / OLD_RESOURCE).rename(project / NEW_RESOURCE)
+
+
+@pytest.fixture(scope="module")
+def template_repo(tmp_path_factory):
+    """(repository, env, commit A, commit B)."""
+    root = tmp_path_factory.mktemp("cruft")
+    env = git_env(root)
+    repo = root / "template"
+    shutil.copytree(TEMPLATE_DIR, repo, ignore=IGNORED)
+    assert (repo / "{{cookiecutter.project_slug}}" / OLD_RESOURCE).is_file()
+    run(["git", "-c", "init.defaultBranch=main", "init", "-q"], repo, env)
+    commit_a = commit_all(repo, "A", env)
+    make_template_b(repo)
+    commit_b = commit_all(repo, "B: team_tag option, README section, renamed resource", env)
+    return repo, env, commit_a, commit_b
+
+
+def cruft(args: list[str], cwd: Path, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
+    return run([str(BIN / "cruft"), *args], cwd, env, check=check)
+
+
+def test_cruft_update_merges_template_changes_with_local_work(template_repo, tmp_path):
+    repo, env, commit_a, commit_b = template_repo
+    out = tmp_path / "projects"
+    out.mkdir()
+    cruft(
+        ["create", str(repo), "--checkout", commit_a, "--no-input", "--output-dir", str(out)]
+        + ["--extra-context", json.dumps(ANSWERS)],
+        tmp_path,
+        env,
+    )
+    project = out / SLUG
+    state = json.loads((project / ".cruft.json").read_text())
+    assert state["commit"] == commit_a and state["context"]["cookiecutter"]["deployment_pattern"] == "deploy_models"
+    assert "team_tag" not in state["context"]["cookiecutter"]
+    assert not (project / ".cookiecutter-replay.json").exists()  # .cruft.json holds the answers
+    run(["git", "-c", "init.defaultBranch=main", "init", "-q"], project, env)
+    commit_all(project, "baked from the template", env)
+
+    # Local work, committed (cruft update refuses an unclean tree).
+    readme = project / "README.md"
+    lines = readme.read_text().splitlines(keepends=True)
+    readme.write_text(lines[0] + "\nOwned by the fares team.\n" + "".join(lines[1:]))
+    (project / OLD_RESOURCE).write_text((project / OLD_RESOURCE).read_text() + "# reviewed by the fares team\n")
+    own_module = project / "src" / SLUG / "extra_features.py"
+    own_module.write_text('"""Features only this project has."""\n')
+    commit_all(project, "local work", env)
+
+    assert cruft(["check"], project, env, check=False).returncode != 0  # the template moved on
+
+    # The new option goes through B's validation: a bad value is refused and changes nothing.
+    refused = cruft(["update", "-y", "--variables-to-update", '{"team_tag": "Fraud ML"}'], project, env, check=False)
+    assert refused.returncode != 0
+    output = re.sub(r" \\\n\s+", " ", refused.stdout + refused.stderr)  # one line per command
+    assert "team_tag='Fraud ML': must be a short lowercase tag" in output
+    # The retry is an update again, with only the value to fix.
+    assert """cruft update --variables-to-update '{"team_tag": "<fix me: must be a short lowercase tag""" in output
+    assert run(["git", "status", "--porcelain"], project, env).stdout == ""
+    assert json.loads((project / ".cruft.json").read_text())["commit"] == commit_a
+
+    cruft(["update", "-y"], project, env)
+
+    state = json.loads((project / ".cruft.json").read_text())
+    assert state["commit"] == commit_b
+    assert state["context"]["cookiecutter"]["team_tag"] == "ml"  # the new option took its default
+    assert state["context"]["cookiecutter"]["project_name"] == "Fares"  # the old answers stayed
+    text = readme.read_text()
+    assert "Owned by the fares team." in text  # kept
+    assert "## Support" in text and "Team tag: ml" in text  # merged
+    assert not (project / OLD_RESOURCE).exists()  # renamed ...
+    assert (project / NEW_RESOURCE).read_text().endswith("# reviewed by the fares team\n")  # ... with the local edit
+    assert own_module.is_file()
+    leftovers = [p for p in project.rglob("*") if p.suffix in (".rej", ".orig")]
+    assert leftovers == []
+    conflicted = [p for p in project.rglob("*") if p.is_file() and ".git" not in p.parts and "<<<<<<<" in p.read_text()]
+    assert conflicted == []
+    assert cruft(["check"], project, env).returncode == 0
+
+    # The project's own fast checks: the bundle resolves in every target and its fast tests pass.
+    checks_env = {**project_env(project, state=tmp_path / "state"), **{k: env[k] for k in ("HOME",)}}
+    run([sys.executable, "-m", f"{SLUG}.local", "validate"], project, checks_env)
+    fast = [name for name in ("tests/test_bundle.py", "tests/test_names.py") if (project / name).is_file()]
+    assert fast, "no fast test file of the generated project found"
+    result = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *fast], project, checks_env, False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"\d+ passed", result.stdout)
+
+
+def readme_block(project: Path, starts_with: str) -> str:
+    """The fenced bash block of the generated README.md that starts with ``starts_with``."""
+    blocks = re.findall(r"```bash\n(.*?)```", (project / "README.md").read_text(), flags=re.S)
+    matching = [block for block in blocks if block.startswith(starts_with)]
+    assert len(matching) == 1, blocks
+    return matching[0]
+
+
+def test_a_project_baked_with_cookiecutter_links_as_its_readme_says_then_updates(template_repo, tmp_path):
+    repo, env, commit_a, commit_b = template_repo
+    at_a = tmp_path / "template-at-a"
+    run(["git", "clone", "-q", str(repo), str(at_a)], tmp_path, env)
+    run(["git", "checkout", "-q", commit_a], at_a, env)
+    out = tmp_path / "projects"
+    out.mkdir()
+    args = [f"{key}={value}" for key, value in ANSWERS.items()]
+    run([str(BIN / "cookiecutter"), "--no-input", str(at_a), "-o", str(out), *args], tmp_path, env)
+    project = out / SLUG
+    assert (project / ".cookiecutter-replay.json").is_file() and not (project / ".cruft.json").exists()
+    run(["git", "-c", "init.defaultBranch=main", "init", "-q"], project, env)
+    commit_all(project, "baked with cookiecutter", env)
+
+    link = readme_block(project, "cruft link ")
+    link = link.replace("<template git URL>", str(repo)).replace("<tag or commit>", commit_a)
+    run(["bash", "-ec", link], project, env)
+    state = json.loads((project / ".cruft.json").read_text())
+    assert state["commit"] == commit_a
+    assert state["context"]["cookiecutter"]["deployment_pattern"] == "deploy_models"
+    assert not (project / ".cookiecutter-replay.json").exists()
+    assert run(["git", "status", "--porcelain"], project, env).stdout == ""
+    assert cruft(["diff", "--exit-code"], project, env, check=False).returncode == 0  # linked at the right commit
+
+    cruft(["update", "-y"], project, env)
+    assert json.loads((project / ".cruft.json").read_text())["commit"] == commit_b
+    assert "Team tag: ml" in (project / "README.md").read_text()
+    assert (project / NEW_RESOURCE).is_file() and not (project / OLD_RESOURCE).exists()
