@@ -80,7 +80,7 @@ def validate(project, variables: dict[str, str]) -> int:
     for finding in findings:
         print(f"error: {finding}", file=sys.stderr)
     if findings:
-        print(f"{len(findings)} deploy-time rule(s) broken (see local/rules.py for each rule's source)", file=sys.stderr)
+        print(f"{len(findings)} deploy-time rule(s) broken (each rule's source: local/rules.py)", file=sys.stderr)
         return 1
     print("Bundle OK: every reference resolves, every task's parameters are accepted, no deploy-time rule is broken.")
     return 0
