@@ -64,6 +64,6 @@ def test_databricks_bundle_validate(baked, pattern):
     project = baked(deployment_pattern=pattern)
     for target in ("dev", "test", "staging", "prod"):
         result = subprocess.run(
-            ["databricks", "bundle", "validate", "-t", target], cwd=project, capture_output=True, text=True
+            ["databricks", "bundle", "validate", "--strict", "-t", target], cwd=project, capture_output=True, text=True
         )
         assert result.returncode == 0, result.stdout + result.stderr

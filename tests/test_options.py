@@ -49,11 +49,19 @@ CASES = [
         lambda p: dig(bundle(p), "variables", "model_name", "default") == "fare_regressor",
     ),
     (
+        "ci_service_principal",
+        "11111111-2222-3333-4444-555555555555",
+        lambda p: (
+            dig(bundle(p), "targets", "test", "variables", "service_principal")
+            == "11111111-2222-3333-4444-555555555555"
+        ),
+    ),
+    (
         "staging_service_principal",
         "11111111-2222-3333-4444-555555555555",
         lambda p: (
-            {dig(bundle(p), "targets", t, "run_as", "service_principal_name") for t in ("test", "staging")}
-            == {"11111111-2222-3333-4444-555555555555"}
+            dig(bundle(p), "targets", "staging", "variables", "service_principal")
+            == "11111111-2222-3333-4444-555555555555"
         ),
     ),
     (
@@ -70,9 +78,15 @@ CASES = [
         "prod_service_principal",
         "66666666-7777-8888-9999-000000000000",
         lambda p: (
-            dig(bundle(p), "targets", "prod", "run_as", "service_principal_name")
+            dig(bundle(p), "targets", "prod", "variables", "service_principal")
             == "66666666-7777-8888-9999-000000000000"
         ),
+    ),
+    ("uc_read_group", "ml readers", lambda p: dig(bundle(p), "variables", "uc_read_group", "default") == "ml readers"),
+    (
+        "notification_emails",
+        "a@example.com, b@example.org",
+        lambda p: dig(bundle(p), "variables", "notification_emails", "default") == ["a@example.com", "b@example.org"],
     ),
     ("read_group", "ml-readers", lambda p: dig(bundle(p), "variables", "read_group", "default") == "ml-readers"),
     (
@@ -113,3 +127,35 @@ def test_project_slug_names_package_bundle_and_folder(baked):
 
 def test_project_slug_defaults_to_the_slugified_name(baked):
     assert baked(project_name="Taxi Fares 2").name == "taxi_fares_2"
+
+
+def test_service_principals_reach_jobs_roots_and_grants(baked):
+    """Each principal: run_as of every job in its target, its root path, its promotion grant."""
+    import importlib
+    import sys
+
+    project = baked(project_slug="sp_check", deployment_pattern="deploy_models", notification_emails="a@example.com")
+    sys.path.insert(0, str(project / "src"))
+    module = importlib.import_module("sp_check.local.bundle")
+    config = module.load_bundle(project)
+    principals = {"test": "00000000-0000-0000-0000-000000000003", "staging": "00000000-0000-0000-0000-000000000001"}
+    principals["prod"] = "00000000-0000-0000-0000-000000000002"
+    for target, principal in principals.items():
+        resolved = module.resolve(config, target, user="ci@example.com")
+        assert resolved.workspace["root_path"].startswith(f"/Workspace/Users/{principal}/.bundle/sp_check/{target}")
+        for job in resolved.jobs.values():
+            assert job["run_as"] == {"service_principal_name": principal}
+            assert job["email_notifications"] == {"on_failure": ["a@example.com"]}
+    grants = {
+        target: [
+            g["principal"] for g in module.resolve(config, target).resources["registered_models"]["model"]["grants"]
+        ]
+        for target in ("dev", "staging", "prod")
+    }
+    assert grants == {
+        "dev": ["account users", principals["staging"]],
+        "staging": ["account users", principals["prod"]],
+        "prod": ["account users"],
+    }
+    dev = module.resolve(config, "dev", user="alice@example.com")
+    assert all("run_as" not in job and "email_notifications" not in job for job in dev.jobs.values())

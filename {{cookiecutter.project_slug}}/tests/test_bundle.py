@@ -4,6 +4,7 @@ import pytest
 from conftest import PROJECT_DIR
 
 from {{ cookiecutter.project_slug }}.local.bundle import BundleError, load_bundle, resolve
+from {{ cookiecutter.project_slug }}.local.rules import check
 from {{ cookiecutter.project_slug }}.local.runner import check_wheel_tasks
 
 PATTERN = "{{ cookiecutter.deployment_pattern }}"
@@ -31,8 +32,9 @@ def test_targets_and_modes(config, bundles):
     assert bundles["dev"].mode == "development"
     assert bundles["staging"].mode == bundles["prod"].mode == "production"
     for target in ("test", "staging", "prod"):
-        assert config["targets"][target]["run_as"]["service_principal_name"]
-        assert config["targets"][target]["workspace"]["root_path"].startswith("/Workspace/Shared/.bundle/")
+        assert "run_as" not in config["targets"][target]  # each job has its own (see test_deploy_rules)
+        principal = bundles[target].variables["service_principal"]
+        assert bundles[target].workspace["root_path"].startswith(f"/Workspace/Users/{principal}/.bundle/")
     catalogs = [bundles[t].variables["catalog"] for t in TARGETS]
     assert len(set(catalogs)) == len(catalogs)
 
@@ -95,3 +97,9 @@ def test_errors_name_the_problem(config):
         resolve(config, "qa")
     with pytest.raises(BundleError, match="no such variable"):
         resolve(config, "dev", {"no_such_variable": "x"})
+
+
+def test_no_deploy_time_rule_is_broken(bundles):
+    """The Databricks CLI's deploy-time rules (local/rules.py): what `bundle validate --strict` and deploy enforce."""
+    findings = check(bundles)
+    assert findings == [], "\n".join(map(str, findings))

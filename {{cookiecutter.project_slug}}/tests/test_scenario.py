@@ -22,6 +22,10 @@ def test_scenario_gives_prod_a_champion_with_lineage(local_state):
     else:
         source = champion.tags["source_model_version"]
         assert source.startswith(f"models:/{prod.variables['promotion_source_catalog']}.")
+    # Provenance: the target and job run that made the version (and git_commit, in a repository).
+    assert champion.tags["target"] == "prod" and champion.tags["job_run_id"]
+    if "model_training_job" in prod.jobs:
+        assert client.get_run(champion.run_id).data.tags["job_run_id"] == champion.tags["job_run_id"]
     report = summary(PROJECT_DIR, local_state)
     assert f"{prod.model_full_name()} v{champion.version}" in report
     assert "mlflow ui --backend-store-uri sqlite:///" in report

@@ -2,7 +2,9 @@
 
 ``copy_model`` copies ``<source model>`` at a version (default: its ``champion``) into
 this environment's model with ``MlflowClient.copy_model_version`` and records where it
-came from in the tag ``source_model_version`` (``models:/<source>/<version>``). A source
+came from in the tag ``source_model_version`` (``models:/<source>/<version>``), and the
+commit, target and job run of the promotion (``git_commit``, ``target``, ``job_run_id``;
+the source version keeps those of the run that trained it). A source
 version that was copied before is reused, so re-running a failed promotion never makes
 a duplicate. The copied version is published as the task value ``model_version``.
 
@@ -25,7 +27,7 @@ from mlflow.tracking import MlflowClient
 
 from . import params
 from .names import CHAMPION, ModelRef
-from .registry import get_version, require_alias
+from .registry import add_provenance_arguments, get_version, provenance, require_alias, tag_version
 from .runtime import JobError, configure_mlflow, set_task_value
 
 SOURCE_TAG = "source_model_version"
@@ -40,6 +42,7 @@ def build_copy_parser():
     p.add_argument("--source_model", required=True, help="<catalog>.<schema>.<model> to copy from")
     p.add_argument("--source_version", default="", help="version to copy (empty: the source's champion)")
     params.add_model(p)
+    add_provenance_arguments(p)
     return p
 
 
@@ -95,6 +98,7 @@ def copy_model(argv: list[str] | None = None) -> str:
         version = str(copied.version)
         print(f"Copied {source_uri} to {destination.full_name} v{version}")
     client.set_model_version_tag(destination.full_name, version, SOURCE_TAG, source_uri)
+    tag_version(client, destination, version, provenance(args))
     set_task_value("model_version", version)
     return version
 

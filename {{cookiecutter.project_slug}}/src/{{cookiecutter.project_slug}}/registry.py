@@ -50,3 +50,25 @@ def require_alias(client: MlflowClient, model_ref: ModelRef, alias: str, hint: s
         what = "does not exist" if not model_exists(client, model_ref) else f"has no {alias!r} alias"
         raise JobError(f"{model_ref.full_name} {what}. {hint}")
     return version
+
+
+# --- Provenance: which commit, target and job run produced a model version ------------
+
+PROVENANCE_TAGS = ("git_commit", "target", "job_run_id")
+
+
+def add_provenance_arguments(p) -> None:
+    """``--git_commit``, ``--target`` and ``--job_run_id``: what the bundle passes for traceability."""
+    p.add_argument("--git_commit", default="", help="commit the job's code was deployed from")
+    p.add_argument("--target", default="", help="bundle target the job runs in")
+    p.add_argument("--job_run_id", default="", help="run of the job ({{job.run_id}})")
+
+
+def provenance(args) -> dict[str, str]:
+    """The provenance tags of ``args`` that have a value."""
+    return {name: str(getattr(args, name)) for name in PROVENANCE_TAGS if getattr(args, name, "")}
+
+
+def tag_version(client: MlflowClient, model_ref: ModelRef, version: str, tags: dict[str, str]) -> None:
+    for key, value in tags.items():
+        client.set_model_version_tag(model_ref.full_name, str(version), key, value)

@@ -1,5 +1,8 @@
 """Train: fit the fare model, log it to MLflow with a signature, register a new version.
 
+The MLflow run and the model version record the commit, target and job run that produced
+them (tags ``git_commit``, ``target``, ``job_run_id``) when the job passes them.
+
 Publishes the new version as the task value ``model_version`` for the validation task.
 """
 
@@ -17,6 +20,7 @@ from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_err
 
 from . import params
 from .data import FEATURES, LABEL, to_pandas, training_frames
+from .registry import add_provenance_arguments, provenance, tag_version
 from .runtime import configure_mlflow, get_spark, set_task_value, use_experiment
 
 MODEL_PARAMS = {"max_iter": 200, "learning_rate": 0.1, "max_leaf_nodes": 31, "random_state": 0}
@@ -27,6 +31,7 @@ def build_parser():
     params.add_model(p)
     params.add_experiment(p)
     params.add_training_data(p)
+    add_provenance_arguments(p)
     return p
 
 
@@ -76,6 +81,7 @@ def main(argv: list[str] | None = None) -> str:
             }
         )
         mlflow.log_metrics(metrics)
+        mlflow.set_tags(provenance(args))
         info = mlflow.sklearn.log_model(
             model,
             name="model",
@@ -90,6 +96,7 @@ def main(argv: list[str] | None = None) -> str:
     client = MlflowClient()
     client.set_model_version_tag(model_ref.full_name, version, "training_end_date", args.training_end_date)
     client.set_model_version_tag(model_ref.full_name, version, "trained_in", model_ref.catalog)
+    tag_version(client, model_ref, version, provenance(args))
     print(
         f"Registered {model_ref.full_name} version {version} (run {run.info.run_id}); "
         f"hold-out RMSE {metrics['holdout_root_mean_squared_error']:.3f}, R2 {metrics['holdout_r2_score']:.3f}"

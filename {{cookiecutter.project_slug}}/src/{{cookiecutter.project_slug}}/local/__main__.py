@@ -18,6 +18,7 @@ import time
 from ..runtime import JobError
 from . import activate, find_project_dir, state_dir
 from .bundle import BundleError, load_bundle, resolve
+from .rules import check
 from .runner import LocalRunner, check_wheel_tasks
 from .scenario import ScenarioError, run_scenario, summary
 
@@ -43,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="job parameter")
     run.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="bundle variable")
 
-    validate = commands.add_parser("validate", help="resolve every target and check every task's parameters")
+    validate = commands.add_parser(
+        "validate", help="resolve every target, check every task's parameters and the CLI's deploy-time rules"
+    )
     validate.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="bundle variable")
 
     commands.add_parser("scenario", help="train, promote, score and monitor across all targets")
@@ -58,18 +61,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def validate(project, variables: dict[str, str]) -> int:
-    """An offline ``databricks bundle validate`` for every target: references and task parameters."""
+    """An offline ``databricks bundle validate --strict`` for every target.
+
+    References, task parameters, and the CLI's deploy-time rules (``rules.py``).
+    """
     try:
         config = load_bundle(project)
+        bundles = {}
         for target in config["targets"]:
-            bundle = resolve(config, target, variables)
+            bundle = bundles[target] = resolve(config, target, variables, project_dir=project)
             check_wheel_tasks(project, bundle)
             jobs = ", ".join(sorted(bundle.jobs)) or "no jobs"
             print(f"{target:<8} {bundle.mode or 'default':<12} {bundle.variables['catalog']:<10} {jobs}")
     except BundleError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print("Bundle OK: every reference resolves and every task's parameters are accepted.")
+    findings = check(bundles)
+    for finding in findings:
+        print(f"error: {finding}", file=sys.stderr)
+    if findings:
+        print(f"{len(findings)} deploy-time rule(s) broken (each rule's source: local/rules.py)", file=sys.stderr)
+        return 1
+    print("Bundle OK: every reference resolves, every task's parameters are accepted, no deploy-time rule is broken.")
     return 0
 
 
@@ -87,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         if args.command == "run":
-            bundle = resolve(load_bundle(project), args.target, _pairs(args.var, "--var"))
+            bundle = resolve(load_bundle(project), args.target, _pairs(args.var, "--var"), project_dir=project)
             run = LocalRunner(project, bundle, state).run(args.job, _pairs(args.param, "--param"))
             print(summary(project, state))
             return 0 if run.succeeded else 1

@@ -11,10 +11,14 @@ What is modelled, following the Databricks CLI:
 - variables: ``--var`` over ``BUNDLE_VAR_<name>`` over the target's value over the
   default; a variable without a value is an error;
 - ``mode: development`` prefixes names (``[dev <user>] `` for jobs and experiment
-  basenames, ``dev_<user>_`` for Unity Catalog names) and pauses schedules;
-  ``presets.name_prefix`` and ``presets.trigger_pause_status: PAUSED`` do the same;
-- references to ``var``, ``bundle``, ``workspace`` and ``resources`` (a job's ``id``
-  resolves to ``local:<key>``). ``{{...}}`` job-run values are left for the runner.
+  basenames, ``dev_<user>_`` for Unity Catalog names), pauses schedules and tags jobs
+  ``dev: <user>``; ``presets.name_prefix``, ``presets.tags`` and
+  ``presets.trigger_pause_status: PAUSED`` do the same; references in ``presets`` and
+  ``workspace`` are resolved first (``ResolveVariableReferencesWithoutResources`` runs
+  before ``ApplyTargetMode`` in the CLI's ``phases/initialize.go``);
+- references to ``var``, ``bundle`` (``bundle.git.commit``: the project's git HEAD),
+  ``workspace`` and ``resources`` (a job's ``id`` resolves to ``local:<key>``).
+  ``{{...}}`` job-run values are left for the runner.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import copy
 import getpass
 import os
 import re
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +57,8 @@ class ResolvedBundle:
     workspace: dict[str, Any]
     resources: dict[str, dict[str, dict[str, Any]]]
     config: dict[str, Any] = field(repr=False)
+    # The target's own block as written (unresolved): what the CLI's "explicitly set" checks read.
+    target_settings: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def jobs(self) -> dict[str, dict[str, Any]]:
@@ -135,10 +142,36 @@ def short_name(user: str) -> str:
 
 
 def uc_prefix(prefix: str) -> str:
-    """``[dev alice] `` -> ``dev_alice_``: the form Unity Catalog names take."""
-    trimmed = prefix.replace("[", "").strip()
+    """``[dev alice] `` -> ``dev_alice_``: the form Unity Catalog names take.
+
+    As the CLI's ``normalizePrefix`` (apply_presets.go) and ``textutil.NormalizeString``:
+    every character but letters and digits becomes ``_``, runs of ``_`` collapse, and
+    leading and trailing ``_`` go.
+    """
+    trimmed = prefix.replace("[", "").strip(" ")
     suffix = "_" if trimmed.endswith("]") else ""
-    return re.sub(r"[^a-z0-9_]", "_", trimmed.replace("]", "").lower()) + suffix
+    normalized = re.sub(r"_+", "_", re.sub(r"[^\w]|_", "_", trimmed.lower())).strip("_")
+    return normalized + suffix
+
+
+def git_commit(project_dir: Path | None) -> str:
+    """The HEAD commit of the repository holding ``project_dir`` ('' outside a repository).
+
+    What the CLI's ``LoadGitDetails`` puts in ``bundle.git.commit``. (Outside a repository
+    the CLI leaves it unset, so ``${bundle.git.commit}`` fails there; locally it is empty.)
+    """
+    if project_dir is None:
+        return ""
+    try:
+        result = subprocess.run(
+            ["git", "-C", str(project_dir), "rev-parse", "--verify", "--quiet", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except OSError:
+        return ""
+    return result.stdout.strip() if result.returncode == 0 else ""
 
 
 def _variable_values(config: dict, target: str, target_config: dict, overrides: dict[str, str]) -> dict[str, Any]:
@@ -228,11 +261,17 @@ class _Resolver:
 
 
 def _apply_mode(resources: dict[str, Any], mode: str | None, presets: dict[str, Any], user: str) -> None:
-    """What ``mode: development`` and the presets do to names and schedules (as the CLI's ApplyPresets)."""
+    """What ``mode: development`` and the presets do to names, tags and schedules (as the CLI's ApplyPresets)."""
     paused = mode == "development" or presets.get("trigger_pause_status") == "PAUSED"
     prefix = presets.get("name_prefix") or (f"[dev {short_name(user)}] " if mode == "development" else "")
+    tags = {str(k): str(v) for k, v in (presets.get("tags") or {}).items()}
+    if mode == "development":
+        tags.setdefault("dev", short_name(user))
     for job in resources.get("jobs", {}).values():
         job["name"] = prefix + job.get("name", "")
+        for key, value in tags.items():
+            if not (job.get("tags") or {}).get(key):
+                job.setdefault("tags", {})[key] = value
         if mode == "development" and not job.get("max_concurrent_runs"):
             job["max_concurrent_runs"] = 4
         if paused and "schedule" in job:
@@ -240,6 +279,9 @@ def _apply_mode(resources: dict[str, Any], mode: str | None, presets: dict[str, 
     for experiment in resources.get("experiments", {}).values():
         head, _, base = experiment["name"].rpartition("/")
         experiment["name"] = f"{head}/{prefix}{base}" if head else prefix + base
+        for key, value in tags.items():
+            if not any(tag.get("key") == key for tag in experiment.get("tags", [])):
+                experiment.setdefault("tags", []).append({"key": key, "value": value})
     for kind in ("registered_models", "model_serving_endpoints"):
         for resource in resources.get(kind, {}).values():
             resource["name"] = uc_prefix(prefix) + resource["name"]
@@ -253,8 +295,12 @@ def resolve(
     target: str | None = None,
     variables: dict[str, str] | None = None,
     user: str | None = None,
+    project_dir: Path | None = None,
 ) -> ResolvedBundle:
-    """The configuration of ``target`` (default: the default target), fully resolved."""
+    """The configuration of ``target`` (default: the default target), fully resolved.
+
+    ``project_dir`` gives ``${bundle.git.commit}`` its value (the git HEAD there; else '').
+    """
     targets = config.get("targets", {}) or {}
     if target is None:
         defaults = [name for name, t in targets.items() if (t or {}).get("default")]
@@ -278,16 +324,18 @@ def resolve(
     workspace["current_user"] = {"userName": user, "short_name": short_name(user)}
 
     values = _variable_values(config, target, target_config, variables or {})
-    context = {"bundle": {**merged["bundle"], "target": target}, "workspace": workspace, "var": values}
+    git = {"commit": git_commit(project_dir), **(merged["bundle"].get("git") or {})}
+    context = {"bundle": {**merged["bundle"], "target": target, "git": git}, "workspace": workspace, "var": values}
     resources = merged.get("resources", {}) or {}
 
-    # Names first (they may use variables), then the mode's prefixes, then everything.
+    # Names and presets first (they may use variables), then the mode's prefixes, then everything.
     names = _Resolver(context, {}, target)
+    merged["presets"] = names.resolve(merged.get("presets", {}) or {}, "presets")
     for kind in ("jobs", "registered_models", "experiments", "model_serving_endpoints"):
         for key, resource in resources.get(kind, {}).items():
             if "name" in resource:
                 resource["name"] = names.resolve(resource["name"], f"resources.{kind}.{key}.name")
-    _apply_mode(resources, mode, merged.get("presets", {}) or {}, user)
+    _apply_mode(resources, mode, merged["presets"], user)
     resolver = _Resolver(context, resources, target)
     resolved_resources = resolver.resolve(resources, "resources")
     resolved_values = {name: resolver.resolve(value, f"variables.{name}") for name, value in values.items()}
@@ -301,6 +349,7 @@ def resolve(
         workspace=workspace,
         resources=resolved_resources,
         config=resolver.resolve(merged, "root"),
+        target_settings=copy.deepcopy(target_config),
     )
 
 

@@ -1,0 +1,369 @@
+"""The Databricks CLI's deploy-time rules, checked offline (the generated ``local/rules.py``).
+
+Over the option matrix, with every optional resource included, no target breaks a rule:
+offline, that is what ``databricks bundle validate --strict`` being clean means. Each rule
+is then fed a bundle in the shape the template had before the rule existed, and must
+report it. Rules mirror CLI v1.13.0; each function names the CLI file it follows.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from bake import bake
+from matrix import combinations
+
+COMBINATIONS = [
+    {**combo, "notification_emails": "ml-team@example.com" if i % 2 else ""} for i, combo in enumerate(combinations())
+]
+IDS = ["-".join(str(v) for k, v in combo.items() if k not in ("project_slug",)) for combo in COMBINATIONS]
+TARGETS = ("dev", "test", "staging", "prod")
+STAGING_SP = "00000000-0000-0000-0000-000000000001"
+PROD_SP = "00000000-0000-0000-0000-000000000002"
+# The old resources/after_first_run/ shapes: a monitor and an endpoint (with a read_group permission).
+MONITOR_AND_ENDPOINT = {
+    "quality_monitors": {
+        "inference_monitor": {
+            "table_name": "${var.catalog}.${var.schema}.predictions",
+            "output_schema_name": "${var.catalog}.${var.schema}",
+            "assets_dir": "${workspace.root_path}/monitoring",
+            "inference_log": {
+                "problem_type": "PROBLEM_TYPE_REGRESSION",
+                "granularities": ["1 day"],
+                "model_id_col": "model_version",
+                "prediction_col": "prediction",
+                "timestamp_col": "scored_at",
+            },
+        }
+    },
+    "model_serving_endpoints": {
+        "serving_endpoint": {
+            "name": "${bundle.name}-${bundle.target}",
+            "config": {"served_entities": [{"entity_name": "m", "entity_version": "1", "workload_size": "Small"}]},
+            "permissions": [{"group_name": "${var.read_group}", "level": "CAN_QUERY"}],
+        }
+    },
+}
+
+
+@pytest.fixture(scope="session")
+def matrix(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rules")
+    projects = []
+    for answers in COMBINATIONS:
+        slug = answers["project_slug"].replace("proj_", "rules_")
+        projects.append(bake(root / slug, **{**answers, "project_slug": slug}))
+    return projects
+
+
+def modules(project: Path):
+    if str(project / "src") not in sys.path:
+        sys.path.insert(0, str(project / "src"))
+    bundle = importlib.import_module(f"{project.name}.local.bundle")
+    rules = importlib.import_module(f"{project.name}.local.rules")
+    return bundle, rules
+
+
+def load_with_optional(bundle_module, project: Path) -> dict:
+    """The bundle with resources/after_first_run/*.yml included too, as a user enables them."""
+    config = bundle_module.load_bundle(project)
+    for path in sorted((project / "resources" / "after_first_run").glob("*.yml")):
+        config = bundle_module.merge(config, yaml.safe_load(path.read_text()))
+    return config
+
+
+def resolve_all(bundle_module, config: dict, **variables) -> dict:
+    return {
+        target: bundle_module.resolve(config, target, variables or None, user="alice@example.com") for target in TARGETS
+    }
+
+
+@pytest.mark.parametrize("index", range(len(COMBINATIONS)), ids=IDS)
+def test_no_target_breaks_a_rule(matrix, index):
+    project = matrix[index]
+    bundle_module, rules = modules(project)
+    config = load_with_optional(bundle_module, project)
+    findings = rules.check(resolve_all(bundle_module, config, deployment_id="pr-7-1"))
+    # resources/after_first_run/serving_endpoint.yml (while it exists) gives read_group a
+    # CAN_QUERY that the target permissions' CAN_VIEW already covers: the one known finding.
+    endpoint = project / "resources" / "after_first_run" / "serving_endpoint.yml"
+    if endpoint.exists():
+        expected = [f for f in findings if f.rule == "permission-overlap" and "model_serving_endpoints" in f.message]
+        assert {f.target for f in expected} == {"staging", "prod"}
+        findings = [f for f in findings if f not in expected]
+    assert findings == [], "\n".join(map(str, findings))
+
+
+# --- One broken bundle per rule --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hybrid(tmp_path_factory):
+    """hybrid (the pattern with training, promotion and approval), monitoring, e-mails.
+
+    Broken bundles add what they need (a monitor, an endpoint) themselves, so the rules keep
+    covering resource types the template no longer defines.
+    """
+    slug = "rules_hybrid"
+    project = bake(
+        tmp_path_factory.mktemp("broken") / slug,
+        project_slug=slug,
+        deployment_pattern="hybrid",
+        include_monitoring=True,
+        include_serving_endpoint=False,
+        notification_emails="ml-team@example.com",
+    )
+    bundle_module, rules = modules(project)
+    return project, bundle_module, rules
+
+
+def findings_of(hybrid, rule: str, break_it) -> list:
+    project, bundle_module, rules = hybrid
+    config = copy.deepcopy(bundle_module.load_bundle(project))
+    before = [f for f in rules.check(resolve_all(bundle_module, config)) if f.rule == rule]
+    assert before == [], before
+    break_it(config)
+    return [f for f in rules.check(resolve_all(bundle_module, config)) if f.rule == rule]
+
+
+def test_uc_grant_to_workspace_local_group(hybrid):
+    """grants.go DoUpdate: the old `principal: ${var.read_group}` (default users)."""
+
+    def grant_to_users(config):
+        config["resources"]["registered_models"]["model"]["grants"] = [
+            {"principal": "${var.read_group}", "privileges": ["EXECUTE"]}
+        ]
+
+    found = findings_of(hybrid, "uc-grant-principal", grant_to_users)
+    assert {f.target for f in found} == set(TARGETS) and "'users'" in found[0].message
+
+
+def test_target_level_run_as_with_monitor_and_endpoint(hybrid):
+    """run_as.go validateRunAs: the old target-level run_as, with the optional resources on."""
+
+    def target_run_as(config):
+        config["targets"]["prod"]["run_as"] = {"service_principal_name": PROD_SP}
+        config["targets"]["prod"]["resources"].update(MONITOR_AND_ENDPOINT)
+
+    found = findings_of(hybrid, "run-as", target_run_as)
+    assert {f.target for f in found} == {"prod"}
+    assert any("quality_monitors" in f.message for f in found)
+    assert any("model_serving_endpoints" in f.message for f in found)
+
+
+def test_deployed_job_without_run_as(hybrid):
+    """setRunAsForJobs: a job without its own run_as runs as whoever deployed it."""
+
+    def drop_job_run_as(config):
+        del config["targets"]["prod"]["resources"]["jobs"]["batch_inference_job"]["run_as"]
+
+    found = findings_of(hybrid, "run-as", drop_job_run_as)
+    assert found and all("batch_inference_job has no run_as" in f.message for f in found)
+
+
+def test_missing_grant_a_promotion_needs(hybrid):
+    """grants.go removedGrantPrincipals: the prod principal's EXECUTE on the staging model, granted by hand."""
+
+    def drop_prod_grant(config):
+        del config["targets"]["staging"]["resources"]["registered_models"]["model"]["grants"]
+
+    found = findings_of(hybrid, "grants", drop_prod_grant)
+    assert [f.target for f in found] == ["prod"] and PROD_SP in found[0].message
+
+
+def test_missing_read_group_grant(hybrid):
+    def no_grants(config):
+        config["resources"]["registered_models"]["model"]["grants"] = []
+
+    assert {f.target for f in findings_of(hybrid, "grants", no_grants)} == set(TARGETS)
+
+
+def test_no_prevent_destroy(hybrid):
+    """plan.go checkForPreventDestroy: the old staging/prod model and experiment without lifecycle."""
+
+    def unprotect(config):
+        for target in ("staging", "prod"):
+            for kind in ("registered_models", "experiments"):
+                for resource in config["targets"][target]["resources"][kind].values():
+                    resource.pop("lifecycle", None)
+
+    found = findings_of(hybrid, "prevent-destroy", unprotect)
+    assert len(found) == 4 and {f.target for f in found} == {"staging", "prod"}
+
+
+def test_root_path_under_shared(hybrid):
+    """permissions/validate.go ValidateSharedRootPermissions: the old /Workspace/Shared/.bundle roots."""
+
+    def shared_roots(config):
+        for target in ("test", "staging", "prod"):
+            config["targets"][target]["workspace"] = {
+                **config["targets"][target]["workspace"],
+                "root_path": "/Workspace/Shared/.bundle/${bundle.name}/${bundle.target}",
+            }
+
+    found = findings_of(hybrid, "root-path", shared_roots)
+    assert {f.target for f in found} == {"test", "staging", "prod"}
+    assert any("writable by every workspace user" in f.message for f in found)
+
+
+def test_production_without_its_own_root_path(hybrid):
+    """validate_target_mode.go isExplicitRootSet."""
+
+    def no_root(config):
+        config["targets"]["prod"]["workspace"] = {"host": config["targets"]["prod"]["workspace"]["host"]}
+
+    found = findings_of(hybrid, "root-path", no_root)
+    assert any("without the target's own workspace.root_path" in f.message for f in found)
+
+
+def test_experiment_in_a_folder_that_does_not_exist(hybrid):
+    """The old experiment name /Workspace/Shared/<bundle>/<target>/<model>."""
+
+    def shared_experiment(config):
+        config["variables"]["experiment_name"]["default"] = "/Workspace/Shared/${bundle.name}/${bundle.target}/m"
+
+    found = findings_of(hybrid, "experiment-path", shared_experiment)
+    assert {f.target for f in found} == set(TARGETS)
+
+    def nested_experiment(config):
+        config["variables"]["experiment_name"]["default"] = "${workspace.root_path}/experiments/m"
+
+    assert findings_of(hybrid, "experiment-path", nested_experiment)
+
+
+def test_permission_overlap(hybrid):
+    """apply_bundle_permissions.go isPermissionOverlap: the old experiment permission for read_group."""
+
+    def overlap(config):
+        config["resources"]["experiments"]["experiment"]["permissions"] = [
+            {"group_name": "${var.read_group}", "level": "CAN_READ"}
+        ]
+
+    found = findings_of(hybrid, "permission-overlap", overlap)
+    assert {f.target for f in found} == {"test", "staging", "prod"}  # dev has no top-level permissions
+
+    def endpoint_overlap(config):
+        config["targets"]["prod"]["resources"].update(copy.deepcopy(MONITOR_AND_ENDPOINT))
+
+    found = findings_of(hybrid, "permission-overlap", endpoint_overlap)
+    assert [f.target for f in found] == ["prod"] and "model_serving_endpoints" in found[0].message
+
+
+def test_no_failure_notifications(hybrid):
+    """Jobs of a service principal notify nobody: e-mails set, a job without on_failure."""
+
+    def silent(config):
+        config["resources"]["jobs"]["batch_inference_job"]["email_notifications"] = {}
+        for target in ("test", "staging", "prod"):
+            config["targets"][target]["resources"]["jobs"]["batch_inference_job"].pop("email_notifications", None)
+
+    found = findings_of(hybrid, "failure-notifications", silent)
+    assert {f.target for f in found} == {"test", "staging", "prod"}
+    assert all("batch_inference_job" in f.message for f in found)
+
+
+def test_no_dynamic_version(hybrid):
+    """artifacts/build.go: the old wheel artifact without dynamic_version."""
+
+    def static(config):
+        del config["artifacts"]["python_artifact"]["dynamic_version"]
+
+    assert {f.target for f in findings_of(hybrid, "dynamic-version", static)} == set(TARGETS)
+
+
+def test_no_traceability(hybrid):
+    """apply_presets.go (tags) and load_git_details.go (commit): the old untagged jobs and train task."""
+
+    def untraced(config):
+        del config["presets"]["tags"]
+
+    found = findings_of(hybrid, "traceability", untraced)
+    assert {f.target for f in found} == set(TARGETS)
+
+    def no_commit(config):
+        train = config["targets"]["dev"]["resources"]["jobs"]["model_training_job"]["tasks"][0]
+        del train["python_wheel_task"]["named_parameters"]["git_commit"]
+
+    assert any("git_commit" in f.message for f in findings_of(hybrid, "traceability", no_commit))
+
+
+# --- The test target: one isolated copy per deployment id ------------------------------
+
+
+def test_deployment_ids_do_not_collide(hybrid):
+    project, bundle_module, _ = hybrid
+    config = bundle_module.load_bundle(project)
+    first, second = (
+        bundle_module.resolve(config, "test", {"deployment_id": value}, user="ci@example.com")
+        for value in ("pr-12-1", "pr-13-1")
+    )
+    assert first.workspace["root_path"].endswith("/test/pr-12-1")
+    assert first.workspace["root_path"].startswith("/Workspace/Users/00000000-0000-0000-0000-000000000003/.bundle/")
+    assert first.resources["registered_models"]["model"]["name"].startswith("test_pr_12_1_")
+    for kind in ("jobs", "experiments", "registered_models"):
+        for key in first.resources[kind]:
+            assert first.resources[kind][key]["name"] != second.resources[kind][key]["name"], (kind, key)
+    assert all(
+        job["run_as"] == {"service_principal_name": "00000000-0000-0000-0000-000000000003"}
+        for job in first.jobs.values()
+    )
+    assert "lifecycle" not in first.resources["registered_models"]["model"]  # CI destroys each copy
+
+
+def test_uc_prefix_normalizes_like_the_cli(hybrid):
+    """apply_presets.go normalizePrefix + textutil.NormalizeString."""
+    _, bundle_module, _ = hybrid
+    assert bundle_module.uc_prefix("[dev alice] ") == "dev_alice_"
+    assert bundle_module.uc_prefix("[test pr-12--3] ") == "test_pr_12_3_"
+    assert bundle_module.uc_prefix("team ") == "team"
+
+
+def test_git_commit_resolves_to_head(hybrid, tmp_path):
+    project, bundle_module, _ = hybrid
+    assert bundle_module.git_commit(tmp_path) == ""
+    import subprocess
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run(
+        [
+            "git",
+            "-C",
+            str(tmp_path),
+            "-c",
+            "user.email=a@b.c",
+            "-c",
+            "user.name=a",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "x",
+        ],
+        check=True,
+    )
+    head = subprocess.run(
+        ["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    config = bundle_module.load_bundle(project)
+    prod = bundle_module.resolve(config, "prod", project_dir=tmp_path)
+    assert {p["name"]: p["default"] for p in prod.jobs["model_promotion_job"]["parameters"]}["git_commit"] == head
+
+
+def test_local_validate_reports_a_broken_bundle(hybrid, capsys):
+    """`python -m <package>.local validate` fails, naming the rule, when a team breaks one."""
+    project, bundle_module, _ = hybrid
+    main = importlib.import_module(f"{project.name}.local.__main__").main
+    assert main(["--project-dir", str(project), "validate"]) == 0
+    artifacts = project / "databricks.yml"
+    original = artifacts.read_text()
+    try:
+        artifacts.write_text(original.replace("    dynamic_version: true\n", ""))
+        assert main(["--project-dir", str(project), "validate"]) == 1
+        assert "[dynamic-version]" in capsys.readouterr().err
+    finally:
+        artifacts.write_text(original)
