@@ -438,11 +438,12 @@ def reads_input(platform: str, job: CIJob, var: str, spec: dict[str, str]) -> bo
 
 
 def target_identity(project: Path, target: str) -> tuple[str, str | None]:
-    """(host, run_as service principal) of a bundle target."""
+    """(host, service principal) of a bundle target: the principal that deploys it and that its
+    jobs run as is the target's ``service_principal`` variable (no target-level ``run_as``)."""
     spec = bundle_targets(project)[target]
     staging = bundle_targets(project)["staging"]["workspace"]["host"]
     host = spec.get("workspace", {}).get("host") or staging
-    return host, spec.get("run_as", {}).get("service_principal_name")
+    return host, spec.get("variables", {}).get("service_principal")
 
 
 def check_schema(project: Path, platform: str) -> None:
@@ -898,7 +899,9 @@ def test_ci_setup_documents_environments_approvals_and_grants(project, platform,
     _, staging_sp = target_identity(project, "staging")
     assert f"GRANT USE CATALOG ON CATALOG `prod` TO `{prod_sp}`" in doc
     assert f"GRANT USE CATALOG ON CATALOG `staging` TO `{staging_sp}`" in doc
-    assert ("GRANT EXECUTE ON FUNCTION `staging`" in doc) == (pattern != "deploy_code")
+    # The bundle's grants on its models are authoritative (issue 8): the docs never tell an
+    # admin to GRANT on a model, since the next deploy would revoke it.
+    assert not re.search(r"GRANT [A-Z ,]+ ON FUNCTION", doc), "a hand-made grant on a bundle-managed model"
     assert ("APPLY TAG" in doc) == (pattern != "deploy_code")
     # Safe order: environments and branch rules come before the federation policies.
     assert doc.index("## 2. Environments and approvals") < doc.index("## 3. Branch protection")
