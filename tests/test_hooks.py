@@ -168,3 +168,32 @@ def test_each_trust_level_needs_its_own_service_principal():
     answers = {**default_answers(), "ci_service_principal": default_answers()["staging_service_principal"].upper()}
     errors = pre.validate(answers)
     assert len(errors) == 1 and "each trust level needs its own service principal" in errors[0], errors
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("", "is empty"),
+        ("/srv/fare", "is absolute"),
+        ("C:/fare", "is absolute"),
+        ("../fare", "'..'"),
+        ("services/../fare", "'..'"),
+        ("services\\fare", "backslash"),
+        ("services//fare", "empty or '.' path component"),
+        ("services/fare/", "empty or '.' path component"),
+        ("./fare", "empty or '.' path component"),
+        ("services/my fare", "folder name other than"),
+        ("services/*", "folder name other than"),
+        (".github/fare", "folder name other than"),
+        ("fare:x", "folder name other than"),
+    ],
+)
+def test_project_root_must_be_a_clean_relative_folder(value, message):
+    errors = pre.validate({**default_answers(), "project_root": value})
+    assert len(errors) == 1 and errors[0].startswith(f"project_root={value!r}:"), errors
+    assert message in errors[0], errors[0]
+
+
+@pytest.mark.parametrize("value", [".", "fare_model", "services/fare_model", "ml/fare-model.v2/app"])
+def test_project_root_accepts_clean_relative_folders(value):
+    assert pre.validate({**default_answers(), "project_root": value}) == []
