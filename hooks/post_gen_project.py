@@ -37,6 +37,8 @@ CONDITIONAL_PATHS: tuple[tuple[str, tuple[object, ...], tuple[str, ...]], ...] =
         (".github/workflows/promote.yml", ".azure/pipelines/promote.yml"),
     ),
     ("deployment_pattern", ("deploy_models",), (".azure/pipelines/promote-staging.yml",)),
+    ("cicd_platform", ("gitlab",), (".gitlab",)),
+    ("__monorepo", ("True",), (".gitlab/repository-ci.yml",)),
 )
 
 
