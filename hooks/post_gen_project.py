@@ -38,7 +38,7 @@ CONDITIONAL_PATHS: tuple[tuple[str, tuple[object, ...], tuple[str, ...]], ...] =
     ),
     ("deployment_pattern", ("deploy_models",), (".azure/pipelines/promote-staging.yml",)),
     ("cicd_platform", ("gitlab",), (".gitlab",)),
-    ("__monorepo", ("True",), (".gitlab/repository-ci.yml",)),
+    ("__monorepo", ("True",), (".gitlab",)),
 )
 
 

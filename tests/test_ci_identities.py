@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 from bake import TEMPLATE_DIR
 from cookiecutter.main import cookiecutter
-from test_cicd import EXTRACT, PATTERNS, PLATFORMS, CIJob
+from test_cicd import EXTRACT, PATTERNS, PLATFORMS, CIJob, layout
 
 PRINCIPALS = {
     "00000000-0000-0000-0000-000000000003": "ci",
@@ -86,13 +86,15 @@ def _branches(job: CIJob, platform: str, env_branches: dict[str, set[str]]) -> f
 
 
 def _gate(job: CIJob, platform: str, project: Path) -> str:
+    where = layout(project)
+    prod = f"{where.prefix}prod"  # a project in a repository folder has environments of its own
     if platform == "github_actions":
-        return "required reviewers (environment prod)" if job.environment == "prod" else ""
+        return f"required reviewers (environment {prod})" if job.environment == prod else ""
     if platform == "azure_devops":
-        return f"approvals (environment {job.environment})" if job.environment == f"{project.name}-prod" else ""
+        return f"approvals (environment {job.environment})" if job.environment == f"{where.slug}-prod" else ""
     rules = job.raw.get("rules", [])
-    if job.environment == "prod" and rules and all(r.get("when") == "manual" for r in rules):
-        return "manual job, protected environment prod"
+    if job.environment == prod and rules and all(r.get("when") == "manual" for r in rules):
+        return f"manual job, protected environment {prod}"
     return ""
 
 
