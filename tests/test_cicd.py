@@ -961,3 +961,51 @@ def test_ci_setup_documents_environments_approvals_and_grants(project, platform,
     assert "**Pull requests from forks.**" in doc
     if platform == "gitlab":
         assert "Premium" in doc and "Minimum role to use pipeline variables: Maintainer" in doc
+
+
+# --------------------------------------------------------------------------------------
+# The template update check (cruft)
+
+CRUFT = "cruft==2.16.0"  # the pin of the template's dev dependencies
+NON_BLOCKING = {
+    "github_actions": ("continue-on-error", True),
+    "azure_devops": ("continueOnError", "true"),
+    "gitlab": ("allow_failure", True),
+}
+
+
+def test_template_update_check_never_blocks_and_signs_in_as_nobody(project, platform, jobs, tmp_path):
+    (job,) = [j for j in jobs if "cruft check" in j.commands]
+    assert job.triggers == {"pull_request"}, job.triggers
+    key, value = NON_BLOCKING[platform]
+    assert job.raw.get(key) == value, f"{job.name}: {key} must be {value!r}"
+    assert not job.signs_in and not job.uses_databricks
+    assert not [k for k in job.env if k.startswith("DATABRICKS_")], job.env
+    if platform == "github_actions":
+        assert job.raw["permissions"] == {"contents": "read"}
+    if platform == "gitlab":
+        assert "id_tokens" not in job.raw
+    assert f'uvx --from "{CRUFT}" cruft check' in job.commands
+    # The check itself, run with a stand-in for uvx: skipped without .cruft.json, otherwise
+    # the job fails (non-blocking) exactly when cruft check does, saying what to do.
+    check = job.commands[job.commands.index("if [ ! -f .cruft.json ]") :]
+    fake = tmp_path / "bin"
+    fake.mkdir()
+
+    def run(cruft_exit: int, linked: bool) -> subprocess.CompletedProcess:
+        (fake / "uvx").write_text(f'#!/bin/sh\necho cruft "$@"\nexit {cruft_exit}\n')
+        (fake / "uvx").chmod(0o755)
+        work = tmp_path / f"w{cruft_exit}{linked}"
+        work.mkdir()
+        if linked:
+            (work / ".cruft.json").write_text("{}")
+        env = {"PATH": f"{fake}:/usr/bin:/bin"}
+        return subprocess.run(["bash", "-c", check], cwd=work, env=env, capture_output=True, text=True)
+
+    skipped = run(1, linked=False)
+    assert skipped.returncode == 0 and "No .cruft.json" in skipped.stdout, skipped
+    assert "cruft check" not in skipped.stdout
+    current = run(0, linked=True)
+    assert current.returncode == 0 and "cruft check" in current.stdout, current
+    behind = run(1, linked=True)
+    assert behind.returncode == 1 and "cruft update" in behind.stdout, behind

@@ -231,6 +231,13 @@ def _filters(platform: str, project: Path) -> dict[str, list[str]]:
 def test_path_filters_select_exactly_the_project_and_its_ci_files(repository):
     platform, repo, first, second, _ = repository
     files = list(snapshot(repo))
+    # Paths a careless filter would also take: a sibling folder with the same prefix, another
+    # project whose slug starts with this one's.
+    decoys = [f"{r}{tail}" for r in (FIRST[1], SECOND[1]) for tail in ("_v2/src/x.py", "-old/README.md", ".txt")]
+    decoys += [f".github/workflows/{s}_2-ci.yml" for s in (FIRST[0], SECOND[0])]
+    decoys += [f".azure/pipelines/{s}_2/ci.yml" for s in (FIRST[0], SECOND[0])]
+    decoys += [f".gitlab/ci/{s}_2.yml" for s in (FIRST[0], SECOND[0])]
+    files += decoys
     for project in (first, second):
         where = layout(project)
         own = {f for f in files if f.startswith(f"{where.root}/")}
