@@ -18,6 +18,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import test_cicd
 import yaml
 from bake import TEMPLATE_DIR
 from cookiecutter.exceptions import FailedHookException
@@ -314,3 +315,19 @@ def test_a_bad_project_root_is_refused_naming_the_key(tmp_path, capfd):
     err = capfd.readouterr().err
     assert "project_root='../elsewhere'" in err and "'..'" in err, err
     assert list(repo.iterdir()) == [] and not (tmp_path / "elsewhere").exists()
+
+
+def test_each_projects_ci_setup_lists_its_own_subjects_and_environments(repository):
+    """docs/ci-setup.md of each project: exactly the federation subjects and environments its
+    CI files use (the checks of test_cicd, on the projects of a shared repository)."""
+    platform, repo, first, second, _ = repository
+    subjects = []
+    for project, (_, root, pattern) in ((first, FIRST), (second, SECOND)):
+        jobs = EXTRACT[platform](project)
+        test_cicd.test_ci_setup_lists_exactly_the_federation_subjects(project, platform, jobs)
+        test_cicd.test_ci_setup_documents_environments_approvals_and_grants(project, platform, pattern, jobs)
+        doc = (project / "docs" / "ci-setup.md").read_text()
+        assert "## This project in a repository with others" in doc and f"`{root}/`" in doc
+        subjects.append({subject for _, subject in test_cicd._required_subjects(project, platform, jobs)})
+    if platform != "gitlab":  # GitLab's subjects name the repository and branch only
+        assert subjects[0] and not subjects[0] & subjects[1], subjects
