@@ -63,12 +63,10 @@ def remove_paths(project_dir: Path, paths: list[str]) -> None:
 
 # With project_root other than ".", the CI files a platform reads at the repository root go
 # there, named after the project, so that several projects share one repository:
-# (path in the baked project, path in the repository with {slug} for project_slug).
+# (path in the baked project, path in the repository with {slug} for project_slug); a
+# source ending in / moves everything below it, the rest of the path appended to the target.
 ROOT_CI_FILES: tuple[tuple[str, str], ...] = (
-    (".github/workflows/ci.yml", ".github/workflows/{slug}-ci.yml"),
-    (".github/workflows/cd.yml", ".github/workflows/{slug}-cd.yml"),
-    (".github/workflows/promote.yml", ".github/workflows/{slug}-promote.yml"),
-    (".github/workflows/template-update.yml", ".github/workflows/{slug}-template-update.yml"),
+    (".github/workflows/", ".github/workflows/{slug}-"),
     (".azure/pipelines/", ".azure/pipelines/{slug}/"),
     (".gitlab-ci.yml", ".gitlab/ci/{slug}.yml"),
     (".gitlab/repository-ci.yml", ".gitlab-ci.yml"),
