@@ -267,3 +267,24 @@ def test_identity_checks_fail_on_the_old_ci_files(old_template, tmp_path, platfo
         assert "one pipeline signs in as ['prod', 'staging']" in text, text
     if platform == "gitlab":
         assert "pipes a downloaded script into sh" in text and "ID token audience" in text, text
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_identity_table_holds_for_a_project_in_a_repository_folder(tmp_path, platform, pattern):
+    """The same trust rules for a project baked into a folder of a shared repository
+    (project_root), whose CI files sit at the repository root with names of their own."""
+    cookiecutter(
+        str(TEMPLATE_DIR),
+        no_input=True,
+        output_dir=str(tmp_path),
+        extra_context={"cicd_platform": platform, "deployment_pattern": pattern, "project_root": "ml/fares"},
+    )
+    project = tmp_path / "ml" / "fares"
+    assert layout(project).mono and layout(project).repo == tmp_path
+    rows = identity_table(project, platform, pattern)
+    assert identity_violations(project, platform, pattern) == []
+    assert {"ci", "staging", "prod"} <= {r.principal for r in rows}
+    slug = layout(project).slug
+    assert all(r.environment.startswith(f"{slug}-") for r in rows if r.environment), rows
+    assert any(r.gate for r in rows if r.principal == "prod")
