@@ -331,3 +331,15 @@ def test_each_projects_ci_setup_lists_its_own_subjects_and_environments(reposito
         subjects.append({subject for _, subject in test_cicd._required_subjects(project, platform, jobs)})
     if platform != "gitlab":  # GitLab's subjects name the repository and branch only
         assert subjects[0] and not subjects[0] & subjects[1], subjects
+
+
+def test_a_second_project_in_the_same_folder_is_refused(tmp_path, capfd):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    bake_into(repo, *FIRST, "gitlab")
+    before = snapshot(repo)
+    with pytest.raises(FailedHookException):
+        bake_into(repo, "churn", FIRST[1], "deploy_code", "gitlab")
+    err = capfd.readouterr().err
+    assert f"{repo / FIRST[1] / 'databricks.yml'} exists with other content" in err, err
+    assert snapshot(repo) == before and not (repo / "churn").exists()
