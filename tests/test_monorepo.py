@@ -137,7 +137,12 @@ def test_each_project_has_its_files_in_its_folder_and_its_ci_at_the_root(reposit
                 extra_context={"project_slug": slug, "deployment_pattern": pattern, "cicd_platform": platform},
             )
         )
-        skip = {".cookiecutter-replay.json", "ci-setup.md"}
+        skip = {".cookiecutter-replay.json", "ci-setup.md", "README.md"}
+        readme = (project / "README.md").read_text().splitlines()
+        extra = [line for line in readme if "the CI files are at the repository root" in line]
+        assert (
+            len(extra) == 1 and [x for x in readme if x not in extra] == (alone / "README.md").read_text().splitlines()
+        )
         compare = filecmp.dircmp(alone, project, ignore=[*skip, ".github", ".azure", ".gitlab-ci.yml"])
         differing = []
 
