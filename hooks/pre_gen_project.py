@@ -50,6 +50,7 @@ UC_IDENTIFIER_RE = re.compile(r"[A-Za-z0-9_]+")
 HOST_RE = re.compile(r"https://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?/?")
 UC_IDENTIFIER_MAX = 255
 # A pragmatic address check: one @, no spaces or commas, a dot in the domain.
+PATH_PART_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 EMAIL_RE = re.compile(r"[^@\s,;]+@[^@\s,;]+\.[^@\s,;]+")
 # What cookiecutter.json derives project_slug to when project_name has no letter or digit
 # (e.g. an empty name). An empty slug would make cookiecutter fail on the project directory
@@ -271,6 +272,40 @@ def check_branches(ctx: dict) -> list[str]:
     return errors
 
 
+def project_root_problem(value: str) -> str | None:
+    """Why ``value`` is not a clean relative folder inside the repository (None if it is)."""
+    if value == ".":
+        return None  # the repository root
+    if not value:
+        return "is empty (use . for the repository root)"
+    if "\\" in value:
+        return "contains a backslash (separate folders with /)"
+    if value.startswith("/") or re.match(r"[A-Za-z]:", value):
+        return "is absolute (give a folder relative to the repository root, e.g. services/fare_model)"
+    parts = value.split("/")
+    if any(part == ".." for part in parts):
+        return "contains '..' (the project must stay inside the repository)"
+    if any(part in ("", ".") for part in parts):
+        return "has an empty or '.' path component (write a clean path such as services/fare_model)"
+    bad = [part for part in parts if not PATH_PART_RE.fullmatch(part)]
+    if bad:
+        # The path goes unquoted into CI path filters, YAML and shell commands.
+        return f"has a folder name other than letters, digits, '.', '_' and '-': {bad[0]!r}"
+    return None
+
+
+def check_project_root(ctx: dict) -> str | None:
+    value = str(ctx.get("project_root", "."))
+    problem = project_root_problem(value)
+    if problem:
+        return _fail(
+            "project_root",
+            value,
+            f"must be . or a relative folder such as services/fare_model: it {problem}",
+        )
+    return None
+
+
 RULES = (
     check_project_name,
     check_description,
@@ -284,6 +319,7 @@ RULES = (
     check_groups,
     check_notification_emails,
     check_branches,
+    check_project_root,
 )
 
 

@@ -53,4 +53,5 @@ def default_answers(slug: str = "fare_model") -> dict:
         "include_monitoring": True,
         "include_serving_endpoint": False,
         "__after_first_run": "True",
+        "__monorepo": "False",
     }

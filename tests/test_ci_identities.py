@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 from bake import TEMPLATE_DIR
 from cookiecutter.main import cookiecutter
-from test_cicd import EXTRACT, PATTERNS, PLATFORMS, CIJob
+from test_cicd import EXTRACT, PATTERNS, PLATFORMS, CIJob, layout
 
 PRINCIPALS = {
     "00000000-0000-0000-0000-000000000003": "ci",
@@ -86,13 +86,15 @@ def _branches(job: CIJob, platform: str, env_branches: dict[str, set[str]]) -> f
 
 
 def _gate(job: CIJob, platform: str, project: Path) -> str:
+    where = layout(project)
+    prod = f"{where.prefix}prod"  # a project in a repository folder has environments of its own
     if platform == "github_actions":
-        return "required reviewers (environment prod)" if job.environment == "prod" else ""
+        return f"required reviewers (environment {prod})" if job.environment == prod else ""
     if platform == "azure_devops":
-        return f"approvals (environment {job.environment})" if job.environment == f"{project.name}-prod" else ""
+        return f"approvals (environment {job.environment})" if job.environment == f"{where.slug}-prod" else ""
     rules = job.raw.get("rules", [])
-    if job.environment == "prod" and rules and all(r.get("when") == "manual" for r in rules):
-        return "manual job, protected environment prod"
+    if job.environment == prod and rules and all(r.get("when") == "manual" for r in rules):
+        return f"manual job, protected environment {prod}"
     return ""
 
 
@@ -265,3 +267,24 @@ def test_identity_checks_fail_on_the_old_ci_files(old_template, tmp_path, platfo
         assert "one pipeline signs in as ['prod', 'staging']" in text, text
     if platform == "gitlab":
         assert "pipes a downloaded script into sh" in text and "ID token audience" in text, text
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_identity_table_holds_for_a_project_in_a_repository_folder(tmp_path, platform, pattern):
+    """The same trust rules for a project baked into a folder of a shared repository
+    (project_root), whose CI files sit at the repository root with names of their own."""
+    cookiecutter(
+        str(TEMPLATE_DIR),
+        no_input=True,
+        output_dir=str(tmp_path),
+        extra_context={"cicd_platform": platform, "deployment_pattern": pattern, "project_root": "ml/fares"},
+    )
+    project = tmp_path / "ml" / "fares"
+    assert layout(project).mono and layout(project).repo == tmp_path
+    rows = identity_table(project, platform, pattern)
+    assert identity_violations(project, platform, pattern) == []
+    assert {"ci", "staging", "prod"} <= {r.principal for r in rows}
+    slug = layout(project).slug
+    assert all(r.environment.startswith(f"{slug}-") for r in rows if r.environment), rows
+    assert any(r.gate for r in rows if r.principal == "prod")

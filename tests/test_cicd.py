@@ -68,6 +68,54 @@ DEV_HOST = "https://dev-workspace.cloud.databricks.com"
 
 
 # --------------------------------------------------------------------------------------
+# Where a project's CI files are: in the project (project_root ".") or, for a project in a
+# folder of a repository that may hold several, at the repository root, named after it.
+
+
+@dataclass(frozen=True)
+class Layout:
+    project: Path  # the project's folder (databricks.yml)
+    repo: Path  # the repository root
+    slug: str
+    root: str  # project_root: "." or the project's folder in the repository
+
+    @property
+    def mono(self) -> bool:
+        return self.root != "."
+
+    @property
+    def prefix(self) -> str:
+        """What names shared by a repository (environments, groups, jobs) start with."""
+        return f"{self.slug}-" if self.mono else ""
+
+    def ci_files(self, platform: str) -> list[Path]:
+        if not self.mono:
+            paths = [self.project / rel for rel in CI_PATHS[platform]]
+        elif platform == "github_actions":
+            paths = sorted((self.repo / ".github" / "workflows").glob(f"{self.slug}-*.yml"))
+        elif platform == "azure_devops":
+            paths = [self.repo / ".azure" / "pipelines" / self.slug]
+        else:
+            paths = [self.repo / ".gitlab-ci.yml", self.repo / ".gitlab" / "ci" / f"{self.slug}.yml"]
+        files = []
+        for path in paths:
+            if path.is_file():
+                files.append(path)
+            elif path.is_dir():
+                files.extend(sorted(p for p in path.rglob("*") if p.is_file()))
+        return files
+
+
+def layout(project: Path) -> Layout:
+    """The layout of a baked project, from the answers it records."""
+    replay = project / ".cookiecutter-replay.json"
+    answers = json.loads(replay.read_text())["cookiecutter"] if replay.exists() else {}
+    root = answers.get("project_root", ".")
+    repo = project if root == "." else project.parents[len(root.split("/")) - 1]
+    return Layout(project, repo, answers.get("project_slug", project.name), root)
+
+
+# --------------------------------------------------------------------------------------
 # The model every platform's files are read into
 
 
@@ -146,7 +194,8 @@ def _branch_refs(text: str) -> set[str]:
 
 def github_jobs(project: Path) -> list[CIJob]:
     jobs = []
-    for path in sorted((project / ".github" / "workflows").glob("*.y*ml")):
+    where = layout(project)
+    for path in where.ci_files("github_actions"):
         wf = yaml.safe_load(path.read_text())
         on = wf.get("on", wf.get(True))  # PyYAML reads the key `on` as True
         triggers: set[str] = set()
@@ -184,14 +233,14 @@ def github_jobs(project: Path) -> list[CIJob]:
                 needs = job.get("needs", [])
                 jobs.append(
                     CIJob(
-                        file=path.name,
+                        file=path.name.removeprefix(where.prefix),
                         name=job_id + (f"[{entry.get('target')}]" if entry else ""),
                         triggers=frozenset(job_triggers),
                         commands=_substitute("\n".join(runs), env),
                         env=env,
                         environment=environment,
                         # Approval = the `prod` environment's required reviewers (docs/ci-setup.md).
-                        gated=environment == "prod",
+                        gated=environment == f"{where.prefix}prod",
                         concurrency=expand(concurrency) if concurrency else None,
                         needs=frozenset([needs] if isinstance(needs, str) else needs),
                         signs_in=job.get("permissions", {}).get("id-token") == "write",
@@ -226,7 +275,7 @@ def _azure_triggers(project: Path, path: Path, seen: tuple = ()) -> set[str]:
     if pipeline.get("trigger", "none") != "none":
         triggers |= {f"push:{b}" for b in pipeline["trigger"]["branches"]["include"]}
     for resource in pipeline.get("resources", {}).get("pipelines", []):
-        source = project / ".azure" / "pipelines" / f"{resource['source'].removeprefix(project.name + '-')}.yml"
+        source = path.parent / f"{resource['source'].removeprefix(layout(project).slug + '-')}.yml"
         assert source.is_file() and source not in seen, resource
         branches = set(resource["trigger"]["branches"]["include"])
         for t in _azure_triggers(project, source, (*seen, path)):
@@ -241,8 +290,8 @@ def _azure_triggers(project: Path, path: Path, seen: tuple = ()) -> set[str]:
 
 def azure_jobs(project: Path) -> list[CIJob]:
     jobs = []
-    slug = project.name
-    for path in sorted((project / ".azure" / "pipelines").glob("*.yml")):
+    slug = layout(project).slug
+    for path in [p for p in layout(project).ci_files("azure_devops") if p.parent.name != "templates"]:
         pipeline = yaml.safe_load(path.read_text())
         triggers = _azure_triggers(project, path)
         stage_jobs: dict[str, list[str]] = {}
@@ -328,9 +377,22 @@ def _gitlab_triggers(rule_if: str) -> set[str]:
     raise AssertionError(f"unexpected rule: {rule_if}")
 
 
+def gitlab_config(project: Path) -> tuple[Path, dict]:
+    """The project's GitLab file and its configuration; a project in a folder has its jobs in
+    .gitlab/ci/<slug>.yml, included by the repository's .gitlab-ci.yml (global keywords)."""
+    files = layout(project).ci_files("gitlab")
+    config: dict = {}
+    for path in files:
+        part = yaml.safe_load(path.read_text())
+        clash = (set(config) & set(part)) - {"include"}
+        assert not clash, f"{path}: keys defined twice: {sorted(clash)}"
+        config.update(part)
+    return files[-1], config
+
+
 def gitlab_jobs(project: Path) -> list[CIJob]:
-    path = project / ".gitlab-ci.yml"
-    config = yaml.safe_load(path.read_text())
+    path, config = gitlab_config(project)
+    prefix = layout(project).prefix
     global_vars = {k: (v["value"] if isinstance(v, dict) else v) for k, v in config.get("variables", {}).items()}
     # Variables with a description are filled in on "Run pipeline": inputs, not constants.
     inputs = {k for k, v in config.get("variables", {}).items() if isinstance(v, dict) and "description" in v}
@@ -357,7 +419,7 @@ def gitlab_jobs(project: Path) -> list[CIJob]:
                 env=env,
                 environment=environment,
                 # Approval = manual job in the protected `prod` environment (docs/ci-setup.md).
-                gated=environment == "prod" and all(r.get("when") == "manual" for r in rules),
+                gated=environment == f"{prefix}prod" and all(r.get("when") == "manual" for r in rules),
                 concurrency=job.get("resource_group"),
                 needs=frozenset(job.get("needs", [])),
                 signs_in="DATABRICKS_OIDC_TOKEN" in job.get("id_tokens", {}),
@@ -376,14 +438,7 @@ EXTRACT = {"github_actions": github_jobs, "azure_devops": azure_jobs, "gitlab": 
 
 
 def ci_files(project: Path, platform: str) -> list[Path]:
-    files = []
-    for rel in CI_PATHS[platform]:
-        path = project / rel
-        if path.is_file():
-            files.append(path)
-        elif path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*") if p.is_file()))
-    return files
+    return layout(project).ci_files(platform)
 
 
 def bundle_targets(project: Path) -> dict:
@@ -845,7 +900,7 @@ def _required_subjects(project: Path, platform: str, jobs: list[CIJob]) -> set[t
             assert job.environment, f"{job.name}: signs in without an environment"
             required.add((sp, f"repo:<owner>/<repo>:environment:{job.environment}"))
         elif platform == "azure_devops":
-            required.add((sp, f"p://<organization>/<project>/{project.name}-{Path(job.file).stem}"))
+            required.add((sp, f"p://<organization>/<project>/{layout(project).slug}-{Path(job.file).stem}"))
         elif sp == ci_sp:
             required.add((sp, "project_path <group>/<project>"))
         else:
@@ -909,3 +964,51 @@ def test_ci_setup_documents_environments_approvals_and_grants(project, platform,
     assert "**Pull requests from forks.**" in doc
     if platform == "gitlab":
         assert "Premium" in doc and "Minimum role to use pipeline variables: Maintainer" in doc
+
+
+# --------------------------------------------------------------------------------------
+# The template update check (cruft)
+
+CRUFT = "cruft==2.16.0"  # the pin of the template's dev dependencies
+NON_BLOCKING = {
+    "github_actions": ("continue-on-error", True),
+    "azure_devops": ("continueOnError", "true"),
+    "gitlab": ("allow_failure", True),
+}
+
+
+def test_template_update_check_never_blocks_and_signs_in_as_nobody(project, platform, jobs, tmp_path):
+    (job,) = [j for j in jobs if "cruft check" in j.commands]
+    assert job.triggers == {"pull_request"}, job.triggers
+    key, value = NON_BLOCKING[platform]
+    assert job.raw.get(key) == value, f"{job.name}: {key} must be {value!r}"
+    assert not job.signs_in and not job.uses_databricks
+    assert not [k for k in job.env if k.startswith("DATABRICKS_")], job.env
+    if platform == "github_actions":
+        assert job.raw["permissions"] == {"contents": "read"}
+    if platform == "gitlab":
+        assert "id_tokens" not in job.raw
+    assert f'uvx --from "{CRUFT}" cruft check' in job.commands
+    # The check itself, run with a stand-in for uvx: skipped without .cruft.json, otherwise
+    # the job fails (non-blocking) exactly when cruft check does, saying what to do.
+    check = job.commands[job.commands.index("if [ ! -f .cruft.json ]") :]
+    fake = tmp_path / "bin"
+    fake.mkdir()
+
+    def run(cruft_exit: int, linked: bool) -> subprocess.CompletedProcess:
+        (fake / "uvx").write_text(f'#!/bin/sh\necho cruft "$@"\nexit {cruft_exit}\n')
+        (fake / "uvx").chmod(0o755)
+        work = tmp_path / f"w{cruft_exit}{linked}"
+        work.mkdir()
+        if linked:
+            (work / ".cruft.json").write_text("{}")
+        env = {"PATH": f"{fake}:/usr/bin:/bin"}
+        return subprocess.run(["bash", "-c", check], cwd=work, env=env, capture_output=True, text=True)
+
+    skipped = run(1, linked=False)
+    assert skipped.returncode == 0 and "No .cruft.json" in skipped.stdout, skipped
+    assert "cruft check" not in skipped.stdout
+    current = run(0, linked=True)
+    assert current.returncode == 0 and "cruft check" in current.stdout, current
+    behind = run(1, linked=True)
+    assert behind.returncode == 1 and "cruft update" in behind.stdout, behind

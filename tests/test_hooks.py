@@ -168,3 +168,108 @@ def test_each_trust_level_needs_its_own_service_principal():
     answers = {**default_answers(), "ci_service_principal": default_answers()["staging_service_principal"].upper()}
     errors = pre.validate(answers)
     assert len(errors) == 1 and "each trust level needs its own service principal" in errors[0], errors
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("", "is empty"),
+        ("/srv/fare", "is absolute"),
+        ("C:/fare", "is absolute"),
+        ("../fare", "'..'"),
+        ("services/../fare", "'..'"),
+        ("services\\fare", "backslash"),
+        ("services//fare", "empty or '.' path component"),
+        ("services/fare/", "empty or '.' path component"),
+        ("./fare", "empty or '.' path component"),
+        ("services/my fare", "folder name other than"),
+        ("services/*", "folder name other than"),
+        (".github/fare", "folder name other than"),
+        ("fare:x", "folder name other than"),
+    ],
+)
+def test_project_root_must_be_a_clean_relative_folder(value, message):
+    errors = pre.validate({**default_answers(), "project_root": value})
+    assert len(errors) == 1 and errors[0].startswith(f"project_root={value!r}:"), errors
+    assert message in errors[0], errors[0]
+
+
+@pytest.mark.parametrize("value", [".", "fare_model", "services/fare_model", "ml/fare-model.v2/app"])
+def test_project_root_accepts_clean_relative_folders(value):
+    assert pre.validate({**default_answers(), "project_root": value}) == []
+
+
+# --- relocation into a repository (project_root) ---------------------------------------
+
+
+def test_root_ci_files_go_to_the_repository_root_named_after_the_project():
+    assert post.repository_path(".github/workflows/ci.yml", "fare") == (".github/workflows/fare-ci.yml", True)
+    assert post.repository_path(".azure/pipelines/templates/setup-uv.yml", "fare") == (
+        ".azure/pipelines/fare/templates/setup-uv.yml",
+        True,
+    )
+    assert post.repository_path(".gitlab-ci.yml", "fare") == (".gitlab/ci/fare.yml", True)
+    assert post.repository_path(".gitlab/repository-ci.yml", "fare") == (".gitlab-ci.yml", True)
+    assert post.repository_path("databricks.yml", "fare") == ("databricks.yml", False)
+    assert post.repository_path(".gitignore", "fare") == (".gitignore", False)
+
+
+def _baked(tmp_path, slug="fare"):
+    baked = tmp_path / "repo" / slug
+    (baked / ".github" / "workflows").mkdir(parents=True)
+    (baked / ".github" / "workflows" / "ci.yml").write_text("ci\n")
+    (baked / "src").mkdir()
+    (baked / "src" / "a.py").write_text("a\n")
+    (baked / "databricks.yml").write_text("bundle\n")
+    return baked
+
+
+def test_relocate_moves_the_project_and_its_ci_files(tmp_path):
+    baked = _baked(tmp_path)
+    repo = baked.parent
+    post.relocate(baked, repo, "services/fare", "fare")
+    files = sorted(p.relative_to(repo).as_posix() for p in repo.rglob("*") if p.is_file())
+    assert files == [".github/workflows/fare-ci.yml", "services/fare/databricks.yml", "services/fare/src/a.py"]
+    assert not baked.exists()
+
+
+def test_relocate_in_place_when_the_folder_is_named_after_the_slug(tmp_path):
+    baked = _baked(tmp_path)
+    post.relocate(baked, baked.parent, "fare", "fare")
+    assert (baked / "databricks.yml").is_file() and not (baked / ".github").exists()
+    assert (baked.parent / ".github" / "workflows" / "fare-ci.yml").read_text() == "ci\n"
+
+
+def test_relocate_into_a_folder_below_the_baked_one(tmp_path):
+    baked = _baked(tmp_path)
+    post.relocate(baked, baked.parent, "fare/model", "fare")
+    assert (baked / "model" / "src" / "a.py").read_text() == "a\n"
+    assert not (baked / "src").exists() and not (baked / "databricks.yml").exists()
+
+
+def test_relocate_refuses_any_collision_and_changes_nothing(tmp_path):
+    baked = _baked(tmp_path)
+    repo = baked.parent
+    (repo / "services" / "fare").mkdir(parents=True)
+    (repo / "services" / "fare" / "databricks.yml").write_text("another bundle\n")
+    (repo / ".github" / "workflows").mkdir(parents=True)
+    (repo / ".github" / "workflows" / "fare-ci.yml").write_text("ci\n")  # the same content: fine
+    (repo / "services" / "fare" / "src").write_text("a file where a folder must go\n")
+    before = {p: p.read_bytes() for p in repo.rglob("*") if p.is_file()}
+    with pytest.raises(post.RelocationRefused) as refused:
+        post.relocate(baked, repo, "services/fare", "fare")
+    problems = refused.value.args[0]
+    assert any("services/fare/databricks.yml exists with other content" in p for p in problems), problems
+    assert any("services/fare/src is a file" in p for p in problems), problems
+    assert not any("fare-ci.yml" in p for p in problems), problems
+    assert {p: p.read_bytes() for p in repo.rglob("*") if p.is_file()} == before
+
+
+def test_identical_files_are_left_as_they_are(tmp_path):
+    baked = _baked(tmp_path)
+    repo = baked.parent
+    (repo / "services" / "fare").mkdir(parents=True)
+    (repo / "services" / "fare" / "databricks.yml").write_text("bundle\n")
+    written = post.relocate(baked, repo, "services/fare", "fare")
+    assert repo / "services" / "fare" / "databricks.yml" not in written
+    assert (repo / "services" / "fare" / "src" / "a.py").is_file()
