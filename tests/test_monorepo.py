@@ -315,10 +315,12 @@ def test_a_collision_is_refused_before_anything_is_written(tmp_path, capfd):
 def test_a_bad_project_root_is_refused_naming_the_key(tmp_path, capfd):
     repo = tmp_path / "repo"
     repo.mkdir()
-    with pytest.raises(FailedHookException):
+    with pytest.raises(FailedHookException) as refused:
         bake_into(repo, "fare_model", "../elsewhere", "deploy_code", "github_actions")
-    err = capfd.readouterr().err
-    assert "project_root='../elsewhere'" in err and "'..'" in err, err
+    # The answers are checked while cookiecutter collects them (local_extensions.py), so the
+    # refusal is the exception's message; the pre-generation hook would print the same rule.
+    message = str(refused.value) + capfd.readouterr().err
+    assert "project_root='../elsewhere'" in message and "'..'" in message, message
     assert list(repo.iterdir()) == [] and not (tmp_path / "elsewhere").exists()
 
 
