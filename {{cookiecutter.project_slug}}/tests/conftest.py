@@ -15,8 +15,9 @@ then trains, validates, copies or scores as it likes. Tests that only need a mod
 nobody else uses take ``fresh_model``. The local sample table is generated once per
 machine (see ``data.ensure_local_sample``) and is in every snapshot.
 
-Tests marked ``slow`` (scoring with ``spark_udf``, monitoring, the end-to-end scenario) are
-left out by the quick loop, ``pytest -m "not slow"``.
+The quick loop, ``pytest -m "not slow"``, leaves out the tests marked ``slow``: every test
+that takes ``trained``, ``champion`` or ``scenario`` is marked so here (they need the
+session's training run), and a test can carry ``@pytest.mark.slow`` itself.
 """
 
 from __future__ import annotations
@@ -35,6 +36,14 @@ PROJECT_DIR = Path(__file__).resolve().parents[1]
 REGISTRY_FILE = "mlflow.db"
 EXPERIMENT = "/tests/unit"
 _models = itertools.count(1)
+# Fixtures whose tests need a trained model, so they are not in the quick loop.
+SLOW_FIXTURES = {"trained", "champion", "scenario"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 class StateSnapshots:

@@ -1,8 +1,10 @@
 import datetime as dt
+import shutil
 
 import pytest
 from pyspark.sql import functions as F
 
+from {{ cookiecutter.project_slug }} import data, runtime
 from {{ cookiecutter.project_slug }}.data import (
     DRIFT_START,
     FEATURES,
@@ -12,6 +14,7 @@ from {{ cookiecutter.project_slug }}.data import (
     add_features,
     generate_trips,
     load_trips,
+    local_sample_key,
     split_by_date,
     training_frames,
 )
@@ -43,10 +46,24 @@ def test_generated_trips_drift_after_the_drift_date(spark):
     assert after_mean > 1.3 * before_mean
 
 
-def test_local_sample_table_is_created_on_first_read(spark):
+def test_local_sample_table_is_created_on_first_read(spark, tmp_path, monkeypatch):
+    monkeypatch.setenv(runtime.CACHE_DIR_ENV, str(tmp_path / "cache"))  # empty: generated here
+    shutil.rmtree(runtime._local_table_path(SAMPLE_TABLE), ignore_errors=True)
     trips = load_trips(spark, SAMPLE_TABLE)
     assert trips.count() == 30_000
     assert set(SAMPLE_SCHEMA) <= set(trips.columns)
+    assert (tmp_path / "cache" / local_sample_key()).is_dir()
+
+    # A later run (a fresh state) gets the same table from the cache.
+    shutil.rmtree(runtime._local_table_path(SAMPLE_TABLE))
+    again = load_trips(spark, SAMPLE_TABLE)
+    assert again.count() == 30_000 and again.exceptAll(generate_trips(spark)).count() == 0
+
+
+def test_the_sample_cache_key_follows_the_generator_settings(monkeypatch):
+    key = local_sample_key()
+    monkeypatch.setattr(data, "SAMPLE_SEED", data.SAMPLE_SEED + 1)
+    assert local_sample_key() != key
 
 
 def test_missing_table_fails_with_its_name(spark):

@@ -1,5 +1,7 @@
 """Train -> validate -> deploy -> rollback, and the ways each refuses to go on."""
 
+from pathlib import Path
+
 import mlflow
 import pytest
 from helpers import data_args, model_args
@@ -25,6 +27,15 @@ def test_train_registers_a_version_with_a_full_signature(trained):
     tags = MlflowClient().get_model_version(model_ref.full_name, version).tags
     assert tags["trained_in"] == model_ref.catalog
     assert tags["training_end_date"] == "2016-02-14"
+
+
+def test_logged_requirements_cover_what_mlflow_infers(trained, tmp_path):
+    """train.MODEL_REQUIREMENTS replaces MLflow's inference; it must list every package the model loads."""
+    model_ref, version = trained
+    local = mlflow.artifacts.download_artifacts(model_ref.uri(version), dst_path=str(tmp_path))
+    logged = set(Path(local, "requirements.txt").read_text().split())
+    inferred = set(mlflow.models.infer_pip_requirements(local, "sklearn"))
+    assert inferred and inferred <= logged, sorted(inferred - logged)
 
 
 def test_validate_deploy_and_rollback(trained):
