@@ -26,6 +26,7 @@ import itertools
 import os
 import shutil
 import sqlite3
+import tempfile
 from contextlib import closing
 from pathlib import Path
 
@@ -36,14 +37,43 @@ PROJECT_DIR = Path(__file__).resolve().parents[1]
 REGISTRY_FILE = "mlflow.db"
 EXPERIMENT = "/tests/unit"
 _models = itertools.count(1)
+_previous_state_key = pytest.StashKey[str | None]()
 # Fixtures whose tests need a trained model, so they are not in the quick loop.
 SLOW_FIXTURES = {"trained", "champion", "scenario"}
+
+
+def pytest_configure(config):
+    """Point the run at a fresh local state folder and start Spark while the test modules import."""
+    from {{ cookiecutter.project_slug }}.runtime import LOCAL_DIR_ENV, start_spark_early
+
+    config.stash[_previous_state_key] = os.environ.get(LOCAL_DIR_ENV)
+    os.environ[LOCAL_DIR_ENV] = tempfile.mkdtemp(prefix="mlops_local_")
+    start_spark_early()
+
+
+def pytest_unconfigure(config):
+    from {{ cookiecutter.project_slug }}.runtime import LOCAL_DIR_ENV
+
+    shutil.rmtree(os.environ[LOCAL_DIR_ENV], ignore_errors=True)
+    previous = config.stash.get(_previous_state_key, None)
+    if previous is None:
+        os.environ.pop(LOCAL_DIR_ENV, None)
+    else:
+        os.environ[LOCAL_DIR_ENV] = previous
 
 
 def pytest_collection_modifyitems(items):
     for item in items:
         if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+
+
+def pytest_collection_finish(session):
+    """When tests that score are selected, have a Spark Python worker import MLflow ahead of them."""
+    from {{ cookiecutter.project_slug }}.runtime import SCORING_MODULES, warm_up_python_worker
+
+    if any(item.get_closest_marker("slow") for item in session.items):
+        warm_up_python_worker(SCORING_MODULES)
 
 
 class StateSnapshots:
@@ -80,19 +110,12 @@ def _copy_database(source: Path, target: Path) -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def local_state(tmp_path_factory) -> Path:
-    """The local state folder (registry, artifacts, tables) of this test run."""
-    from {{ cookiecutter.project_slug }}.runtime import LOCAL_DIR_ENV, configure_mlflow
+def local_state() -> Path:
+    """The local state folder (registry, artifacts, tables) of this test run (made in ``pytest_configure``)."""
+    from {{ cookiecutter.project_slug }}.runtime import configure_mlflow, local_dir
 
-    folder = tmp_path_factory.mktemp("mlops_local")
-    previous = os.environ.get(LOCAL_DIR_ENV)
-    os.environ[LOCAL_DIR_ENV] = str(folder)
     configure_mlflow()
-    yield folder
-    if previous is None:
-        os.environ.pop(LOCAL_DIR_ENV, None)
-    else:
-        os.environ[LOCAL_DIR_ENV] = previous
+    return local_dir()
 
 
 @pytest.fixture(scope="session")

@@ -46,18 +46,25 @@ def test_generated_trips_drift_after_the_drift_date(spark):
     assert after_mean > 1.3 * before_mean
 
 
-def test_local_sample_table_is_created_on_first_read(spark, tmp_path, monkeypatch):
-    monkeypatch.setenv(runtime.CACHE_DIR_ENV, str(tmp_path / "cache"))  # empty: generated here
+def test_local_sample_table_is_created_on_first_read(spark):
     shutil.rmtree(runtime._local_table_path(SAMPLE_TABLE), ignore_errors=True)
     trips = load_trips(spark, SAMPLE_TABLE)
     assert trips.count() == 30_000
     assert set(SAMPLE_SCHEMA) <= set(trips.columns)
-    assert (tmp_path / "cache" / local_sample_key()).is_dir()
 
-    # A later run (a fresh state) gets the same table from the cache.
-    shutil.rmtree(runtime._local_table_path(SAMPLE_TABLE))
-    again = load_trips(spark, SAMPLE_TABLE)
-    assert again.count() == 30_000 and again.exceptAll(generate_trips(spark)).count() == 0
+
+def test_the_sample_table_is_generated_once_then_copied_from_the_cache(spark, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(runtime.CACHE_DIR_ENV, str(tmp_path / "cache"))  # empty: generated here
+    monkeypatch.setattr(data, "SAMPLE_ROWS", 500)  # the behaviour, not the statistics
+    shutil.rmtree(runtime._local_table_path(SAMPLE_TABLE), ignore_errors=True)
+    first = sorted(load_trips(spark, SAMPLE_TABLE).collect())
+    assert len(first) == 500 and (tmp_path / "cache" / local_sample_key()).is_dir()
+    assert "Generating the local sample table" in capsys.readouterr().out
+
+    shutil.rmtree(runtime._local_table_path(SAMPLE_TABLE))  # a later run, with a fresh state
+    assert sorted(load_trips(spark, SAMPLE_TABLE).collect()) == first
+    assert "Generating" not in capsys.readouterr().out
+    shutil.rmtree(runtime._local_table_path(SAMPLE_TABLE))  # the next test reads the full-size table
 
 
 def test_the_sample_cache_key_follows_the_generator_settings(monkeypatch):

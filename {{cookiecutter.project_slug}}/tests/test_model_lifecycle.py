@@ -80,6 +80,7 @@ def test_report_mode_reports_and_continues(trained):
     assert client.get_model_version(model_ref.full_name, version).tags["validation_status"] == "failed_report_only"
 
 
+@pytest.mark.slow
 def test_a_model_without_signature_is_refused(spark, fresh_model):
     import pandas as pd
 

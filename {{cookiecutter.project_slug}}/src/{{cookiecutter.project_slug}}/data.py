@@ -120,7 +120,7 @@ def ensure_local_sample(spark: SparkSession, table: str) -> None:
 
     def generate(folder: Path) -> None:
         print(f"Generating the local sample table {table} (seeded, {LOCAL_START} to {LOCAL_END}) into {folder.parent}")
-        generate_trips(spark).write.parquet(str(folder))
+        generate_trips(spark, rows=SAMPLE_ROWS, seed=SAMPLE_SEED).write.parquet(str(folder))
 
     copy_local_table(cached(local_sample_key(), generate), table)
 

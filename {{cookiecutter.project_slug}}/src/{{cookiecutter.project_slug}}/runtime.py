@@ -19,6 +19,7 @@ import os
 import shutil
 import sqlite3
 import sys
+import threading
 from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 
 LOCAL_DIR_ENV = "MLOPS_LOCAL_DIR"
 CACHE_DIR_ENV = "MLOPS_LOCAL_CACHE"
+# What batch inference's spark_udf imports in a Spark Python worker (see start_spark_early).
+SCORING_MODULES = ("mlflow.pyfunc", "mlflow.sklearn", "sklearn.ensemble")
 
 # Set by the local runner while a task runs; receives (key, value) of task values.
 task_value_sink: Callable[[str, str], None] | None = None
@@ -104,12 +107,19 @@ def get_spark() -> SparkSession:
     """The active Spark session; locally, one configured for this project's folder."""
     from pyspark.sql import SparkSession
 
-    active = SparkSession.getActiveSession()
+    _early_ready.wait()
+    active = SparkSession.getActiveSession() or _early_session
     if active is not None:
         return active
     root = local_dir()
     if root is None:
         return SparkSession.builder.getOrCreate()
+    return _local_session(root)
+
+
+def _local_session(root: Path) -> SparkSession:
+    from pyspark.sql import SparkSession
+
     # Spark's Python workers must run this interpreter, not whatever python3 is on PATH.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
@@ -133,6 +143,64 @@ def get_spark() -> SparkSession:
     )
     spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+_early_ready = threading.Event()  # set unless a session is being started in the background
+_early_ready.set()
+_early_session: SparkSession | None = None
+
+
+def start_spark_early(warm_up_modules: tuple[str, ...] = ()) -> None:
+    """Locally, start the Spark session in the background; ``get_spark`` waits for it.
+
+    The JVM then starts while this process imports its libraries. ``warm_up_modules`` go
+    to ``warm_up_python_worker``. A failure here is not raised: ``get_spark`` then starts
+    the session itself and reports the error.
+    """
+    from pyspark.sql import SparkSession
+
+    root = local_dir()
+    if root is None or not _early_ready.is_set() or SparkSession.getActiveSession() or _early_session:
+        return
+    _early_ready.clear()
+
+    def start() -> None:
+        global _early_session
+        try:
+            _early_session = _local_session(root)
+        except Exception:
+            return
+        finally:
+            _early_ready.set()
+
+    threading.Thread(target=start, name="spark-early-start", daemon=True).start()
+    if warm_up_modules:
+        warm_up_python_worker(warm_up_modules)
+
+
+def warm_up_python_worker(modules: tuple[str, ...]) -> None:
+    """Locally, import ``modules`` in a Spark Python worker, in the background.
+
+    The first job with a Python UDF (e.g. ``spark_udf`` scoring) otherwise waits while its
+    worker imports MLflow and the model's libraries; Spark reuses this worker instead.
+    """
+    if local_dir() is None:
+        return
+
+    def load(batches):
+        import importlib
+
+        for name in modules:
+            importlib.import_module(name)
+        yield from batches
+
+    def run() -> None:
+        try:  # a pandas UDF, so the worker is one that later pandas UDFs reuse
+            get_spark().range(1, numPartitions=1).mapInPandas(load, "id long").collect()
+        except Exception:
+            pass
+
+    threading.Thread(target=run, name="python-worker-warm-up", daemon=True).start()
 
 
 # --- Tables ------------------------------------------------------------------------
