@@ -3,7 +3,7 @@
 #   make demo                  bake the default project into build/ and run its whole pipeline locally
 #   make demo PATTERN=hybrid   the same with another deployment pattern (deploy_code, deploy_models, hybrid)
 #   make test                  the full test suite
-#   make bench                 speed figures of the generated project on this machine
+#   make bench                 speed figures of the generated project, as ratios to a bare Spark start
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -41,7 +41,7 @@ lint: venv
 	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 
 bench: venv
-	$(PY) tools/bench.py --build-dir $(BUILD)
+	$(PY) tools/bench.py --build-dir $(BUILD) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD) .pytest_cache

@@ -1,8 +1,10 @@
 import datetime as dt
+import shutil
 
 import pytest
 from pyspark.sql import functions as F
 
+from {{ cookiecutter.project_slug }} import data, runtime
 from {{ cookiecutter.project_slug }}.data import (
     DRIFT_START,
     FEATURES,
@@ -12,6 +14,7 @@ from {{ cookiecutter.project_slug }}.data import (
     add_features,
     generate_trips,
     load_trips,
+    local_sample_key,
     split_by_date,
     training_frames,
 )
@@ -44,9 +47,30 @@ def test_generated_trips_drift_after_the_drift_date(spark):
 
 
 def test_local_sample_table_is_created_on_first_read(spark):
+    shutil.rmtree(runtime._local_table_path(SAMPLE_TABLE), ignore_errors=True)
     trips = load_trips(spark, SAMPLE_TABLE)
     assert trips.count() == 30_000
     assert set(SAMPLE_SCHEMA) <= set(trips.columns)
+
+
+def test_the_sample_table_is_generated_once_then_copied_from_the_cache(spark, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(runtime.CACHE_DIR_ENV, str(tmp_path / "cache"))  # empty: generated here
+    monkeypatch.setattr(data, "SAMPLE_ROWS", 500)  # the behaviour, not the statistics
+    shutil.rmtree(runtime._local_table_path(SAMPLE_TABLE), ignore_errors=True)
+    first = sorted(load_trips(spark, SAMPLE_TABLE).collect())
+    assert len(first) == 500 and (tmp_path / "cache" / local_sample_key()).is_dir()
+    assert "Generating the local sample table" in capsys.readouterr().out
+
+    shutil.rmtree(runtime._local_table_path(SAMPLE_TABLE))  # a later run, with a fresh state
+    assert sorted(load_trips(spark, SAMPLE_TABLE).collect()) == first
+    assert "Generating" not in capsys.readouterr().out
+    shutil.rmtree(runtime._local_table_path(SAMPLE_TABLE))  # the next test reads the full-size table
+
+
+def test_the_sample_cache_key_follows_the_generator_settings(monkeypatch):
+    key = local_sample_key()
+    monkeypatch.setattr(data, "SAMPLE_SEED", data.SAMPLE_SEED + 1)
+    assert local_sample_key() != key
 
 
 def test_missing_table_fails_with_its_name(spark):

@@ -1,5 +1,7 @@
 """Train -> validate -> deploy -> rollback, and the ways each refuses to go on."""
 
+from pathlib import Path
+
 import mlflow
 import pytest
 from helpers import data_args, model_args
@@ -25,6 +27,15 @@ def test_train_registers_a_version_with_a_full_signature(trained):
     tags = MlflowClient().get_model_version(model_ref.full_name, version).tags
     assert tags["trained_in"] == model_ref.catalog
     assert tags["training_end_date"] == "2016-02-14"
+
+
+def test_logged_requirements_cover_what_mlflow_infers(trained, tmp_path):
+    """train.MODEL_REQUIREMENTS replaces MLflow's inference; it must list every package the model loads."""
+    model_ref, version = trained
+    local = mlflow.artifacts.download_artifacts(model_ref.uri(version), dst_path=str(tmp_path))
+    logged = set(Path(local, "requirements.txt").read_text().split())
+    inferred = set(mlflow.models.infer_pip_requirements(local, "sklearn"))
+    assert inferred and inferred <= logged, sorted(inferred - logged)
 
 
 def test_validate_deploy_and_rollback(trained):
@@ -69,6 +80,7 @@ def test_report_mode_reports_and_continues(trained):
     assert client.get_model_version(model_ref.full_name, version).tags["validation_status"] == "failed_report_only"
 
 
+@pytest.mark.slow
 def test_a_model_without_signature_is_refused(spark, fresh_model):
     import pandas as pd
 
@@ -79,6 +91,7 @@ def test_a_model_without_signature_is_refused(spark, fresh_model):
             name="model",
             registered_model_name=fresh_model.full_name,
             serialization_format="cloudpickle",
+            pip_requirements=train.pip_requirements(),  # skips MLflow's requirement inference
         )
     with pytest.raises(JobError, match="no signature with both inputs and outputs"):
         validate.main(validate_args(fresh_model, info.registered_model_version))

@@ -7,6 +7,7 @@ from {{ cookiecutter.project_slug }}.data import generate_trips
 from {{ cookiecutter.project_slug }}.runtime import JobError, read_table, write_table
 
 
+@pytest.mark.slow
 def test_population_stability_is_near_zero_without_drift_and_large_with_it(spark):
     reference = generate_trips(spark, rows=8_000, seed=1, drift_start=None)
     same = generate_trips(spark, rows=8_000, seed=2, drift_start=None)

@@ -5,12 +5,11 @@ from mlflow.tracking import MlflowClient
 
 from {{ cookiecutter.project_slug }}.local.bundle import load_bundle, resolve
 from {{ cookiecutter.project_slug }}.local.runner import LocalRunner
-from {{ cookiecutter.project_slug }}.local.scenario import promotion_source, resolve_all, run_scenario, summary
+from {{ cookiecutter.project_slug }}.local.scenario import promotion_source, resolve_all, summary
 
 
-def test_scenario_gives_prod_a_champion_with_lineage(local_state):
-    lines = []
-    runs = run_scenario(PROJECT_DIR, local_state, echo=lines.append)
+def test_scenario_gives_prod_a_champion_with_lineage(scenario, local_state):
+    runs, _ = scenario
     assert {run.job_key for run in runs} >= {"batch_inference_job"}
 
     config = load_bundle(PROJECT_DIR)
@@ -31,7 +30,7 @@ def test_scenario_gives_prod_a_champion_with_lineage(local_state):
     assert "mlflow ui --backend-store-uri sqlite:///" in report
 
 
-def test_running_a_promotion_again_reuses_the_copy(local_state):
+def test_running_a_promotion_again_reuses_the_copy(scenario, local_state):
     bundles = resolve_all(load_bundle(PROJECT_DIR))
     client = MlflowClient()
     promoting = [bundle for bundle in bundles.values() if "model_promotion_job" in bundle.jobs]
@@ -60,14 +59,12 @@ def _new_champion(bundles, bundle, state):
     assert run.succeeded, [t.message for t in run.failures]
 
 
-def test_a_prod_promotion_without_approval_stops_before_deploy(local_state):
+def test_a_prod_promotion_without_approval_stops_before_deploy(scenario, local_state):
     bundles = resolve_all(load_bundle(PROJECT_DIR))
     prod = bundles["prod"]
     if "model_promotion_job" not in prod.jobs:
         return  # deploy_code: prod trains its own model, nothing is copied into it
     client = MlflowClient()
-    if not client.search_model_versions(f"name='{prod.model_full_name()}'"):
-        run_scenario(PROJECT_DIR, local_state, echo=lambda _: None)
     champion = client.get_model_version_by_alias(prod.model_full_name(), "champion").version
     source = promotion_source(bundles, prod)
     _new_champion(bundles, source, local_state)  # a new, unapproved version to promote

@@ -3,18 +3,24 @@
 On Databricks the default training table is ``samples.nyctaxi.trips``, which every Unity
 Catalog workspace has (pickup/dropoff times, trip distance, fare, pickup/dropoff ZIP).
 Locally, ``load_trips`` generates a seeded table with the same schema the first time it
-is asked for that table, so the same parameters work everywhere. Feature preparation is
-Spark code so it scales on a cluster.
+is asked for that table, so the same parameters work everywhere. The generated table is
+kept in the local cache (``runtime.cache_dir``) under a key made of the generator's code,
+its settings and the Spark version, and copied from there by later runs. Feature
+preparation is Spark code so it scales on a cluster.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import inspect
+from pathlib import Path
 
+import pyspark
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from .runtime import JobError, is_local, read_table, table_exists, write_table
+from .runtime import JobError, cached, copy_local_table, is_local, read_table, table_exists
 
 SAMPLE_TABLE = "samples.nyctaxi.trips"
 PICKUP = "tpep_pickup_datetime"
@@ -36,6 +42,8 @@ LOCAL_START = dt.date(2016, 1, 1)
 LOCAL_END = dt.date(2016, 2, 29)
 DRIFT_START = dt.date(2016, 2, 15)
 MANHATTAN_ZIPS = [10001, 10002, 10003, 10011, 10016, 10019, 10022, 10023, 10028, 10036, 10065, 10128]
+SAMPLE_ROWS = 30_000
+SAMPLE_SEED = 7
 
 
 def parse_date(value: str | None, name: str) -> dt.date | None:
@@ -50,8 +58,8 @@ def parse_date(value: str | None, name: str) -> dt.date | None:
 
 def generate_trips(
     spark: SparkSession,
-    rows: int = 30_000,
-    seed: int = 7,
+    rows: int = SAMPLE_ROWS,
+    seed: int = SAMPLE_SEED,
     start: dt.date = LOCAL_START,
     end: dt.date = LOCAL_END,
     drift_start: dt.date | None = DRIFT_START,
@@ -95,11 +103,26 @@ def generate_trips(
     )
 
 
+def local_sample_key() -> str:
+    """Cache key of the local sample table: it changes whenever anything the table depends on does."""
+    made_of = [
+        inspect.getsource(generate_trips),
+        repr((SAMPLE_ROWS, SAMPLE_SEED, LOCAL_START, LOCAL_END, DRIFT_START, MANHATTAN_ZIPS)),
+        pyspark.__version__,
+    ]
+    return "nyctaxi-trips-" + hashlib.sha256("\n".join(made_of).encode()).hexdigest()[:16]
+
+
 def ensure_local_sample(spark: SparkSession, table: str) -> None:
     """Locally, create the stand-in for ``samples.nyctaxi.trips`` the first time it is read."""
-    if is_local() and table == SAMPLE_TABLE and not table_exists(spark, table):
-        print(f"Generating the local sample table {table} (seeded, {LOCAL_START} to {LOCAL_END})")
-        write_table(generate_trips(spark), table, mode="overwrite")
+    if not (is_local() and table == SAMPLE_TABLE and not table_exists(spark, table)):
+        return
+
+    def generate(folder: Path) -> None:
+        print(f"Generating the local sample table {table} (seeded, {LOCAL_START} to {LOCAL_END}) into {folder.parent}")
+        generate_trips(spark, rows=SAMPLE_ROWS, seed=SAMPLE_SEED).write.parquet(str(folder))
+
+    copy_local_table(cached(local_sample_key(), generate), table)
 
 
 def load_trips(

@@ -8,6 +8,7 @@ Publishes the new version as the task value ``model_version`` for the validation
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import warnings
 
@@ -24,6 +25,15 @@ from .registry import add_provenance_arguments, provenance, tag_version
 from .runtime import configure_mlflow, get_spark, set_task_value, use_experiment
 
 MODEL_PARAMS = {"max_iter": 200, "learning_rate": 0.1, "max_leaf_nodes": 31, "random_state": 0}
+# The packages the logged model needs to load and predict, pinned to this environment's
+# versions: what MLflow's requirement inference finds for this model, without the seconds
+# it takes to load the model again in a subprocess. A different model needs its own
+# packages here; tests/test_model_lifecycle.py compares the list with MLflow's inference.
+MODEL_REQUIREMENTS = ("mlflow", "cloudpickle", "numpy", "pandas", "scikit-learn", "scipy")
+
+
+def pip_requirements() -> list[str]:
+    return [f"{name}=={importlib.metadata.version(name)}" for name in MODEL_REQUIREMENTS]
 
 
 def build_parser():
@@ -87,6 +97,7 @@ def main(argv: list[str] | None = None) -> str:
             name="model",
             signature=signature,
             input_example=example,
+            pip_requirements=pip_requirements(),
             registered_model_name=model_ref.full_name,
             # The format every MLflow 3 release reads (Databricks Runtime 17.3 ships 3.0).
             serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,

@@ -18,7 +18,7 @@ from ..deploy import PREVIOUS
 from ..names import CHAMPION, ModelRef
 from ..promotion import APPROVAL_TAG, APPROVED, SOURCE_TAG, approve
 from ..registry import alias_version, get_version
-from ..runtime import configure_mlflow
+from ..runtime import SCORING_MODULES, configure_mlflow, start_spark_early
 from .bundle import ResolvedBundle, load_bundle, resolve
 from .runner import FAILED, JobRun, LocalRunner
 
@@ -81,6 +81,7 @@ def approve_copied_version(run: JobRun, bundle: ResolvedBundle, echo: Callable[[
 
 
 def run_scenario(project_dir: Path, state: Path, echo: Callable[[str], None] = print) -> list[JobRun]:
+    start_spark_early(SCORING_MODULES)
     config = load_bundle(project_dir)
     bundles = resolve_all(config)
     configure_mlflow()
