@@ -5,7 +5,14 @@ from mlflow.tracking import MlflowClient
 
 from {{ cookiecutter.project_slug }}.local.bundle import load_bundle, resolve
 from {{ cookiecutter.project_slug }}.local.runner import LocalRunner
-from {{ cookiecutter.project_slug }}.local.scenario import promotion_source, resolve_all, run_scenario, summary
+from {{ cookiecutter.project_slug }}.local.scenario import (
+    promotion_source,
+    resolve_all,
+    run_scenario,
+    serve_task_parameters,
+    summary,
+)
+from {{ cookiecutter.project_slug }}.serving import local_endpoint
 
 
 def test_scenario_gives_prod_a_champion_with_lineage(local_state):
@@ -22,6 +29,10 @@ def test_scenario_gives_prod_a_champion_with_lineage(local_state):
     else:
         source = champion.tags["source_model_version"]
         assert source.startswith(f"models:/{prod.variables['promotion_source_catalog']}.")
+    serve = serve_task_parameters(prod)
+    if serve is not None:  # serving included: prod's endpoint serves its champion, smoke-tested
+        assert local_endpoint(serve["endpoint_name"])["served"]["entity_version"] == str(champion.version)
+        assert any("a malformed request got HTTP 4" in line for line in lines), lines[-5:]
     report = summary(PROJECT_DIR, local_state)
     assert f"{prod.model_full_name()} v{champion.version}" in report
     assert "mlflow ui --backend-store-uri sqlite:///" in report

@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> str:
     )
     if is_local():
         action = record_local(spec)
-        where = "recorded locally (no workspace is called)"
+        where = "recorded locally, no workspace called"
     else:
         action = sync_endpoint(workspace_client(), spec, dt.timedelta(minutes=args.timeout_minutes))
         where = "in the workspace"
