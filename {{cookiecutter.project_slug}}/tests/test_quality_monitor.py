@@ -74,17 +74,6 @@ def test_refresh_is_requested_unless_one_is_running(workspace):
     assert quality_monitor.request_refresh(w, "t-1") is None
 
 
-def test_the_columns_it_monitors_are_the_inference_tables(spark, champion):
-    from {{ cookiecutter.project_slug }} import batch_inference
-    from {{ cookiecutter.project_slug }}.data import add_features, generate_trips
-
-    model_ref, version = champion
-    scored = batch_inference.score(add_features(generate_trips(spark, rows=20, seed=3)), model_ref, version)
-    log = spec().inference_log()
-    for column in (log.timestamp_column, log.prediction_column, log.model_id_column, log.label_column):
-        assert column in scored.columns
-
-
 def test_locally_the_monitor_is_recorded_after_each_scoring_run(spark, fresh_model):
     args = [*model_args(fresh_model), "--assets_dir=/Workspace/x"]
     with pytest.raises(JobError, match="run the batch inference job first"):

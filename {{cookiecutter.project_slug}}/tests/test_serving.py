@@ -12,13 +12,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
-from helpers import data_args, model_args
+from helpers import model_args
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
+from sklearn.linear_model import LinearRegression
 from test_model_lifecycle import validate_args
 from workspace_stand_in import StandIn, serve
 
-from {{ cookiecutter.project_slug }} import deploy, serving, train, validate
+from {{ cookiecutter.project_slug }} import deploy, serving, validate
 from {{ cookiecutter.project_slug }}.local.scoring_server import scoring_server, smoke_test
 from {{ cookiecutter.project_slug }}.names import CHALLENGER, CHAMPION, ModelRef
 from {{ cookiecutter.project_slug }}.registry import alias_version
@@ -89,10 +90,33 @@ def test_payload_logging_is_switched_on_for_an_endpoint_without_it(workspace):
     assert spec("3").payload_table == "prod.ml.fares_payload"
 
 
-def test_the_endpoint_follows_deploy_and_rollback(workspace, champion, monkeypatch):
+def _small_version(model_ref) -> str:
+    """A quickly trained version with a signature and an input example (as train.py logs them)."""
+    X = pd.DataFrame({"trip_distance": [1.0, 2.0, 3.0]})
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(
+            LinearRegression().fit(X, [3.0, 5.0, 7.0]),
+            name="model",
+            signature=infer_signature(X, np.array([3.0, 5.0, 7.0])),
+            input_example=X,
+            registered_model_name=model_ref.full_name,
+            serialization_format="cloudpickle",
+        )
+    return str(info.registered_model_version)
+
+
+def _deploy_new_version(model_ref) -> str:
+    """A new version through the real deploy step (validation is tested elsewhere)."""
+    version = _small_version(model_ref)
+    MlflowClient().set_registered_model_alias(model_ref.full_name, CHALLENGER, version)
+    deploy.main(model_args(model_ref))
+    return version
+
+
+def test_the_endpoint_follows_deploy_and_rollback(workspace, fresh_model, monkeypatch):
     """Real registry moves (deploy, rollback); the endpoint and the local record follow each."""
     w, stand_in = workspace
-    model_ref, first = champion
+    model_ref = fresh_model
     args = [*model_args(model_ref), "--endpoint_name=fares-test", "--read_group=users"]
     client = MlflowClient()
 
@@ -103,11 +127,10 @@ def test_the_endpoint_follows_deploy_and_rollback(workspace, champion, monkeypat
     def served() -> str:
         return stand_in.endpoints["fares-test"]["config"]["served_entities"][0]["entity_version"]
 
+    first = _deploy_new_version(model_ref)
     assert sync() == serving.CREATED and served() == first
     assert serving.main(args) == serving.CREATED  # locally: recorded, no workspace called
-    second = train.main([*model_args(model_ref), "--experiment_name=/tests/unit", *data_args()])
-    validate.main([*model_args(model_ref), f"--model_version={second}", "--experiment_name=/tests/unit", *data_args()])
-    deploy.main(model_args(model_ref))
+    second = _deploy_new_version(model_ref)
     assert sync() == serving.UPDATED and served() == second
     assert serving.main(args) == serving.UPDATED
     assert serving.local_endpoint("fares-test")["served"]["entity_version"] == second
@@ -161,14 +184,14 @@ def _log(model_ref, **kwargs) -> str:
     return str(info.registered_model_version)
 
 
-def test_validation_refuses_a_version_that_fails_its_own_serving_input(spark, fresh_model):
+def test_validation_refuses_a_version_that_fails_its_own_serving_input(fresh_model):
     version = _log(fresh_model, python_model=_Unservable(), input_example=pd.DataFrame({"trip_distance": [1.0]}))
     with pytest.raises(JobError, match="cannot be served: a serving request made of its own input example fails"):
         validate.main(validate_args(fresh_model, version))
     assert alias_version(MlflowClient(), fresh_model, CHALLENGER) is None
 
 
-def test_validation_refuses_a_version_without_an_input_example(spark, fresh_model):
+def test_validation_refuses_a_version_without_an_input_example(fresh_model):
     version = _log(fresh_model, python_model=_Unservable())
     with pytest.raises(JobError, match="has no input example"):
         validate.main(validate_args(fresh_model, version))
@@ -177,13 +200,14 @@ def test_validation_refuses_a_version_without_an_input_example(spark, fresh_mode
 # --- The local scoring server --------------------------------------------------------
 
 
-def test_the_champion_is_served_locally_and_the_server_stops_when_a_step_fails(champion):
-    model_ref, version = champion
-    uri = model_ref.uri(alias=CHAMPION)
+def test_the_champion_is_served_locally_and_the_server_stops_when_a_step_fails(fresh_model):
+    """The smoke test of the local scenario (which serves the trained model), on a small model."""
+    _deploy_new_version(fresh_model)
+    uri = fresh_model.uri(alias=CHAMPION)
     with pytest.raises(RuntimeError, match="a later step failed"):
         with scoring_server(uri) as url:
             result = smoke_test(url, uri)
-            assert result.rows == 5 and result.max_difference < 1e-9
+            assert result.rows == 3 and result.max_difference < 1e-9
             assert result.malformed_status == 400 and "no_such_feature" in result.malformed_message
             raise RuntimeError("a later step failed")
     with pytest.raises(requests.ConnectionError):
