@@ -3,8 +3,9 @@
 The ``quality_monitor`` task runs after each batch inference run, when the inference table
 ``<catalog>.<schema>.<model>_predictions`` exists. It creates the monitor (inference-log
 analysis: regression, prediction ``prediction``, label, model version, ``scored_at``) when
-there is none, updates it when its analysis, schedule or output schema differ, and then
-asks for a refresh, so the metrics follow every scoring run.
+there is none (a new monitor computes its first metrics by itself), or else updates it when
+its analysis, schedule or output schema differ and asks for a refresh, so the metrics follow
+every scoring run.
 
 A paused schedule means no schedule: monitors cannot be paused, which is also what the
 Databricks CLI does to a bundle monitor in a paused target (``ApplyPresets`` drops its
@@ -190,8 +191,11 @@ def main(argv: list[str] | None = None) -> str:
         return action
     w = workspace_client()
     action, table_id = ensure_monitor(w, spec)
-    refresh = request_refresh(w, table_id)
-    started = f"refresh {refresh} started" if refresh is not None else "a refresh is already running"
+    if action == CREATED:  # a new monitor computes its first metrics by itself
+        started = "its first refresh starts with it"
+    else:
+        refresh = request_refresh(w, table_id)
+        started = f"refresh {refresh} started" if refresh is not None else "a refresh is already running"
     print(f"Monitor on {spec.table} {action}, {schedule}; {started}")
     return action
 
