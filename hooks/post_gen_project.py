@@ -23,9 +23,8 @@ REPLAY_FILE = ".cookiecutter-replay.json"
 
 # (option, values that keep the paths, paths)
 CONDITIONAL_PATHS: tuple[tuple[str, tuple[object, ...], tuple[str, ...]], ...] = (
-    ("__after_first_run", ("True",), ("resources/after_first_run",)),
-    ("include_monitoring", (True,), ("resources/monitoring.yml", "resources/after_first_run/quality_monitor.yml")),
-    ("include_serving_endpoint", (True,), ("resources/after_first_run/serving_endpoint.yml",)),
+    ("include_monitoring", (True,), ("resources/monitoring.yml",)),
+    ("include_serving_endpoint", (True,), ("resources/model_serving.yml",)),
     ("deployment_pattern", ("deploy_models", "hybrid"), ("resources/model_promotion_job.yml",)),
     ("cicd_platform", ("github_actions",), (".github",)),
     ("cicd_platform", ("azure_devops",), (".azure",)),

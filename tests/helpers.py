@@ -52,6 +52,5 @@ def default_answers(slug: str = "fare_model") -> dict:
         "notification_emails": "",
         "include_monitoring": True,
         "include_serving_endpoint": False,
-        "__after_first_run": "True",
         "__monorepo": "False",
     }

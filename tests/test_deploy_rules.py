@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 from bake import bake
 from matrix import combinations
 
@@ -69,14 +68,6 @@ def modules(project: Path):
     return bundle, rules
 
 
-def load_with_optional(bundle_module, project: Path) -> dict:
-    """The bundle with resources/after_first_run/*.yml included too, as a user enables them."""
-    config = bundle_module.load_bundle(project)
-    for path in sorted((project / "resources" / "after_first_run").glob("*.yml")):
-        config = bundle_module.merge(config, yaml.safe_load(path.read_text()))
-    return config
-
-
 def resolve_all(bundle_module, config: dict, **variables) -> dict:
     return {
         target: bundle_module.resolve(config, target, variables or None, user="alice@example.com") for target in TARGETS
@@ -87,15 +78,8 @@ def resolve_all(bundle_module, config: dict, **variables) -> dict:
 def test_no_target_breaks_a_rule(matrix, index):
     project = matrix[index]
     bundle_module, rules = modules(project)
-    config = load_with_optional(bundle_module, project)
+    config = bundle_module.load_bundle(project)
     findings = rules.check(resolve_all(bundle_module, config, deployment_id="pr-7-1"))
-    # resources/after_first_run/serving_endpoint.yml (while it exists) gives read_group a
-    # CAN_QUERY that the target permissions' CAN_VIEW already covers: the one known finding.
-    endpoint = project / "resources" / "after_first_run" / "serving_endpoint.yml"
-    if endpoint.exists():
-        expected = [f for f in findings if f.rule == "permission-overlap" and "model_serving_endpoints" in f.message]
-        assert {f.target for f in expected} == {"staging", "prod"}
-        findings = [f for f in findings if f not in expected]
     assert findings == [], "\n".join(map(str, findings))
 
 

@@ -71,12 +71,8 @@ def bundle_files(project: Path) -> list[Path]:
     return [project / "databricks.yml", *sorted((project / "resources").rglob("*.yml"))]
 
 
-def load_with_optional(bundle_module, project: Path) -> dict:
-    """The bundle with resources/after_first_run/*.yml included too (as a user enables them)."""
-    config = bundle_module.load_bundle(project)
-    for path in sorted((project / "resources" / "after_first_run").glob("*.yml")):
-        config = bundle_module.merge(config, yaml.safe_load(path.read_text()))
-    return config
+def task_keys(job: dict) -> list[str]:
+    return [task["task_key"] for task in job["tasks"]]
 
 
 def with_numeric_job_ids(resource: dict) -> dict:
@@ -115,7 +111,7 @@ def test_no_template_leftovers_and_everything_parses(projects, index):
 def test_every_target_resolves_and_loads_strictly(projects, packages, index):
     project = projects[index]
     bundle_module, runner_module = packages[index]
-    config = load_with_optional(bundle_module, project)
+    config = bundle_module.load_bundle(project)
     assert list(config["targets"]) == list(TARGETS)
     for target in TARGETS:
         resolved = bundle_module.resolve(config, target, user="ci@example.com")
@@ -131,7 +127,7 @@ def test_every_target_resolves_and_loads_strictly(projects, packages, index):
 def test_every_path_the_bundle_names_exists(projects, packages, index):
     project = projects[index]
     bundle_module, _ = packages[index]
-    config = load_with_optional(bundle_module, project)
+    config = bundle_module.load_bundle(project)
     artifacts = config["artifacts"]
     built = set()
     for name, artifact in artifacts.items():
@@ -179,10 +175,15 @@ def test_options_change_the_bundle(projects, packages, index):
         )
     monitoring = answers["include_monitoring"]
     assert ("monitoring_job" in prod.jobs) == monitoring
-    assert (project / "resources" / "after_first_run" / "quality_monitor.yml").exists() == monitoring
+    assert ("quality_monitor" in task_keys(job)) == monitoring
     serving = answers["include_serving_endpoint"]
-    assert (project / "resources" / "after_first_run" / "serving_endpoint.yml").exists() == serving
-    assert (project / "resources" / "after_first_run").exists() == (monitoring or serving)
+    assert (project / "resources" / "model_serving.yml").exists() == serving
+    for target in TARGETS:
+        resolved = bundle_module.resolve(config, target, user="ci@example.com")
+        for key in ("model_training_job", "model_promotion_job", "model_rollback_job"):
+            if key in resolved.jobs:
+                assert ("serve" in task_keys(resolved.jobs[key])) == serving, (target, key)
+    assert not (project / "resources" / "after_first_run").exists()
     ci = answers["cicd_platform"] if isinstance(answers["cicd_platform"], str) else answers["cicd_platform"][0]
     assert (project / "docs" / "ci-setup.md").exists() == (ci != "none")
     assert (project / ".github").exists() == (ci == "github_actions")

@@ -32,7 +32,8 @@ def run_env(project, cache):
 @pytest.mark.slow
 @pytest.mark.parametrize("pattern", PATTERNS)
 def test_generated_test_suite_passes(baked, local_cache, pattern):
-    project = baked(deployment_pattern=pattern)
+    """With serving on, so each pattern's own scenario test also serves and smoke-tests its champion."""
+    project = baked(deployment_pattern=pattern, include_serving_endpoint=True)
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
         cwd=project,

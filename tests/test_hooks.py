@@ -128,15 +128,15 @@ def test_paths_to_remove_follows_the_options():
     removed = post.paths_to_remove(answers)
     assert "resources/model_promotion_job.yml" in removed
     assert ".github" not in removed and ".gitlab-ci.yml" in removed and ".azure" in removed
-    assert "resources/after_first_run/serving_endpoint.yml" in removed
+    assert "resources/model_serving.yml" in removed
     assert "resources/monitoring.yml" not in removed
 
     answers.update(deployment_pattern="hybrid", cicd_platform="none", include_monitoring=False)
-    answers.update(include_serving_endpoint=False, __after_first_run="False")
+    answers.update(include_serving_endpoint=True)
     removed = post.paths_to_remove(answers)
     assert "resources/model_promotion_job.yml" not in removed
     assert {".github", ".azure", ".gitlab-ci.yml", "docs/ci-setup.md", "resources/monitoring.yml"} <= set(removed)
-    assert "resources/after_first_run" in removed
+    assert "resources/model_serving.yml" not in removed
 
 
 def test_remove_paths_deletes_files_and_folders(tmp_path):

@@ -13,7 +13,11 @@ process that runs one tiny job. Ratios hold on any machine; the goals are ratios
 - batch-inference throughput at --rows rows: the job's scoring path (``spark_udf``) next to
   the same model's plain pandas ``predict`` on the same rows, and their ratio;
 - the generated project's test suite: in full, and the quick loop ``pytest -m "not slow"``
-  (both skipped with --quick).
+  (both skipped with --quick);
+- serving latency (``serving_latency``): the same model behind MLflow's scoring server
+  (``mlflow models serve --env-manager local``, as the local scenario serves the champion),
+  p50 and p95 over 200 single-row requests and the throughput of 1,000-row batches, next
+  to in-process ``predict`` on the same rows, and their ratios.
 
 The local cache (sample table, empty registry) is filled once before the timed runs, as
 it is on any machine after the first run. Figures are medians over --repeat runs.
@@ -192,6 +196,105 @@ def figure(name: str, seconds: list[float], floor: float, goal: float | None = N
     return f"  {name:<40} {value:7.1f} s  {ratio:5.2f}x floor{verdict}  ({len(seconds)} runs)"
 
 
+def serving_latency(project: Path, state: Path, singles: int = 200, batch_rows: int = 1000, batches: int = 20) -> dict:
+    """Latency and batch throughput of a model behind ``mlflow models serve`` against in-process predict.
+
+    Trains (or reuses) the bench model in ``state``, so it can run on its own or after ``throughput``.
+    """
+    import json
+
+    os.environ["MLOPS_LOCAL_DIR"] = str(state)
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    if str(project / "src") not in sys.path:
+        sys.path.insert(0, str(project / "src"))
+    import mlflow
+    import requests
+
+    def module(name: str):
+        return importlib.import_module(f"{project.name}.{name}")
+
+    runtime, data, names, train, registry = map(module, ("runtime", "data", "names", "train", "registry"))
+    scoring_server = module("local.scoring_server")
+    runtime.configure_mlflow()
+    model = names.ModelRef("bench", "ml", "fares")
+    client = mlflow.tracking.MlflowClient()
+    versions = client.search_model_versions(f"name='{model.full_name}'") if registry.model_exists(client, model) else []
+    if versions:
+        version = str(max(int(v.version) for v in versions))
+    else:
+        args = [f"--catalog={model.catalog}", f"--schema={model.schema}", f"--model_name={model.name}"]
+        version = train.main([*args, "--experiment_name=/bench", "--training_end_date=2016-02-14"])
+    uri = model.uri(version)
+    spark = runtime.get_spark()
+    rows = data.add_features(data.generate_trips(spark, rows=batch_rows, seed=11)).select(*data.FEATURES).toPandas()
+    pyfunc = mlflow.pyfunc.load_model(uri)
+    rows = rows.astype({spec.name: spec.type.to_numpy() for spec in pyfunc.metadata.get_input_schema().inputs})
+
+    def payload(frame) -> str:
+        return json.dumps({"dataframe_split": json.loads(frame.to_json(orient="split", index=False))})
+
+    single_payloads = [payload(rows.iloc[[i % len(rows)]]) for i in range(singles)]
+    batch_payload = payload(rows)
+    session = requests.Session()
+    headers = {"Content-Type": "application/json"}
+    served_single, served_batch, local_single, local_batch = [], [], [], []
+    with scoring_server.scoring_server(uri) as url:
+        for body in single_payloads[:10]:  # warm-up
+            session.post(f"{url}/invocations", data=body, headers=headers).raise_for_status()
+        for body in single_payloads:
+            started = time.perf_counter()
+            session.post(f"{url}/invocations", data=body, headers=headers).raise_for_status()
+            served_single.append(time.perf_counter() - started)
+        for _ in range(batches):
+            started = time.perf_counter()
+            answer = session.post(f"{url}/invocations", data=batch_payload, headers=headers)
+            answer.raise_for_status()
+            served_batch.append(time.perf_counter() - started)
+            assert len(answer.json()["predictions"]) == batch_rows
+    for i in range(singles):
+        row = rows.iloc[[i % len(rows)]]
+        started = time.perf_counter()
+        pyfunc.predict(row)
+        local_single.append(time.perf_counter() - started)
+    for _ in range(batches):
+        started = time.perf_counter()
+        pyfunc.predict(rows)
+        local_batch.append(time.perf_counter() - started)
+
+    def percentile(values: list[float], q: float) -> float:
+        ordered = sorted(values)
+        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+    return {
+        "singles": singles,
+        "batch_rows": batch_rows,
+        "served_p50": percentile(served_single, 0.5),
+        "served_p95": percentile(served_single, 0.95),
+        "local_p50": percentile(local_single, 0.5),
+        "local_p95": percentile(local_single, 0.95),
+        "served_rows_per_s": batch_rows / median(served_batch),
+        "local_rows_per_s": batch_rows / median(local_batch),
+    }
+
+
+def print_serving(figures: dict) -> None:
+    ms = 1000
+    print(f"  serving, {figures['singles']} single-row requests (mlflow models serve, local)")
+    print(
+        f"    p50 {figures['served_p50'] * ms:7.1f} ms, p95 {figures['served_p95'] * ms:7.1f} ms   "
+        f"in-process predict p50 {figures['local_p50'] * ms:.1f} ms, p95 {figures['local_p95'] * ms:.1f} ms"
+    )
+    print(
+        f"    p50 served / in-process        {figures['served_p50'] / figures['local_p50']:7.1f} x   "
+        f"(HTTP, JSON and schema checks per request)"
+    )
+    print(
+        f"  serving, {figures['batch_rows']:,}-row batches          {figures['served_rows_per_s']:>10,.0f} rows/s   "
+        f"in-process {figures['local_rows_per_s']:,.0f} rows/s "
+        f"({figures['local_rows_per_s'] / figures['served_rows_per_s']:.1f} x faster)"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--build-dir", type=Path, default=Path("build"))
@@ -221,6 +324,8 @@ def main() -> int:
     floors += spark_floor(args.repeat)
     print(f"Batch-inference throughput at {args.rows:,} rows...", flush=True)
     scoring = throughput(project, state / "throughput", args.rows, args.repeat)
+    print("Serving latency (mlflow models serve)...", flush=True)
+    served = serving_latency(project, state / "throughput")
 
     floor = median(floors)
     print(f"\nResults (medians; ratios to the floor {floor:.1f} s)")
@@ -238,6 +343,7 @@ def main() -> int:
     print(f"  spark_udf / pandas time             {udf / pandas:7.2f} x   (goal: within 2x)")
     cold = scoring["spark_udf"][0] / scoring["pandas"][0]
     print(f"    first run only (workers and model loading cold) {cold:.2f} x")
+    print_serving(served)
     return 0
 
 

@@ -103,3 +103,40 @@ def test_no_deploy_time_rule_is_broken(bundles):
     """The Databricks CLI's deploy-time rules (local/rules.py): what `bundle validate --strict` and deploy enforce."""
     findings = check(bundles)
     assert findings == [], "\n".join(map(str, findings))
+
+
+CHAMPION_MOVERS = ("model_training_job", "model_promotion_job", "model_rollback_job")
+
+
+def _wheel_tasks(job):
+    return {task["task_key"]: task["python_wheel_task"] for task in job["tasks"] if "python_wheel_task" in task}
+
+
+def test_every_change_of_champion_is_followed_by_serve_or_none_is(bundles):
+    """Serving on: a serve task after deploy/rollback in every job that moves champion; off: none."""
+    movers = [(t, k, bundles[t].jobs[k]) for t in TARGETS for k in CHAMPION_MOVERS if k in bundles[t].jobs]
+    serving = [("serve" in _wheel_tasks(job)) for _, _, job in movers]
+    assert all(serving) or not any(serving), movers
+    if not any(serving):
+        return
+    for target, key, job in movers:
+        serve = next(task for task in job["tasks"] if task["task_key"] == "serve")
+        moved_by = "rollback" if key == "model_rollback_job" else "deploy"
+        assert [dep["task_key"] for dep in serve["depends_on"]] == [moved_by], (target, key)
+        named = serve["python_wheel_task"]["named_parameters"]
+        model = bundles[target].resources["registered_models"]["model"]["name"]
+        assert named["endpoint_name"] == f"{model}-{target}"  # the dev prefix reaches the endpoint name
+        assert named["scale_to_zero"] == ("false" if target == "prod" else "true")
+
+
+def test_the_quality_monitor_follows_scoring_and_is_paused_where_schedules_are(bundles):
+    for target, bundle in bundles.items():
+        tasks = _wheel_tasks(bundle.jobs["batch_inference_job"])
+        if "quality_monitor" not in tasks:
+            assert "monitoring_job" not in bundle.jobs
+            continue
+        job = bundle.jobs["batch_inference_job"]
+        monitor = next(task for task in job["tasks"] if task["task_key"] == "quality_monitor")
+        assert [dep["task_key"] for dep in monitor["depends_on"]] == ["batch_inference"]
+        paused = job["schedule"].get("pause_status") == "PAUSED"
+        assert (tasks["quality_monitor"]["named_parameters"]["pause_status"] == "PAUSED") == paused, target

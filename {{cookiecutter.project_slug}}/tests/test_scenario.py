@@ -5,11 +5,17 @@ from mlflow.tracking import MlflowClient
 
 from {{ cookiecutter.project_slug }}.local.bundle import load_bundle, resolve
 from {{ cookiecutter.project_slug }}.local.runner import LocalRunner
-from {{ cookiecutter.project_slug }}.local.scenario import promotion_source, resolve_all, summary
+from {{ cookiecutter.project_slug }}.local.scenario import (
+    promotion_source,
+    resolve_all,
+    serve_task_parameters,
+    summary,
+)
+from {{ cookiecutter.project_slug }}.serving import local_endpoint
 
 
 def test_scenario_gives_prod_a_champion_with_lineage(scenario, local_state):
-    runs, _ = scenario
+    runs, lines = scenario
     assert {run.job_key for run in runs} >= {"batch_inference_job"}
 
     config = load_bundle(PROJECT_DIR)
@@ -25,6 +31,10 @@ def test_scenario_gives_prod_a_champion_with_lineage(scenario, local_state):
     assert champion.tags["target"] == "prod" and champion.tags["job_run_id"]
     if "model_training_job" in prod.jobs:
         assert client.get_run(champion.run_id).data.tags["job_run_id"] == champion.tags["job_run_id"]
+    serve = serve_task_parameters(prod)
+    if serve is not None:  # serving included: prod's endpoint serves its champion, smoke-tested
+        assert local_endpoint(serve["endpoint_name"])["served"]["entity_version"] == str(champion.version)
+        assert any("a malformed request got HTTP 4" in line for line in lines), lines[-5:]
     report = summary(PROJECT_DIR, local_state)
     assert f"{prod.model_full_name()} v{champion.version}" in report
     assert "mlflow ui --backend-store-uri sqlite:///" in report

@@ -319,3 +319,20 @@ def set_task_value(key: str, value: object) -> None:
         dbutils.jobs.taskValues.set(key=key, value=text)
     except Exception as error:  # not in a Databricks job: say so, don't fail the step
         print(f"task value {key}={text} not published ({error.__class__.__name__}: not in a job run)")
+
+
+# --- Workspace objects the jobs manage (serving endpoint, quality monitor) ------------
+
+
+def workspace_client():
+    """A ``databricks-sdk`` client: the job's identity on Databricks, your CLI profile elsewhere."""
+    from databricks.sdk import WorkspaceClient
+
+    return WorkspaceClient()
+
+
+def local_records(kind: str) -> Path:
+    """Locally, the folder where a job records the workspace object it would manage."""
+    folder = local_dir() / kind
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

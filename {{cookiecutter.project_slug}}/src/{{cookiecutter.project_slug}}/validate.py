@@ -4,7 +4,9 @@ Evaluation uses ``mlflow.models.evaluate`` on the environment's hold-out days; t
 thresholds are applied with ``mlflow.validate_evaluation_results``: absolute ones
 always, and, when the model has a ``champion``, "no worse than the champion" on the
 same data. A version without a full signature (inputs and outputs) is refused, as
-Unity Catalog would refuse it.
+Unity Catalog would refuse it, and so is one that cannot answer a serving request made
+of its own input example (``mlflow.models.validate_serving_input``, the check MLflow
+recommends before serving), so nothing unservable becomes ``challenger`` or ``champion``.
 
 ``--mode enforce`` (the default) fails the task when a threshold fails, and the version
 does not become ``challenger``. ``--mode report`` only reports: the version becomes
@@ -19,6 +21,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.models import MetricThreshold
 from mlflow.models.evaluation.validation import ModelValidationFailedException
+from mlflow.models.utils import load_serving_example
 from mlflow.tracking import MlflowClient
 
 from . import params
@@ -52,6 +55,30 @@ def check_signature(model_ref: ModelRef, version: str) -> None:
         )
 
 
+def check_servable(model_ref: ModelRef, version: str) -> None:
+    """Refuse a version that cannot answer a serving request made of its logged input example."""
+    uri = model_ref.uri(version)
+    try:
+        example = load_serving_example(uri)
+    except (MlflowException, OSError):
+        example = None
+    if not example:
+        raise JobError(
+            f"{model_ref.full_name} version {version} has no input example, so it cannot be checked for "
+            "serving. Log it with input_example=<a few rows of features> (train.py does)."
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            mlflow.models.validate_serving_input(uri, example)
+    except Exception as error:
+        raise JobError(
+            f"{model_ref.full_name} version {version} cannot be served: a serving request made of its own "
+            f"input example fails ({error.__class__.__name__}: {error}). Check that the signature matches "
+            "the input example and that the model loads with its logged dependencies."
+        ) from error
+
+
 def thresholds(args, with_baseline: bool) -> dict[str, MetricThreshold]:
     relative = {"min_relative_change": 0.0} if with_baseline else {}
     return {
@@ -82,6 +109,7 @@ def main(argv: list[str] | None = None) -> bool:
     client = MlflowClient()
     get_version(client, model_ref, version)  # clear error if it does not exist
     check_signature(model_ref, version)
+    check_servable(model_ref, version)
 
     spark = get_spark()
     use_experiment(args.experiment_name)
