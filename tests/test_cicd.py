@@ -1012,3 +1012,19 @@ def test_template_update_check_never_blocks_and_signs_in_as_nobody(project, plat
     assert current.returncode == 0 and "cruft check" in current.stdout, current
     behind = run(1, linked=True)
     assert behind.returncode == 1 and "cruft update" in behind.stdout, behind
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+@pytest.mark.parametrize("serving", [True, False])
+def test_a_test_deployment_removes_its_serving_endpoint_before_destroy(baked, platform, serving):
+    """The `serve` task creates the endpoint through the SDK, so `bundle destroy` would leave one
+    endpoint behind per pull request: the always-run cleanup deletes it first (serving on only)."""
+    project = baked(cicd_platform=platform, deployment_pattern="hybrid", include_serving_endpoint=serving)
+    text = "\n".join(p.read_text() for p in ci_files(project, platform) if p.suffix in (".yml", ".yaml"))
+    cleanup = 'databricks serving-endpoints delete "$endpoint"'
+    if not serving:
+        assert cleanup not in text
+        return
+    assert text.count(cleanup) == 1, "one cleanup, in the pull request's test deployment"
+    assert '["registered_models"]["model"]["name"] + "-test"' in text  # the name the serve task gives it
+    assert text.index(cleanup) < text.index("databricks bundle destroy -t test")
