@@ -32,6 +32,7 @@ from pathlib import Path
 
 import pytest
 from helpers import data_args, model_args
+from workspace_stand_in import StandIn, serve
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 REGISTRY_FILE = "mlflow.db"
@@ -192,3 +193,13 @@ def scenario(snapshots, _scenario_run) -> tuple[list, list[str]]:
     """The state after the whole local scenario ran (once per test run); returns its job runs and output lines."""
     snapshots.restore("scenario")
     return _scenario_run
+
+
+@pytest.fixture
+def workspace():
+    """A real ``WorkspaceClient`` talking to the recording HTTP stand-in for a workspace
+    (``workspace_stand_in.py``); yields ``(client, stand_in)``."""
+    stand_in = StandIn()
+    server, client = serve(stand_in)
+    yield client, stand_in
+    server.shutdown()

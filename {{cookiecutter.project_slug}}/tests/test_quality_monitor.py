@@ -6,7 +6,6 @@ The workspace is ``workspace_stand_in``'s HTTP server and a real ``WorkspaceClie
 
 import pytest
 from helpers import model_args
-from workspace_stand_in import StandIn, serve
 
 from {{ cookiecutter.project_slug }} import quality_monitor
 from {{ cookiecutter.project_slug }}.names import ModelRef
@@ -14,14 +13,6 @@ from {{ cookiecutter.project_slug }}.runtime import JobError, write_table
 
 MODEL = ModelRef("prod", "ml", "fares")
 MONITORS = "/api/data-quality/v1/monitors"
-
-
-@pytest.fixture
-def workspace():
-    stand_in = StandIn()
-    server, client = serve(stand_in)
-    yield client, stand_in
-    server.shutdown()
 
 
 def spec(schedule: str | None = "0 0 9 * * ?") -> quality_monitor.MonitorSpec:

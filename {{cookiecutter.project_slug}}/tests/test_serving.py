@@ -17,7 +17,6 @@ from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 from sklearn.linear_model import LinearRegression
 from test_model_lifecycle import validate_args
-from workspace_stand_in import StandIn, serve
 
 from {{ cookiecutter.project_slug }} import deploy, serving, validate
 from {{ cookiecutter.project_slug }}.local.scoring_server import scoring_server, smoke_test
@@ -27,14 +26,6 @@ from {{ cookiecutter.project_slug }}.runtime import JobError
 
 MODEL = ModelRef("prod", "ml", "fares")
 ENDPOINTS = "/api/2.0/serving-endpoints"
-
-
-@pytest.fixture
-def workspace():
-    stand_in = StandIn()
-    server, client = serve(stand_in)
-    yield client, stand_in
-    server.shutdown()
 
 
 def spec(version: str, **changes) -> serving.EndpointSpec:
