@@ -18,13 +18,14 @@ from mlflow.tracking import MlflowClient
 from sklearn.linear_model import LinearRegression
 from test_model_lifecycle import validate_args
 
-from {{ cookiecutter.project_slug }} import deploy, serving, validate
+from {{ cookiecutter.project_slug }} import deploy, serving, train, validate
 from {{ cookiecutter.project_slug }}.local.scoring_server import scoring_server, smoke_test
 from {{ cookiecutter.project_slug }}.names import CHALLENGER, CHAMPION, ModelRef
 from {{ cookiecutter.project_slug }}.registry import alias_version
 from {{ cookiecutter.project_slug }}.runtime import JobError
 
 MODEL = ModelRef("prod", "ml", "fares")
+LISTED_REQUIREMENTS = train.pip_requirements()
 ENDPOINTS = "/api/2.0/serving-endpoints"
 
 
@@ -92,6 +93,7 @@ def _small_version(model_ref) -> str:
             input_example=X,
             registered_model_name=model_ref.full_name,
             serialization_format="cloudpickle",
+            pip_requirements=LISTED_REQUIREMENTS,  # no requirement inference (a subprocess per model)
         )
     return str(info.registered_model_version)
 
@@ -170,7 +172,11 @@ def _log(model_ref, **kwargs) -> str:
     signature = infer_signature(X, np.array([3.0, 5.0, 7.0]))
     with mlflow.start_run():
         info = mlflow.pyfunc.log_model(
-            name="model", signature=signature, registered_model_name=model_ref.full_name, **kwargs
+            name="model",
+            signature=signature,
+            registered_model_name=model_ref.full_name,
+            pip_requirements=LISTED_REQUIREMENTS,
+            **kwargs,
         )
     return str(info.registered_model_version)
 
@@ -191,6 +197,7 @@ def test_validation_refuses_a_version_without_an_input_example(fresh_model):
 # --- The local scoring server --------------------------------------------------------
 
 
+@pytest.mark.slow  # starts MLflow's scoring server
 def test_the_champion_is_served_locally_and_the_server_stops_when_a_step_fails(fresh_model):
     """The smoke test of the local scenario (which serves the trained model), on a small model."""
     _deploy_new_version(fresh_model)

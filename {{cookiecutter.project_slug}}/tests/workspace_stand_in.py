@@ -159,7 +159,8 @@ def serve(stand_in: StandIn):
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # A short poll interval: shutdown() waits for the next poll (0.5 s by default, per test).
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     host = f"http://127.0.0.1:{server.server_address[1]}"
     config = Config(host=host, token="stand-in", auth_type="pat", retry_timeout_seconds=10)
     return server, WorkspaceClient(config=config)
