@@ -39,7 +39,7 @@ from databricks.sdk.service.dataquality import (
 from . import params
 from .data import LABEL
 from .names import ModelRef
-from .runtime import JobError, get_spark, is_local, local_records, table_exists, workspace_client
+from .runtime import JobError, get_spark, is_local, local_record, read_local_record, table_exists, workspace_client
 
 CREATED, UPDATED, UNCHANGED = "created", "updated", "unchanged"
 TABLE = "table"
@@ -153,8 +153,8 @@ def request_refresh(w, table_id: str) -> int | None:
 
 def record_local(spec: MonitorSpec) -> tuple[str, int]:
     """Locally: record the monitor and a refresh; return (what would be done, refresh number)."""
-    path = local_records("quality_monitors") / f"{spec.table}.json"
-    current = json.loads(path.read_text()) if path.exists() else None
+    path = local_record("quality_monitors", spec.table)
+    current = read_local_record("quality_monitors", spec.table)
     wanted = {
         "table_name": spec.table,
         "output_schema_name": spec.output_schema,
@@ -173,8 +173,7 @@ def record_local(spec: MonitorSpec) -> tuple[str, int]:
 
 
 def local_monitor(table: str) -> dict | None:
-    path = local_records("quality_monitors") / f"{table}.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    return read_local_record("quality_monitors", table)
 
 
 @params.entry_point(build_parser)
@@ -206,7 +205,7 @@ def remove(argv: list[str] | None = None) -> bool:
     args = build_remove_parser().parse_args(argv)
     table = params.model_ref(args).predictions_table
     if is_local():
-        path = local_records("quality_monitors") / f"{table}.json"
+        path = local_record("quality_monitors", table)
         existed = path.exists()
         path.unlink(missing_ok=True)
     else:

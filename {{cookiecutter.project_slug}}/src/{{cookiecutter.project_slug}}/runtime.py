@@ -15,6 +15,7 @@ what is slow to make and never changes: the generated sample table and an empty 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
@@ -331,8 +332,14 @@ def workspace_client():
     return WorkspaceClient()
 
 
-def local_records(kind: str) -> Path:
-    """Locally, the folder where a job records the workspace object it would manage."""
+def local_record(kind: str, name: str) -> Path:
+    """Locally, the file where a job records the workspace object ``name`` it would manage."""
     folder = local_dir() / kind
     folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    return folder / f"{name}.json"
+
+
+def read_local_record(kind: str, name: str) -> dict | None:
+    """The record ``local_record`` names, or None when the object was never recorded."""
+    path = local_record(kind, name)
+    return json.loads(path.read_text()) if path.exists() else None

@@ -45,7 +45,15 @@ from mlflow.tracking import MlflowClient
 from . import params
 from .names import CHAMPION, ModelRef
 from .registry import require_alias
-from .runtime import JobError, configure_mlflow, is_local, local_records, set_task_value, workspace_client
+from .runtime import (
+    JobError,
+    configure_mlflow,
+    is_local,
+    local_record,
+    read_local_record,
+    set_task_value,
+    workspace_client,
+)
 
 CREATED, UPDATED, UNCHANGED = "created", "updated", "unchanged"
 WORKLOAD_SIZES = ("Small", "Medium", "Large")
@@ -215,8 +223,8 @@ def sync_endpoint(w, spec: EndpointSpec, timeout: dt.timedelta = dt.timedelta(mi
 
 def record_local(spec: EndpointSpec) -> str:
     """Locally: record the endpoint state ``sync_endpoint`` would set; return what it would do."""
-    path = local_records("serving_endpoints") / f"{spec.name}.json"
-    current = json.loads(path.read_text()) if path.exists() else None
+    path = local_record("serving_endpoints", spec.name)
+    current = read_local_record("serving_endpoints", spec.name)
     action = plan(None if current is None else current["served"], spec.served())
     record = {
         "name": spec.name,
@@ -233,8 +241,7 @@ def record_local(spec: EndpointSpec) -> str:
 
 def local_endpoint(name: str) -> dict | None:
     """The endpoint state a local run recorded, or None."""
-    path = local_records("serving_endpoints") / f"{name}.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    return read_local_record("serving_endpoints", name)
 
 
 @params.entry_point(build_parser)
@@ -269,7 +276,7 @@ def remove(argv: list[str] | None = None) -> bool:
     """Delete the endpoint; True if there was one."""
     args = build_remove_parser().parse_args(argv)
     if is_local():
-        path = local_records("serving_endpoints") / f"{args.endpoint_name}.json"
+        path = local_record("serving_endpoints", args.endpoint_name)
         existed = path.exists()
         path.unlink(missing_ok=True)
     else:
