@@ -30,22 +30,64 @@ def baked(tmp_path_factory):
     return _bake
 
 
+def _real_cli():
+    """The built CLI and fake workspace, or the reason they are missing (None, reason)."""
+    import clitest
+
+    try:
+        return clitest.build(log=lambda line: print(line, file=sys.stderr)), ""
+    except RuntimeError as error:
+        return None, str(error)
+
+
+@pytest.fixture(scope="session")
+def real_cli():
+    """The real Databricks CLI (pinned in clitest/go.mod) and its fake workspace, built once.
+
+    Without Go the real-CLI tests skip with the reason; under CI=true they must run.
+    """
+    binaries, reason = _real_cli()
+    if binaries is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true: {reason}")
+        pytest.skip(reason)
+    return binaries
+
+
+@pytest.fixture(scope="session")
+def fake_workspace(real_cli, tmp_path_factory):
+    """One fake workspace server for the session; every request must find a handler."""
+    from realcli import FakeWorkspace
+
+    fake = FakeWorkspace(real_cli.fakeworkspace, tmp_path_factory.mktemp("fake") / "fakeworkspace.log")
+    yield fake
+    code, log = fake.stop()
+    assert code == 0, f"the fake workspace reported failed requests:\n{log[-4000:]}"
+
+
+@pytest.fixture
+def cli(real_cli, fake_workspace, tmp_path):
+    """A fresh fake workspace (its own token) and HOME, to run the real CLI in."""
+    from realcli import Session
+
+    home = tmp_path / "home"
+    home.mkdir()
+    return Session(real_cli, fake_workspace, home)
+
+
 @pytest.fixture(scope="session")
 def bundle_schema_path() -> Path:
-    """The official bundle JSON schema, or skip with the reason."""
+    """The bundle JSON schema of the pinned CLI (`databricks bundle schema`), else the one named
+    by DATABRICKS_BUNDLE_SCHEMA, else skip with the reason."""
+    binaries, reason = _real_cli()
+    if binaries is not None:
+        return binaries.schema
     env = os.environ.get("DATABRICKS_BUNDLE_SCHEMA")
     if env:
         path = Path(env)
         if not path.is_file():
             pytest.fail(f"DATABRICKS_BUNDLE_SCHEMA={env} does not exist")
         return path
-    import shutil
-    import subprocess
-
-    if shutil.which("databricks"):
-        out = Path(os.environ.get("TMPDIR", "/tmp")) / "databricks-bundle.schema.json"
-        out.write_text(
-            subprocess.run(["databricks", "bundle", "schema"], check=True, capture_output=True, text=True).stdout
-        )
-        return out
-    pytest.skip("no bundle schema: set DATABRICKS_BUNDLE_SCHEMA (see .ci/run) or install the databricks CLI")
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true: {reason}")
+    pytest.skip(f"no bundle schema: {reason}, or set DATABRICKS_BUNDLE_SCHEMA")

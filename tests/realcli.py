@@ -1,0 +1,138 @@
+"""Run the real Databricks CLI on baked projects against the CLI's own fake workspace.
+
+``tools/clitest.py`` builds both; this module starts the fake, makes a copy of a baked
+project that points at it (the targets hard-code ``workspace.host``, which overrides
+``DATABRICKS_HOST``), and runs ``databricks`` in that copy as a user or a service principal.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from clitest import FAKE_SERVICE_PRINCIPAL, Binaries
+
+# Identities of the fake (testserver): a dbapi0 token is the user tester@databricks.com, a
+# dbapi1 token the service principal FAKE_SERVICE_PRINCIPAL; the rest of the token names
+# the fake workspace, so one suffix is one workspace for both identities.
+USER, SERVICE_PRINCIPAL = "dbapi0", "dbapi1"
+_workspaces = itertools.count(1)
+
+
+class FakeWorkspace:
+    """The fakeworkspace process: its URL, and whether any request reached a missing route."""
+
+    def __init__(self, binary: Path, log: Path):
+        self.log = log
+        self._log = log.open("w")
+        self.process = subprocess.Popen([str(binary)], stdout=subprocess.PIPE, stderr=self._log, text=True)
+        self.url = self.process.stdout.readline().strip()
+        if not self.url.startswith("http://127.0.0.1:"):
+            self.process.kill()
+            raise RuntimeError(f"the fake workspace did not start: {log.read_text()[-2000:]}")
+
+    def stop(self) -> tuple[int, str]:
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=30)
+        self._log.close()
+        return code, self.log.read_text()
+
+
+@dataclass
+class Session:
+    """One fake workspace of the running fake, and the CLI commands run in it."""
+
+    binaries: Binaries
+    fake: FakeWorkspace
+    home: Path
+    name: str = field(default_factory=lambda: f"ws{next(_workspaces):04d}")
+
+    def env(self, identity: str, **extra: str) -> dict[str, str]:
+        venv_bin = str(Path(sys.executable).parent)  # uv, which builds the wheel
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("DATABRICKS_", "BUNDLE_VAR_", "ARM_", "AZURE_", "GOOGLE_"))
+        }
+        env.update(
+            PATH=os.pathsep.join([str(self.binaries.databricks.parent), venv_bin, env.get("PATH", "")]),
+            HOME=str(self.home),
+            DATABRICKS_HOST=self.fake.url,
+            DATABRICKS_TOKEN=f"{identity}{self.name}",
+            DATABRICKS_CACHE_DIR=str(self.home / "cache"),
+            DATABRICKS_CLI_DISABLE_UPDATE_CHECK="true",
+            DATABRICKS_RATE_LIMIT="1000000",
+        )
+        if identity == SERVICE_PRINCIPAL:
+            # CI deploys test, staging and prod as the target's own principal: here that is
+            # the fake's one service principal, so the target's principal is set to it.
+            env["BUNDLE_VAR_service_principal"] = FAKE_SERVICE_PRINCIPAL
+        env.update(extra)
+        return env
+
+    def run(
+        self, args: list[str], cwd: Path, identity: str = USER, check: bool = True, **extra: str
+    ) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            [str(self.binaries.databricks), *args],
+            cwd=cwd,
+            env=self.env(identity, **extra),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"databricks {' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
+            )
+        return result
+
+    def json(self, args: list[str], cwd: Path, identity: str = USER, **extra: str):
+        return json.loads(self.run([*args, "-o", "json"], cwd, identity, **extra).stdout)
+
+    def shell(self, script: str, cwd: Path, identity: str, **extra: str) -> subprocess.CompletedProcess:
+        """A CI step's script, run by bash as CI runs it (failing on the first failing command)."""
+        return subprocess.run(
+            ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
+            cwd=cwd,
+            env=self.env(identity, **extra),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+
+
+def identity_of(target: str) -> str:
+    """dev is deployed by a person; test, staging and prod by their service principal."""
+    return USER if target == "dev" else SERVICE_PRINCIPAL
+
+
+HOST_LINE = re.compile(r"^(\s+host:\s*)\S.*$", re.M)
+
+
+def pointed_at_fake(project: Path, url: str, dest: Path, git: bool = True) -> Path:
+    """A copy of ``project`` whose targets talk to the fake, committed in a fresh git repository."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(project, dest, ignore=shutil.ignore_patterns(".venv", ".databricks", "dist", "__pycache__"))
+    bundle = dest / "databricks.yml"
+    bundle.write_text(HOST_LINE.sub(lambda m: m.group(1) + url, bundle.read_text()))
+    if git:
+        commit_all(dest)
+    return dest
+
+
+def commit_all(repo: Path, message: str = "baked") -> None:
+    git = ["git", "-C", str(repo), "-c", "user.email=ci@example.com", "-c", "user.name=ci"]
+    if not (repo / ".git").exists():
+        subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", message], check=True)
