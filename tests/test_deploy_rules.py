@@ -3,7 +3,8 @@
 Over the option matrix, with every optional resource included, no target breaks a rule:
 offline, that is what ``databricks bundle validate --strict`` being clean means. Each rule
 is then fed a bundle in the shape the template had before the rule existed, and must
-report it. Rules mirror CLI v1.13.0; each function names the CLI file it follows.
+report it. Each rule names the CLI v1.12.1 file it mirrors, or says it is the template's policy;
+test_real_cli.py gives the same broken bundles to the real CLI.
 """
 
 from __future__ import annotations
@@ -86,6 +87,16 @@ def test_no_target_breaks_a_rule(matrix, index):
 # --- One broken bundle per rule --------------------------------------------------------
 
 
+def hybrid_answers() -> dict:
+    return {
+        "project_slug": "rules_hybrid",
+        "deployment_pattern": "hybrid",
+        "include_monitoring": True,
+        "include_serving_endpoint": False,
+        "notification_emails": "ml-team@example.com",
+    }
+
+
 @pytest.fixture(scope="module")
 def hybrid(tmp_path_factory):
     """hybrid (the pattern with training, promotion and approval), monitoring, e-mails.
@@ -93,15 +104,7 @@ def hybrid(tmp_path_factory):
     Broken bundles add what they need (a monitor, an endpoint) themselves, so the rules keep
     covering resource types the template no longer defines.
     """
-    slug = "rules_hybrid"
-    project = bake(
-        tmp_path_factory.mktemp("broken") / slug,
-        project_slug=slug,
-        deployment_pattern="hybrid",
-        include_monitoring=True,
-        include_serving_endpoint=False,
-        notification_emails="ml-team@example.com",
-    )
+    project = bake(tmp_path_factory.mktemp("broken") / "rules_hybrid", **hybrid_answers())
     bundle_module, rules = modules(project)
     return project, bundle_module, rules
 
@@ -115,165 +118,166 @@ def findings_of(hybrid, rule: str, break_it) -> list:
     return [f for f in rules.check(resolve_all(bundle_module, config)) if f.rule == rule]
 
 
-def test_uc_grant_to_workspace_local_group(hybrid):
-    """grants.go DoUpdate: the old `principal: ${var.read_group}` (default users)."""
-
-    def grant_to_users(config):
-        config["resources"]["registered_models"]["model"]["grants"] = [
-            {"principal": "${var.read_group}", "privileges": ["EXECUTE"]}
-        ]
-
-    found = findings_of(hybrid, "uc-grant-principal", grant_to_users)
-    assert {f.target for f in found} == set(TARGETS) and "'users'" in found[0].message
+# Each broken bundle: the template's shape before a rule existed. test_real_cli.py gives the
+# same bundles to the real CLI: a rule that mirrors the CLI must see what the CLI refuses.
 
 
-def test_target_level_run_as_with_monitor_and_endpoint(hybrid):
-    """run_as.go validateRunAs: the old target-level run_as, with the optional resources on."""
+def grant_to_workspace_group(config):
+    """The old `principal: ${var.read_group}` (default users)."""
+    config["resources"]["registered_models"]["model"]["grants"] = [
+        {"principal": "${var.read_group}", "privileges": ["EXECUTE"]}
+    ]
 
-    def target_run_as(config):
-        config["targets"]["prod"]["run_as"] = {"service_principal_name": PROD_SP}
-        config["targets"]["prod"]["resources"].update(MONITOR_AND_ENDPOINT)
 
-    found = findings_of(hybrid, "run-as", target_run_as)
-    assert {f.target for f in found} == {"prod"}
+def grant_without_privileges(config):
+    config["resources"]["registered_models"]["model"]["grants"].append({"principal": "ml-readers", "privileges": []})
+
+
+def target_run_as_with_monitor_and_endpoint(config):
+    """The old target-level run_as, with the optional resources on."""
+    config["targets"]["prod"]["run_as"] = {"service_principal_name": PROD_SP}
+    config["targets"]["prod"]["resources"].update(copy.deepcopy(MONITOR_AND_ENDPOINT))
+
+
+def job_without_run_as(config):
+    del config["targets"]["prod"]["resources"]["jobs"]["batch_inference_job"]["run_as"]
+
+
+def promotion_grant_by_hand(config):
+    """The prod principal's EXECUTE on the staging model, granted by hand."""
+    del config["targets"]["staging"]["resources"]["registered_models"]["model"]["grants"]
+
+
+def no_read_group_grant(config):
+    config["resources"]["registered_models"]["model"]["grants"] = []
+
+
+def no_prevent_destroy(config):
+    """The old staging/prod model and experiment without lifecycle."""
+    for target in ("staging", "prod"):
+        for kind in ("registered_models", "experiments"):
+            for resource in config["targets"][target]["resources"][kind].values():
+                resource.pop("lifecycle", None)
+
+
+def roots_under_shared(config):
+    """The old /Workspace/Shared/.bundle roots."""
+    for target in ("test", "staging", "prod"):
+        config["targets"][target]["workspace"] = {
+            **config["targets"][target]["workspace"],
+            "root_path": "/Workspace/Shared/.bundle/${bundle.name}/${bundle.target}",
+        }
+
+
+def production_without_root_path(config):
+    config["targets"]["prod"]["workspace"] = {"host": config["targets"]["prod"]["workspace"]["host"]}
+
+
+def experiment_under_shared(config):
+    """The old experiment name /Workspace/Shared/<bundle>/<target>/<model>."""
+    config["variables"]["experiment_name"]["default"] = "/Workspace/Shared/${bundle.name}/${bundle.target}/m"
+
+
+def experiment_in_a_subfolder(config):
+    config["variables"]["experiment_name"]["default"] = "${workspace.root_path}/experiments/m"
+
+
+def experiment_permission_overlap(config):
+    """The old experiment permission for read_group."""
+    config["resources"]["experiments"]["experiment"]["permissions"] = [
+        {"group_name": "${var.read_group}", "level": "CAN_READ"}
+    ]
+
+
+def endpoint_permission_overlap(config):
+    config["targets"]["prod"]["resources"].update(copy.deepcopy(MONITOR_AND_ENDPOINT))
+
+
+def job_without_failure_emails(config):
+    config["resources"]["jobs"]["batch_inference_job"]["email_notifications"] = {}
+    for target in ("test", "staging", "prod"):
+        config["targets"][target]["resources"]["jobs"]["batch_inference_job"].pop("email_notifications", None)
+
+
+def wheel_without_dynamic_version(config):
+    del config["artifacts"]["python_artifact"]["dynamic_version"]
+
+
+def jobs_without_tags(config):
+    del config["presets"]["tags"]
+
+
+def training_without_commit(config):
+    train = config["targets"]["dev"]["resources"]["jobs"]["model_training_job"]["tasks"][0]
+    del train["python_wheel_task"]["named_parameters"]["git_commit"]
+
+
+# name -> (rule, how to break the bundle, the targets the rule must name)
+BROKEN_BUNDLES = {
+    "grant_to_workspace_group": ("uc-grant-principal", grant_to_workspace_group, set(TARGETS)),
+    "grant_without_privileges": ("uc-grant-principal", grant_without_privileges, set(TARGETS)),
+    "target_run_as_with_monitor_and_endpoint": ("run-as", target_run_as_with_monitor_and_endpoint, {"prod"}),
+    "job_without_run_as": ("run-as", job_without_run_as, {"prod"}),
+    "promotion_grant_by_hand": ("grants", promotion_grant_by_hand, {"prod"}),
+    "no_read_group_grant": ("grants", no_read_group_grant, set(TARGETS)),
+    "no_prevent_destroy": ("prevent-destroy", no_prevent_destroy, {"staging", "prod"}),
+    "roots_under_shared": ("root-path", roots_under_shared, {"test", "staging", "prod"}),
+    "production_without_root_path": ("root-path", production_without_root_path, {"prod"}),
+    "experiment_under_shared": ("experiment-path", experiment_under_shared, set(TARGETS)),
+    "experiment_in_a_subfolder": ("experiment-path", experiment_in_a_subfolder, set(TARGETS)),
+    "experiment_permission_overlap": ("permission-overlap", experiment_permission_overlap, {"test", "staging", "prod"}),
+    "endpoint_permission_overlap": ("permission-overlap", endpoint_permission_overlap, {"prod"}),
+    "job_without_failure_emails": ("failure-notifications", job_without_failure_emails, {"test", "staging", "prod"}),
+    "wheel_without_dynamic_version": ("dynamic-version", wheel_without_dynamic_version, set(TARGETS)),
+    "jobs_without_tags": ("traceability", jobs_without_tags, set(TARGETS)),
+    "training_without_commit": ("traceability", training_without_commit, {"dev"}),
+}
+
+
+@pytest.mark.parametrize("name", BROKEN_BUNDLES)
+def test_each_rule_reports_its_broken_bundle(hybrid, name):
+    rule, break_it, targets = BROKEN_BUNDLES[name]
+    assert {f.target for f in findings_of(hybrid, rule, break_it)} == targets
+
+
+def test_uc_grant_messages(hybrid):
+    found = findings_of(hybrid, "uc-grant-principal", grant_to_workspace_group)
+    assert "'users'" in found[0].message
+    found = findings_of(hybrid, "uc-grant-principal", grant_without_privileges)
+    assert "no privileges" in found[0].message
+
+
+def test_run_as_messages(hybrid):
+    found = findings_of(hybrid, "run-as", target_run_as_with_monitor_and_endpoint)
     assert any("quality_monitors" in f.message for f in found)
     assert any("model_serving_endpoints" in f.message for f in found)
-
-
-def test_deployed_job_without_run_as(hybrid):
-    """setRunAsForJobs: a job without its own run_as runs as whoever deployed it."""
-
-    def drop_job_run_as(config):
-        del config["targets"]["prod"]["resources"]["jobs"]["batch_inference_job"]["run_as"]
-
-    found = findings_of(hybrid, "run-as", drop_job_run_as)
+    found = findings_of(hybrid, "run-as", job_without_run_as)
     assert found and all("batch_inference_job has no run_as" in f.message for f in found)
 
 
-def test_missing_grant_a_promotion_needs(hybrid):
-    """grants.go removedGrantPrincipals: the prod principal's EXECUTE on the staging model, granted by hand."""
-
-    def drop_prod_grant(config):
-        del config["targets"]["staging"]["resources"]["registered_models"]["model"]["grants"]
-
-    found = findings_of(hybrid, "grants", drop_prod_grant)
-    assert [f.target for f in found] == ["prod"] and PROD_SP in found[0].message
+def test_grant_messages(hybrid):
+    found = findings_of(hybrid, "grants", promotion_grant_by_hand)
+    assert len(found) == 1 and PROD_SP in found[0].message
 
 
-def test_missing_read_group_grant(hybrid):
-    def no_grants(config):
-        config["resources"]["registered_models"]["model"]["grants"] = []
-
-    assert {f.target for f in findings_of(hybrid, "grants", no_grants)} == set(TARGETS)
+def test_prevent_destroy_names_each_resource(hybrid):
+    assert len(findings_of(hybrid, "prevent-destroy", no_prevent_destroy)) == 4
 
 
-def test_no_prevent_destroy(hybrid):
-    """plan.go checkForPreventDestroy: the old staging/prod model and experiment without lifecycle."""
-
-    def unprotect(config):
-        for target in ("staging", "prod"):
-            for kind in ("registered_models", "experiments"):
-                for resource in config["targets"][target]["resources"][kind].values():
-                    resource.pop("lifecycle", None)
-
-    found = findings_of(hybrid, "prevent-destroy", unprotect)
-    assert len(found) == 4 and {f.target for f in found} == {"staging", "prod"}
-
-
-def test_root_path_under_shared(hybrid):
-    """permissions/validate.go ValidateSharedRootPermissions: the old /Workspace/Shared/.bundle roots."""
-
-    def shared_roots(config):
-        for target in ("test", "staging", "prod"):
-            config["targets"][target]["workspace"] = {
-                **config["targets"][target]["workspace"],
-                "root_path": "/Workspace/Shared/.bundle/${bundle.name}/${bundle.target}",
-            }
-
-    found = findings_of(hybrid, "root-path", shared_roots)
-    assert {f.target for f in found} == {"test", "staging", "prod"}
-    assert any("writable by every workspace user" in f.message for f in found)
-
-
-def test_production_without_its_own_root_path(hybrid):
-    """validate_target_mode.go isExplicitRootSet."""
-
-    def no_root(config):
-        config["targets"]["prod"]["workspace"] = {"host": config["targets"]["prod"]["workspace"]["host"]}
-
-    found = findings_of(hybrid, "root-path", no_root)
+def test_root_path_messages(hybrid):
+    assert any(
+        "writable by every workspace user" in f.message for f in findings_of(hybrid, "root-path", roots_under_shared)
+    )
+    found = findings_of(hybrid, "root-path", production_without_root_path)
     assert any("without the target's own workspace.root_path" in f.message for f in found)
 
 
-def test_experiment_in_a_folder_that_does_not_exist(hybrid):
-    """The old experiment name /Workspace/Shared/<bundle>/<target>/<model>."""
-
-    def shared_experiment(config):
-        config["variables"]["experiment_name"]["default"] = "/Workspace/Shared/${bundle.name}/${bundle.target}/m"
-
-    found = findings_of(hybrid, "experiment-path", shared_experiment)
-    assert {f.target for f in found} == set(TARGETS)
-
-    def nested_experiment(config):
-        config["variables"]["experiment_name"]["default"] = "${workspace.root_path}/experiments/m"
-
-    assert findings_of(hybrid, "experiment-path", nested_experiment)
-
-
-def test_permission_overlap(hybrid):
-    """apply_bundle_permissions.go isPermissionOverlap: the old experiment permission for read_group."""
-
-    def overlap(config):
-        config["resources"]["experiments"]["experiment"]["permissions"] = [
-            {"group_name": "${var.read_group}", "level": "CAN_READ"}
-        ]
-
-    found = findings_of(hybrid, "permission-overlap", overlap)
-    assert {f.target for f in found} == {"test", "staging", "prod"}  # dev has no top-level permissions
-
-    def endpoint_overlap(config):
-        config["targets"]["prod"]["resources"].update(copy.deepcopy(MONITOR_AND_ENDPOINT))
-
-    found = findings_of(hybrid, "permission-overlap", endpoint_overlap)
-    assert [f.target for f in found] == ["prod"] and "model_serving_endpoints" in found[0].message
-
-
-def test_no_failure_notifications(hybrid):
-    """Jobs of a service principal notify nobody: e-mails set, a job without on_failure."""
-
-    def silent(config):
-        config["resources"]["jobs"]["batch_inference_job"]["email_notifications"] = {}
-        for target in ("test", "staging", "prod"):
-            config["targets"][target]["resources"]["jobs"]["batch_inference_job"].pop("email_notifications", None)
-
-    found = findings_of(hybrid, "failure-notifications", silent)
-    assert {f.target for f in found} == {"test", "staging", "prod"}
+def test_overlap_and_notification_messages(hybrid):
+    found = findings_of(hybrid, "permission-overlap", endpoint_permission_overlap)
+    assert len(found) == 1 and "model_serving_endpoints" in found[0].message
+    found = findings_of(hybrid, "failure-notifications", job_without_failure_emails)
     assert all("batch_inference_job" in f.message for f in found)
-
-
-def test_no_dynamic_version(hybrid):
-    """artifacts/build.go: the old wheel artifact without dynamic_version."""
-
-    def static(config):
-        del config["artifacts"]["python_artifact"]["dynamic_version"]
-
-    assert {f.target for f in findings_of(hybrid, "dynamic-version", static)} == set(TARGETS)
-
-
-def test_no_traceability(hybrid):
-    """apply_presets.go (tags) and load_git_details.go (commit): the old untagged jobs and train task."""
-
-    def untraced(config):
-        del config["presets"]["tags"]
-
-    found = findings_of(hybrid, "traceability", untraced)
-    assert {f.target for f in found} == set(TARGETS)
-
-    def no_commit(config):
-        train = config["targets"]["dev"]["resources"]["jobs"]["model_training_job"]["tasks"][0]
-        del train["python_wheel_task"]["named_parameters"]["git_commit"]
-
-    assert any("git_commit" in f.message for f in findings_of(hybrid, "traceability", no_commit))
+    assert any("git_commit" in f.message for f in findings_of(hybrid, "traceability", training_without_commit))
 
 
 # --- The test target: one isolated copy per deployment id ------------------------------

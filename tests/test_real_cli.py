@@ -7,7 +7,12 @@ clitest/. What the fake can and cannot tell is listed in docs/decisions.md.
 
 from __future__ import annotations
 
+import copy
+import os
+import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -168,3 +173,93 @@ def test_renaming_the_experiment_is_an_update_not_a_recreate(baked, cli, tmp_pat
     )["resources"]["experiments"]
     assert after["experiment"]["id"] == before["experiment"]["id"]
     assert after["experiment"]["name"].endswith("/renamed")
+
+
+# --- 6 and 7. The offline rules against the real CLI, on the same broken bundles -----------
+
+# What the real CLI says about each broken bundle of test_deploy_rules.py: the words its
+# `bundle validate --strict` output must contain, or None where it accepts the bundle (the
+# rule is then the template's policy, or a check only a real workspace makes: see the
+# rule's docstring and local/rules.py KINDS).
+REAL_CLI_VERDICTS = {
+    "grant_to_workspace_group": None,  # server: Unity Catalog refuses `users`; the fake stores it
+    "grant_without_privileges": "grant privileges is required",
+    "target_run_as_with_monitor_and_endpoint": "do not support a setting a run_as user that is different from the owner",
+    "job_without_run_as": None,
+    "promotion_grant_by_hand": None,
+    "no_read_group_grant": None,
+    "no_prevent_destroy": None,
+    "roots_under_shared": "/Workspace/Shared",
+    "production_without_root_path": None,
+    "experiment_under_shared": None,  # server: the parent folder must exist
+    "experiment_in_a_subfolder": None,  # server: the parent folder must exist
+    "experiment_permission_overlap": "already has permissions set for",
+    "endpoint_permission_overlap": "already has permissions set for",
+    "job_without_failure_emails": None,
+    "wheel_without_dynamic_version": None,
+    "jobs_without_tags": None,
+    "training_without_commit": None,
+}
+
+
+@pytest.fixture(scope="module")
+def rules_project(baked):
+    from test_deploy_rules import hybrid_answers
+
+    return baked(**hybrid_answers())
+
+
+def broken_copy(rules_project, name: str, url: str, dest: Path) -> Path:
+    """The project with one broken bundle, written back as one databricks.yml."""
+    from test_deploy_rules import BROKEN_BUNDLES, modules
+
+    bundle_module, _ = modules(rules_project)
+    config = copy.deepcopy(bundle_module.load_bundle(rules_project))
+    if name:
+        BROKEN_BUNDLES[name][1](config)
+    config.pop("include", None)
+    project = pointed_at_fake(rules_project, url, dest, git=False)
+    shutil.rmtree(project / "resources")
+    (project / "databricks.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    pointed_at_fake(project, url, dest.with_name(dest.name + "-git"))
+    return dest.with_name(dest.name + "-git")
+
+
+def local_validate(project: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(project / "src")}
+    return subprocess.run(
+        [sys.executable, "-m", f"{project.name.removesuffix('-git')}.local", "--project-dir", str(project), "validate"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_the_unbroken_bundle_passes_both(rules_project, cli, tmp_path):
+    project = broken_copy(rules_project, "", cli.fake.url, tmp_path / rules_project.name)
+    for target in TARGETS:
+        clean_output(cli.run(["bundle", "validate", "--strict", "-t", target], project, identity_of(target)))
+    assert local_validate(project).returncode == 0, local_validate(project).stderr
+
+
+@pytest.mark.parametrize("name", REAL_CLI_VERDICTS)
+def test_offline_rules_agree_with_the_real_cli(rules_project, cli, tmp_path, name):
+    from test_deploy_rules import BROKEN_BUNDLES
+
+    rule, _, targets = BROKEN_BUNDLES[name]
+    project = broken_copy(rules_project, name, cli.fake.url, tmp_path / rules_project.name)
+    expected = REAL_CLI_VERDICTS[name]
+    for target in sorted(targets):
+        result = cli.run(["bundle", "validate", "--strict", "-t", target], project, identity_of(target), check=False)
+        output = result.stdout + result.stderr
+        if expected is None:
+            assert result.returncode == 0, f"the real CLI refuses {name} in {target}: mirror it\n{output}"
+        else:
+            assert result.returncode != 0 and expected in output, f"{name} in {target}:\n{output}"
+    # The offline check refuses it too, naming the rule; a rule the CLI enforces says it mirrors it.
+    local = local_validate(project)
+    assert local.returncode == 1 and f"[{rule}]" in local.stderr, local.stderr
+    from test_deploy_rules import modules
+
+    kind = modules(rules_project)[1].KINDS[rule]
+    assert ("mirrors" in kind) if expected else ("policy" in kind or "server" in kind), (rule, kind)

@@ -1,10 +1,16 @@
-"""Deploy-time rules of the Databricks CLI (v1.13.0) that the bundle schema cannot see.
+"""Deploy-time rules that the bundle schema cannot see, checked offline.
 
 Each rule works on the bundle as ``bundle.resolve`` gives it for one target (some also
-look at the other targets) and yields a ``Finding`` for every place that
-``databricks bundle validate --strict`` or ``databricks bundle deploy`` would refuse, warn
-about, or get wrong. Each names, in its docstring, the CLI file and function it mirrors
-(paths under ``bundle/`` of github.com/databricks/cli).
+look at the other targets) and yields a ``Finding`` for every place that breaks it. A rule
+is one of three kinds (``KINDS``), and its docstring says which:
+
+- ``mirrors``: what ``databricks bundle validate --strict`` or ``deploy`` of the Databricks
+  CLI v1.12.1 refuses or warns about; the docstring names the CLI file and function
+  (paths under ``bundle/`` of github.com/databricks/cli). The template's tests give each
+  rule's broken bundle to the real CLI and expect the same verdict.
+- ``server``: what the CLI sends as written and the workspace or Unity Catalog refuses,
+  so the real CLI passes it offline and a deploy fails in a workspace.
+- ``policy``: what the CLI and the workspace accept, but this template requires.
 
 ``check(bundles)`` runs every rule over ``{target: ResolvedBundle}``;
 ``python -m <package>.local validate`` prints the findings and fails on any.
@@ -25,6 +31,12 @@ WORKSPACE_LOCAL_GROUPS = {"users", "admins"}
 RUN_AS_UNSUPPORTED = ("model_serving_endpoints", "quality_monitors", "apps")
 # Top-level permission levels per resource type (levelsMap in apply_bundle_permissions.go).
 LEVELS = {
+    "genie_spaces": {"CAN_MANAGE", "CAN_VIEW"},
+    "secret_scopes": {"CAN_MANAGE", "CAN_VIEW"},
+    "database_instances": {"CAN_MANAGE", "CAN_VIEW"},
+    "postgres_projects": {"CAN_MANAGE", "CAN_VIEW"},
+    "vector_search_endpoints": {"CAN_MANAGE", "CAN_VIEW"},
+    "instance_pools": {"CAN_MANAGE", "CAN_VIEW"},
     "jobs": {"CAN_MANAGE", "CAN_VIEW", "CAN_RUN"},
     "pipelines": {"CAN_MANAGE", "CAN_VIEW", "CAN_RUN"},
     "experiments": {"CAN_MANAGE", "CAN_VIEW"},
@@ -67,16 +79,23 @@ def _principal(identity: dict | None) -> str:
 
 
 def uc_grant_principals(bundle: ResolvedBundle, bundles: Bundles) -> Iterator[Finding]:
-    """No Unity Catalog grant to a workspace-local group (``users``, ``admins``) or to nobody.
+    """Every grant names a principal and privileges; none goes to a workspace-local group.
 
-    Mirrors ``direct/dresources/grants.go`` (``DoUpdate``: each declared principal goes to
-    the Grants API as written), where Unity Catalog refuses workspace-local groups, so the
-    deploy fails. Workspace ACLs (``permissions``) may name them; grants may not.
+    Mirrors ``config/validate/required.go`` (``errorForInvalidGrants``: a grant without a
+    principal or with no privileges is an error of ``bundle validate``). Server side:
+    ``direct/dresources/grants.go`` sends each declared principal to the Grants API as
+    written, and Unity Catalog refuses workspace-local groups (``users``, ``admins``), so
+    the deploy fails in a workspace (the CLI's fake workspace stores any principal).
+    Workspace ACLs (``permissions``) may name them; grants may not.
     """
     for kind, resources in bundle.resources.items():
         for key, resource in resources.items():
             for grant in resource.get("grants", []) or []:
                 principal = str(grant.get("principal", ""))
+                if not grant.get("privileges"):
+                    yield Finding(
+                        "uc-grant-principal", bundle.target, f"{kind}.{key}: a grant to {principal!r} with no privileges"
+                    )
                 if not principal.strip():
                     yield Finding("uc-grant-principal", bundle.target, f"{kind}.{key}: a grant names no principal")
                 elif principal.strip().lower() in WORKSPACE_LOCAL_GROUPS:
@@ -97,8 +116,9 @@ def run_as(bundle: ResolvedBundle, bundles: Bundles) -> Iterator[Finding]:
     Mirrors ``config/mutator/resourcemutator/run_as.go``: ``validateRunAs`` (exactly one
     identity; resources whose API has no run_as are errors whenever run_as differs from
     the identity running the CLI, which for CI validating another target it does) and
-    ``setRunAsForJobs`` (a job's own run_as is left alone). Every job outside development
-    mode must name the identity it runs as, with exactly one of the two fields.
+    ``setRunAsForJobs`` (a job's own run_as is left alone). Policy: every job outside
+    development mode names the identity it runs as (the CLI lets such a job run as
+    whoever deployed it).
     """
     top = bundle.config.get("run_as")
     if top is not None:
@@ -132,10 +152,10 @@ def run_as(bundle: ResolvedBundle, bundles: Bundles) -> Iterator[Finding]:
 def promotion_grants(bundle: ResolvedBundle, bundles: Bundles) -> Iterator[Finding]:
     """Every principal a promotion needs is declared on the bundle-managed source model.
 
-    Mirrors ``direct/dresources/grants.go`` (``removedGrantPrincipals`` and
+    Policy, resting on ``direct/dresources/grants.go`` (``removedGrantPrincipals`` and
     ``buildGrantChanges``): the grants declared on a model are authoritative, a deploy
     revokes every other principal's privileges, so a grant made by hand disappears at the
-    next deploy. Where this target's ``model_promotion_job`` copies from another target's
+    next deploy (the CLI accepts the bundle; the promotion then fails). Where this target's ``model_promotion_job`` copies from another target's
     model (variable ``promotion_source_catalog``), that target must grant EXECUTE to the
     identity the promotion runs as. Every model must also grant EXECUTE to
     ``var.uc_read_group`` when the bundle defines it.
@@ -177,10 +197,12 @@ def _grants(resource: dict, principal: str, privilege: str) -> bool:
 def prevent_destroy(bundle: ResolvedBundle, bundles: Bundles) -> Iterator[Finding]:
     """Models and experiments of production targets have ``lifecycle.prevent_destroy: true``.
 
-    Mirrors ``phases/plan.go`` (``checkForPreventDestroy``: a plan that deletes or
-    recreates such a resource stops) and ``phases/deploy.go`` (``deployApprovalGroups``
-    has no registered_models or experiments, so without it a rename recreates them, every
-    version and run lost, without a prompt).
+    Policy, resting on ``phases/plan.go`` (``checkForPreventDestroy``: with it, a plan that
+    deletes or recreates the resource stops, and ``bundle destroy`` is refused). Without
+    it, changing the model's catalog or schema plans a delete and a create
+    (``direct/dresources/resources.yml``; ``phases/deploy.go`` asks no confirmation for
+    registered models), and Unity Catalog refuses to delete a model that has versions, so
+    the deploy fails half-way. Renaming the experiment is an in-place update either way.
     """
     if bundle.mode != "production":
         return
@@ -190,7 +212,8 @@ def prevent_destroy(bundle: ResolvedBundle, bundles: Bundles) -> Iterator[Findin
                 yield Finding(
                     "prevent-destroy",
                     bundle.target,
-                    f"{kind}.{key} has no lifecycle.prevent_destroy: true; a rename would recreate it silently",
+                    f"{kind}.{key} has no lifecycle.prevent_destroy: true; moving the model to another catalog or "
+                    "schema would delete and recreate it (a delete Unity Catalog refuses once it has versions)",
                 )
 
 
@@ -200,7 +223,7 @@ def prevent_destroy(bundle: ResolvedBundle, bundles: Bundles) -> Iterator[Findin
 def workspace_paths(bundle: ResolvedBundle, bundles: Bundles) -> Iterator[Finding]:
     """Deployed roots only their principal can write; experiments in a folder that exists.
 
-    Mirrors ``config/mutator/resourcemutator/validate_target_mode.go``
+    Mirrors (the shared root) and policy (the rest): ``config/mutator/resourcemutator/validate_target_mode.go``
     (``validateProductionMode``/``isExplicitRootSet``: production needs the target's own
     ``workspace.root_path``; its advice is ``/Workspace/Users/<principal>/.bundle/...``) and
     ``permissions/validate.go`` (``ValidateSharedRootPermissions``: a root under
@@ -280,7 +303,7 @@ def permission_overlap(bundle: ResolvedBundle, bundles: Bundles) -> Iterator[Fin
 def failure_notifications(bundle: ResolvedBundle, bundles: Bundles) -> Iterator[Finding]:
     """Every deployed job e-mails ``var.notification_emails`` on failure.
 
-    Jobs run by a service principal notify nobody unless ``email_notifications`` or
+    Policy. Jobs run by a service principal notify nobody unless ``email_notifications`` or
     ``webhook_notifications`` say so (the CLI adds none: ``ApplyPresets`` in
     ``config/mutator/resourcemutator/apply_presets.go`` touches names, tags, schedules and
     concurrency only).
@@ -307,7 +330,7 @@ def failure_notifications(bundle: ResolvedBundle, bundles: Bundles) -> Iterator[
 def dynamic_version(bundle: ResolvedBundle, bundles: Bundles) -> Iterator[Finding]:
     """Every wheel artifact builds a unique version.
 
-    Mirrors ``artifacts/build.go`` (``Build``) and ``config/mutator/artifacts_dynamic_version.go``: only with
+    Policy, resting on ``artifacts/build.go`` (``Build``) and ``config/mutator/artifacts_dynamic_version.go``: only with
     ``artifacts.<name>.dynamic_version`` (or ``presets.artifacts_dynamic_version``) does the
     CLI patch the wheel's version per build; otherwise a serverless environment may reuse
     a cached wheel of the same version and run stale code.
@@ -325,7 +348,7 @@ def dynamic_version(bundle: ResolvedBundle, bundles: Bundles) -> Iterator[Findin
 def traceability(bundle: ResolvedBundle, bundles: Bundles) -> Iterator[Finding]:
     """Jobs carry project/target/pattern tags; tasks that make model versions get the provenance.
 
-    Mirrors ``config/mutator/resourcemutator/apply_presets.go`` (``presets.tags`` land on
+    Policy, resting on ``config/mutator/resourcemutator/apply_presets.go`` (``presets.tags`` land on
     every job) and ``config/mutator/load_git_details.go`` (``bundle.git.commit``): the
     ``train`` and ``copy_model`` tasks must receive ``git_commit``, ``target`` and
     ``job_run_id``, so every model version names the commit, target and run that made it.
@@ -364,6 +387,21 @@ RULES: tuple[Callable[[ResolvedBundle, Bundles], Iterator[Finding]], ...] = (
     dynamic_version,
     traceability,
 )
+
+
+# What each rule is (see the module docstring); test_real_cli.py holds the template to it.
+KINDS = {
+    "uc-grant-principal": "mirrors (empty grants), server (workspace-local groups)",
+    "run-as": "mirrors (target-level run_as), policy (a job's own run_as)",
+    "grants": "policy",
+    "prevent-destroy": "policy",
+    "root-path": "mirrors (/Workspace/Shared), policy (the principal's home folder)",
+    "experiment-path": "server",
+    "permission-overlap": "mirrors",
+    "failure-notifications": "policy",
+    "dynamic-version": "policy",
+    "traceability": "policy",
+}
 
 
 def check(bundles: Bundles) -> list[Finding]:
