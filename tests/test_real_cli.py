@@ -82,7 +82,7 @@ def test_deploy_every_target_and_read_it_back(baked, cli, tmp_path, pattern):
     }
     project = deployable(baked, cli, tmp_path, **answers)
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True).stdout.strip()
-    defaults = baked(**answers)
+    models, promotion_sources = {}, {}
     variables = yaml.safe_load((project / "databricks.yml").read_text())["variables"]
     read_group, uc_read_group = variables["read_group"]["default"], variables["uc_read_group"]["default"]
     for target in TARGETS:
@@ -135,14 +135,25 @@ def test_deploy_every_target_and_read_it_back(baked, cli, tmp_path, pattern):
             assert len(granted) == 2 and all(p == {"EXECUTE"} for p in granted.values()), granted
         else:
             assert set(granted) == {uc_read_group}, granted
-    assert defaults.exists()
+        models[target] = model["id"]
+        if "model_promotion_job" in jobs:
+            parameters = {p["name"]: p["default"] for p in jobs["model_promotion_job"]["parameters"]}
+            promotion_sources[target] = parameters["source_model"]
+    # A promotion's default source is a model that exists (staging's), or nothing: a dev model
+    # carries its developer's prefix, so the run must name it.
+    expected_sources = {
+        "deploy_code": {},
+        "deploy_models": {"staging": "", "prod": models["staging"]},
+        "hybrid": {"prod": models["staging"]},
+    }[pattern]
+    assert promotion_sources == expected_sources
 
 
 # --- 3. prevent_destroy: moving the staging or prod model is refused ------------------------
 
 
 @pytest.mark.parametrize("target", ["staging", "prod"])
-@pytest.mark.parametrize("move", ["catalog", "schema"])
+@pytest.mark.parametrize("move", ["catalog", "schema", "model_name"])
 def test_moving_a_protected_model_is_refused(baked, cli, tmp_path, target, move):
     project = deployable(baked, cli, tmp_path, project_slug="real_keep", deployment_pattern="hybrid")
     cli.run(["bundle", "deploy", "-t", target], project, SERVICE_PRINCIPAL)
@@ -184,7 +195,7 @@ def test_renaming_the_experiment_is_an_update_not_a_recreate(baked, cli, tmp_pat
 REAL_CLI_VERDICTS = {
     "grant_to_workspace_group": None,  # server: Unity Catalog refuses `users`; the fake stores it
     "grant_without_privileges": "grant privileges is required",
-    "target_run_as_with_monitor_and_endpoint": "do not support a setting a run_as user that is different from the owner",
+    "target_run_as_with_monitor_and_endpoint": "run_as user that is different from the owner",
     "job_without_run_as": None,
     "promotion_grant_by_hand": None,
     "no_read_group_grant": None,

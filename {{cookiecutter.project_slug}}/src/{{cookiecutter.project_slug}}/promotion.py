@@ -70,6 +70,12 @@ def find_copy(client: MlflowClient, destination: ModelRef, source_uri: str) -> s
 def copy_model(argv: list[str] | None = None) -> str:
     args = build_copy_parser().parse_args(argv)
     destination = params.model_ref(args)
+    if not args.source_model.strip():
+        raise JobError(
+            "source_model is empty: pass the model to copy from, e.g. databricks bundle run model_promotion_job "
+            "--params source_model=<catalog>.<schema>.<model> (a developer's dev model is "
+            "dev.<schema>.dev_<user>_<model>: development mode prefixes it)"
+        )
     try:
         source = ModelRef.parse(args.source_model)
     except ValueError as error:

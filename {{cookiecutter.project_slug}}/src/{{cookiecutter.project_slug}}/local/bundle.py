@@ -6,8 +6,11 @@ target into the root configuration, applies the target's mode, and replaces ever
 template's tests check, so the jobs that run locally are the jobs that deploy.
 
 What is modelled, following the Databricks CLI:
-- target overrides are merged into the root; a job's ``tasks``, ``job_clusters``,
-  ``environments`` and ``parameters`` are merged by their key, other lists are appended;
+- target overrides are merged into the root; a job's ``tasks``, ``job_clusters`` and
+  ``parameters``, and a resource's ``grants`` (by principal, privileges de-duplicated) are
+  merged by their key, other lists (``environments`` too) are appended (the CLI's
+  ``MergeJobTasks``, ``MergeJobClusters``, ``MergeJobParameters`` and ``MergeGrants`` in
+  ``config/mutator/resourcemutator/``, v1.12.1);
 - variables: ``--var`` over ``BUNDLE_VAR_<name>`` over the target's value over the
   default; a variable without a value is an error;
 - ``mode: development`` prefixes names (``[dev <user>] `` for jobs and experiment
@@ -38,8 +41,8 @@ REFERENCE = re.compile(r"\$\{([A-Za-z0-9_.\-\[\]]+)\}")
 MERGE_KEYS = {
     "tasks": "task_key",
     "job_clusters": "job_cluster_key",
-    "environments": "environment_key",
     "parameters": "name",
+    "grants": "principal",
 }
 TARGET_OVERRIDES = ("bundle", "workspace", "artifacts", "resources", "presets", "permissions", "run_as", "sync")
 
@@ -103,6 +106,8 @@ def merge(base: Any, override: Any, path: str = "") -> Any:
             merged: dict[Any, Any] = {}
             for item in base + override:
                 merged[item.get(key)] = merge(merged[item.get(key)], item, path) if item.get(key) in merged else item
+            if key == "principal":
+                return [{**grant, "privileges": list(dict.fromkeys(grant.get("privileges") or []))} for grant in merged.values()]
             return list(merged.values())
         return base + copy.deepcopy(override)
     return copy.deepcopy(override)
@@ -157,8 +162,8 @@ def uc_prefix(prefix: str) -> str:
 def git_commit(project_dir: Path | None) -> str:
     """The HEAD commit of the repository holding ``project_dir`` ('' outside a repository).
 
-    What the CLI's ``LoadGitDetails`` puts in ``bundle.git.commit``. (Outside a repository
-    the CLI leaves it unset, so ``${bundle.git.commit}`` fails there; locally it is empty.)
+    What the CLI's ``LoadGitDetails`` puts in ``bundle.git.commit``. Outside a repository
+    the CLI leaves it empty, and ``${bundle.git.commit}`` resolves to '' there too.
     """
     if project_dir is None:
         return ""

@@ -199,7 +199,7 @@ def prevent_destroy(bundle: ResolvedBundle, bundles: Bundles) -> Iterator[Findin
 
     Policy, resting on ``phases/plan.go`` (``checkForPreventDestroy``: with it, a plan that
     deletes or recreates the resource stops, and ``bundle destroy`` is refused). Without
-    it, changing the model's catalog or schema plans a delete and a create
+    it, changing the model's name, catalog or schema plans a delete and a create
     (``direct/dresources/resources.yml``; ``phases/deploy.go`` asks no confirmation for
     registered models), and Unity Catalog refuses to delete a model that has versions, so
     the deploy fails half-way. Renaming the experiment is an in-place update either way.
@@ -212,8 +212,9 @@ def prevent_destroy(bundle: ResolvedBundle, bundles: Bundles) -> Iterator[Findin
                 yield Finding(
                     "prevent-destroy",
                     bundle.target,
-                    f"{kind}.{key} has no lifecycle.prevent_destroy: true; moving the model to another catalog or "
-                    "schema would delete and recreate it (a delete Unity Catalog refuses once it has versions)",
+                    f"{kind}.{key} has no lifecycle.prevent_destroy: true; renaming the model or moving it to "
+                    "another catalog or schema would delete and recreate it (a delete Unity Catalog refuses "
+                    "once it has versions)",
                 )
 
 
