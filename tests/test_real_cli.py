@@ -8,7 +8,9 @@ clitest/. What the fake can and cannot tell is listed in docs/decisions.md.
 from __future__ import annotations
 
 import copy
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -274,3 +276,68 @@ def test_offline_rules_agree_with_the_real_cli(rules_project, cli, tmp_path, nam
 
     kind = modules(rules_project)[1].KINDS[rule]
     assert ("mirrors" in kind) if expected else ("policy" in kind or "server" in kind), (rule, kind)
+
+
+RESOURCE_REFERENCE = re.compile(r"\$\{resources\.(\w+)\.(\w+)\.(\w+)\}")
+
+
+def with_resource_references(resources: dict) -> dict:
+    """`bundle validate` leaves ${resources...} for the deploy to fill in; fill in the names."""
+    text = json.dumps(resources)
+
+    def value(m: re.Match) -> str:
+        kind, key, field = m.groups()
+        return f"local:{key}" if field == "id" else resources[kind][key][field]  # local/bundle.py's job ids
+
+    text = RESOURCE_REFERENCE.sub(value, text)
+    return json.loads(text)
+
+
+def comparable(resources: dict) -> dict:
+    """What both the real CLI and local/bundle.py say about a target's resources."""
+    jobs = {
+        key: {
+            "name": job["name"],
+            "run_as": job.get("run_as"),
+            "tags": job.get("tags"),
+            "on_failure": (job.get("email_notifications") or {}).get("on_failure"),
+            "parameters": {p["name"]: p["default"] for p in job.get("parameters", [])},
+            "tasks": {
+                t["task_key"]: (t.get("python_wheel_task") or {}).get("named_parameters") for t in job.get("tasks", [])
+            },
+        }
+        for key, job in resources.get("jobs", {}).items()
+    }
+    models = {
+        key: {
+            "full_name": f"{m['catalog_name']}.{m['schema_name']}.{m['name']}",
+            "grants": sorted((g["principal"], tuple(sorted(g["privileges"]))) for g in m.get("grants", [])),
+        }
+        for key, m in resources.get("registered_models", {}).items()
+    }
+    experiments = {key: e["name"] for key, e in resources.get("experiments", {}).items()}
+    return {"jobs": jobs, "models": models, "experiments": experiments}
+
+
+def test_local_resolver_agrees_with_the_real_cli(rules_project, cli, tmp_path):
+    """local/bundle.py resolves every target as `bundle validate -o json` does, grants merged by principal."""
+    from test_deploy_rules import modules
+
+    bundle_module, _ = modules(rules_project)
+    project = broken_copy(rules_project, "", cli.fake.url, tmp_path / rules_project.name)
+    config = yaml.safe_load((project / "databricks.yml").read_text())
+    staging_model = config["targets"]["staging"]["resources"]["registered_models"]["model"]
+    staging_model["grants"].append({"principal": "account users", "privileges": ["APPLY_TAG", "EXECUTE"]})
+    (project / "databricks.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    for target in TARGETS:
+        identity = identity_of(target)
+        real = cli.json(["bundle", "validate", "-t", target], project, identity)
+        variables = {"service_principal": FAKE_SERVICE_PRINCIPAL} if identity == SERVICE_PRINCIPAL else None
+        local = bundle_module.resolve(config, target, variables, user="tester@databricks.com", project_dir=project)
+        ours, theirs = comparable(local.resources), comparable(with_resource_references(real["resources"]))
+        for kind in theirs:
+            assert ours[kind].keys() == theirs[kind].keys(), (target, kind)
+            for key in theirs[kind]:
+                assert ours[kind][key] == theirs[kind][key], (target, kind, key)
+    merged = comparable(real["resources"])  # prod; staging checked in the loop
+    assert ("account users", ("EXECUTE",)) in merged["models"]["model"]["grants"]

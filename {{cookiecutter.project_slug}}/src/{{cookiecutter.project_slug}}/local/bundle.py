@@ -7,10 +7,10 @@ template's tests check, so the jobs that run locally are the jobs that deploy.
 
 What is modelled, following the Databricks CLI:
 - target overrides are merged into the root; a job's ``tasks``, ``job_clusters`` and
-  ``parameters``, and a resource's ``grants`` (by principal, privileges de-duplicated) are
-  merged by their key, other lists (``environments`` too) are appended (the CLI's
-  ``MergeJobTasks``, ``MergeJobClusters``, ``MergeJobParameters`` and ``MergeGrants`` in
-  ``config/mutator/resourcemutator/``, v1.12.1);
+  ``parameters`` are merged by their key, other lists (``environments`` too) are appended,
+  and once references are resolved a resource's ``grants`` are merged by principal, each
+  privilege once (the CLI's ``MergeJobTasks``, ``MergeJobClusters``, ``MergeJobParameters``
+  and ``MergeGrants`` in ``config/mutator/resourcemutator/``, v1.12.1);
 - variables: ``--var`` over ``BUNDLE_VAR_<name>`` over the target's value over the
   default; a variable without a value is an error;
 - ``mode: development`` prefixes names (``[dev <user>] `` for jobs and experiment
@@ -42,7 +42,6 @@ MERGE_KEYS = {
     "tasks": "task_key",
     "job_clusters": "job_cluster_key",
     "parameters": "name",
-    "grants": "principal",
 }
 TARGET_OVERRIDES = ("bundle", "workspace", "artifacts", "resources", "presets", "permissions", "run_as", "sync")
 
@@ -106,8 +105,6 @@ def merge(base: Any, override: Any, path: str = "") -> Any:
             merged: dict[Any, Any] = {}
             for item in base + override:
                 merged[item.get(key)] = merge(merged[item.get(key)], item, path) if item.get(key) in merged else item
-            if key == "principal":
-                return [{**grant, "privileges": list(dict.fromkeys(grant.get("privileges") or []))} for grant in merged.values()]
             return list(merged.values())
         return base + copy.deepcopy(override)
     return copy.deepcopy(override)
@@ -342,7 +339,7 @@ def resolve(
                 resource["name"] = names.resolve(resource["name"], f"resources.{kind}.{key}.name")
     _apply_mode(resources, mode, merged["presets"], user)
     resolver = _Resolver(context, resources, target)
-    resolved_resources = resolver.resolve(resources, "resources")
+    resolved_resources = _merge_grants(resolver.resolve(resources, "resources"))
     resolved_values = {name: resolver.resolve(value, f"variables.{name}") for name, value in values.items()}
     workspace = resolver.resolve(workspace, "workspace")
     merged["resources"] = resolved_resources
@@ -356,6 +353,22 @@ def resolve(
         config=resolver.resolve(merged, "root"),
         target_settings=copy.deepcopy(target_config),
     )
+
+
+def _merge_grants(resources: dict[str, Any]) -> dict[str, Any]:
+    """``MergeGrants``: one grant per principal, with each privilege once, in first-seen order."""
+    for kind in resources.values():
+        for resource in (kind or {}).values():
+            if not isinstance(resource, dict) or not resource.get("grants"):
+                continue
+            merged: dict[str, list] = {}
+            for grant in resource["grants"]:
+                merged.setdefault(grant.get("principal"), []).extend(grant.get("privileges") or [])
+            resource["grants"] = [
+                {"principal": principal, "privileges": list(dict.fromkeys(privileges))}
+                for principal, privileges in merged.items()
+            ]
+    return resources
 
 
 def target_names(config: dict[str, Any]) -> list[str]:

@@ -93,9 +93,8 @@ def uc_grant_principals(bundle: ResolvedBundle, bundles: Bundles) -> Iterator[Fi
             for grant in resource.get("grants", []) or []:
                 principal = str(grant.get("principal", ""))
                 if not grant.get("privileges"):
-                    yield Finding(
-                        "uc-grant-principal", bundle.target, f"{kind}.{key}: a grant to {principal!r} with no privileges"
-                    )
+                    message = f"{kind}.{key}: a grant to {principal!r} with no privileges"
+                    yield Finding("uc-grant-principal", bundle.target, message)
                 if not principal.strip():
                     yield Finding("uc-grant-principal", bundle.target, f"{kind}.{key}: a grant names no principal")
                 elif principal.strip().lower() in WORKSPACE_LOCAL_GROUPS:
@@ -155,9 +154,10 @@ def promotion_grants(bundle: ResolvedBundle, bundles: Bundles) -> Iterator[Findi
     Policy, resting on ``direct/dresources/grants.go`` (``removedGrantPrincipals`` and
     ``buildGrantChanges``): the grants declared on a model are authoritative, a deploy
     revokes every other principal's privileges, so a grant made by hand disappears at the
-    next deploy (the CLI accepts the bundle; the promotion then fails). Where this target's ``model_promotion_job`` copies from another target's
-    model (variable ``promotion_source_catalog``), that target must grant EXECUTE to the
-    identity the promotion runs as. Every model must also grant EXECUTE to
+    next deploy (the CLI accepts the bundle; the promotion then fails). Where this target's
+    ``model_promotion_job`` copies from another target's model (variable
+    ``promotion_source_catalog``), that target must grant EXECUTE to the identity the
+    promotion runs as. Every model must also grant EXECUTE to
     ``var.uc_read_group`` when the bundle defines it.
     """
     reader = bundle.variables.get("uc_read_group")
