@@ -18,6 +18,7 @@ still pass.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -228,3 +229,63 @@ def test_a_project_baked_with_cookiecutter_links_as_its_readme_says_then_updates
     assert json.loads((project / ".cruft.json").read_text())["commit"] == commit_b
     assert "Team tag: ml" in (project / "README.md").read_text()
     assert (project / NEW_RESOURCE).is_file() and not (project / OLD_RESOURCE).exists()
+
+
+def project_at_a(template_repo, tmp_path: Path) -> Path:
+    """A project created from commit A with ``cruft create``, committed in its own git repository."""
+    repo, env, commit_a, _ = template_repo
+    out = tmp_path / "projects"
+    out.mkdir()
+    cruft(
+        ["create", str(repo), "--checkout", commit_a, "--no-input", "--output-dir", str(out)]
+        + ["--extra-context", json.dumps(ANSWERS)],
+        tmp_path,
+        env,
+    )
+    project = out / SLUG
+    run(["git", "-c", "init.defaultBranch=main", "init", "-q"], project, env)
+    commit_all(project, "baked from the template", env)
+    return project
+
+
+def test_cruft_update_asks_in_a_terminal_and_each_answer_works(template_repo, tmp_path):
+    """The README's ``cruft update`` without -y, in a pseudo-terminal: n leaves the project as it
+    is; v shows the diff and asks again; Enter (the default, y) applies the update."""
+    pexpect = pytest.importorskip("pexpect")
+    repo, env, commit_a, commit_b = template_repo
+    project = project_at_a(template_repo, tmp_path)
+
+    def update(*answers: str) -> str:
+        child = pexpect.spawn(str(BIN / "cruft"), ["update"], cwd=str(project), env=env, encoding="utf-8", timeout=120)
+        child.logfile_read = io.StringIO()
+        for answer in answers:
+            child.expect(r"Apply diff and update\?")
+            child.sendline(answer)
+        child.expect(pexpect.EOF)
+        child.close()
+        output = child.logfile_read.getvalue()
+        assert child.exitstatus == 0, output
+        assert "Traceback" not in output and "AssertionError" not in output, output
+        return output
+
+    update("n")
+    assert json.loads((project / ".cruft.json").read_text())["commit"] == commit_a
+    assert run(["git", "status", "--porcelain"], project, env).stdout == ""
+
+    shown = update("v", "")
+    assert "Team tag: ml" in shown  # v showed the diff before the second question
+    assert json.loads((project / ".cruft.json").read_text())["commit"] == commit_b
+    assert "Team tag: ml" in (project / "README.md").read_text()
+
+
+def test_the_documented_cruft_commands_pin_the_tested_versions():
+    """The README's install commands carry the cruft and typer versions the test above runs with."""
+    pins = dict(re.findall(r'"(cruft|typer)==([^"]+)"', (TEMPLATE_DIR / "pyproject.toml").read_text()))
+    readmes = [TEMPLATE_DIR / "README.md", TEMPLATE_DIR / "{{cookiecutter.project_slug}}" / "README.md"]
+    for readme in readmes:
+        text = readme.read_text()
+        uvx = re.findall(r"uvx (?:--with typer==(\S+) )?cruft(?:@(\S+))?", text)
+        pip = re.findall(r"pip install cruft(?:==(\S+))?(?: typer==([^\s`]+))?", text)
+        assert uvx and pip, readme
+        assert set(uvx) == {(pins["typer"], pins["cruft"])}, (readme, uvx)
+        assert set(pip) == {(pins["cruft"], pins["typer"])}, (readme, pip)
