@@ -5,8 +5,8 @@ real ``cruft`` and ``git`` commands and no network: a git repository of this tem
 commit A, and at commit B which
 
 - changes a generated file (README.md gains a section),
-- adds an option (``team_tag``, default ``ml``) with a validation rule in the
-  pre-generation hook, used in README.md,
+- adds an option (``team_tag``, default ``ml``) with a validation rule in
+  template_rules.py, used in README.md,
 - renames a resource file (resources/batch_inference_job.yml -> resources/batch_inference.yml).
 
 A project is created from A with ``cruft create``, committed, edited locally (README.md,
@@ -25,6 +25,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -37,7 +38,7 @@ OLD_RESOURCE = "resources/batch_inference_job.yml"
 NEW_RESOURCE = "resources/batch_inference.yml"
 IGNORED = shutil.ignore_patterns(".git", ".venv", "build", "__pycache__", ".pytest_cache", ".ruff_cache", "*.pyc")
 
-# The rule B adds to hooks/pre_gen_project.py, in the style of the others.
+# The rule B adds to template_rules.py, in the style of the others.
 B_RULE = """
 
 def check_team_tag(ctx: dict) -> str | None:
@@ -91,12 +92,9 @@ def make_template_b(template: Path) -> None:
         reordered[key] = value
     reordered["__prompts__"]["team_tag"] = "Team tag (lowercase)"
     (template / "cookiecutter.json").write_text(json.dumps(reordered, indent=2) + "\n")
-    # Its validation rule.
-    hook = template / "hooks" / "pre_gen_project.py"
-    source = hook.read_text()
-    marker = '\n\nif __name__ == "__main__":'
-    assert marker in source
-    hook.write_text(source.replace(marker, B_RULE + marker))
+    # Its validation rule, in the template's rules module.
+    rules = template / "template_rules.py"
+    rules.write_text(rules.read_text() + B_RULE)
     # A changed generated file that uses it.
     readme = project / "README.md"
     readme.write_text(
@@ -158,12 +156,24 @@ def test_cruft_update_merges_template_changes_with_local_work(template_repo, tmp
     # The new option goes through B's validation: a bad value is refused and changes nothing.
     refused = cruft(["update", "-y", "--variables-to-update", '{"team_tag": "Fraud ML"}'], project, env, check=False)
     assert refused.returncode != 0
-    output = re.sub(r" \\\n\s+", " ", refused.stdout + refused.stderr)  # one line per command
-    assert "team_tag='Fraud ML': must be a short lowercase tag" in output
-    # The retry is an update again, with only the value to fix.
-    assert """cruft update --variables-to-update '{"team_tag": "<fix me: must be a short lowercase tag""" in output
+    output = refused.stdout + refused.stderr
+    assert "team_tag='Fraud ML': must be a short lowercase tag" in output and "Traceback" not in output
+    # The retry is an update again, from a file (outside the project) with only the value to fix.
+    answers_file = Path(tempfile.gettempdir()) / "mlops-answers.json"
+    assert f"cruft update -y --variables-to-update-file {answers_file}" in output, output
+    fixes = json.loads(answers_file.read_text())
+    assert fixes == {
+        "context": {"cookiecutter": {"team_tag": "<fix me: must be a short lowercase tag such as ml or fraud-ml>"}}
+    }
     assert run(["git", "status", "--porcelain"], project, env).stdout == ""
     assert json.loads((project / ".cruft.json").read_text())["commit"] == commit_a
+    # A misspelt option is refused too, naming the closest one of the new commit.
+    misspelt = cruft(["update", "-y", "--variables-to-update", '{"team_tagg": "ml"}'], project, env, check=False)
+    assert misspelt.returncode != 0
+    assert "team_tagg='ml' (--variables-to-update): is not an option of this template; did you mean team_tag?" in (
+        misspelt.stdout + misspelt.stderr
+    )
+    assert run(["git", "status", "--porcelain"], project, env).stdout == ""
 
     cruft(["update", "-y"], project, env)
 
