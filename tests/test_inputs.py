@@ -252,12 +252,14 @@ def test_interactive_refusal_keeps_every_typed_answer(tmp_path):
     assert (answers["cloud"], answers["dev_catalog"], answers["uc_read_group"]) == ("aws", "dev_ml", "account users")
 
 
-def answer_in_a_terminal(args: list[str], home: Path, cwd: Path, answers: dict[str, list[str]]) -> tuple[int, str]:
-    """Run cookiecutter in a pseudo-terminal; answer each prompt whose text contains a key of
-    ``answers`` with the next of its values, every other prompt with Enter."""
+def answer_in_a_terminal(
+    args: list[str], home: Path, cwd: Path, answers: dict[str, list[str]], tool: str = "cookiecutter"
+) -> tuple[int, str]:
+    """Run cookiecutter (or cruft) in a pseudo-terminal; answer each prompt whose text contains a key
+    of ``answers`` with the next of its values, every other prompt with Enter."""
     pexpect = pytest.importorskip("pexpect")
     env = {**git_env(home), "TERM": "dumb"}
-    child = pexpect.spawn(str(BIN / "cookiecutter"), args, cwd=str(cwd), env=env, encoding="utf-8", timeout=60)
+    child = pexpect.spawn(str(BIN / tool), args, cwd=str(cwd), env=env, encoding="utf-8", timeout=60)
     child.logfile_read = io.StringIO()
     for _ in range(80):
         if child.expect([r": $", pexpect.EOF]) == 1:
@@ -268,7 +270,8 @@ def answer_in_a_terminal(args: list[str], home: Path, cwd: Path, answers: dict[s
     return child.exitstatus, child.logfile_read.getvalue()
 
 
-def test_a_bad_answer_is_asked_again_at_its_prompt_in_a_terminal(tmp_path):
+@pytest.mark.parametrize("tool", ["cookiecutter", "cruft"])
+def test_a_bad_answer_is_asked_again_at_its_prompt_in_a_terminal(tmp_path, template_git, tool):
     """A typo in the slug is refused at its prompt and asked again; the schema and model names then
     derive from the fixed slug. A catalog equal to an earlier one is asked again at its prompt too."""
     out = tmp_path / "out"
@@ -278,20 +281,37 @@ def test_a_bad_answer_is_asked_again_at_its_prompt_in_a_terminal(tmp_path):
         "Project slug": ["Taxi-Fares", "taxi_fares"],
         "catalog for staging": ["dev", "staging_ml"],
     }
-    status, transcript = answer_in_a_terminal([str(TEMPLATE_DIR), "-o", str(out)], tmp_path, tmp_path, answers)
+    if tool == "cookiecutter":
+        args = [str(TEMPLATE_DIR), "-o", str(out)]
+    else:
+        args = ["create", str(template_git), "--output-dir", str(out)]
+    status, transcript = answer_in_a_terminal(args, tmp_path, tmp_path, answers, tool=tool)
     assert status == 0, transcript
     assert "! project_slug='Taxi-Fares': must be a lowercase Python identifier" in transcript
     assert "! staging_catalog='dev': must differ from dev_catalog ('dev')" in transcript
     # Asked again right away: the refusal comes before the next question.
     assert transcript.index("! project_slug=") < transcript.index("One-line description")
     assert "the project was not generated" not in transcript and "Traceback" not in transcript
-    baked = json.loads((out / "taxi_fares" / ".cookiecutter-replay.json").read_text())["cookiecutter"]
+    if tool == "cookiecutter":
+        baked = json.loads((out / "taxi_fares" / ".cookiecutter-replay.json").read_text())["cookiecutter"]
+    else:
+        baked = json.loads((out / "taxi_fares" / ".cruft.json").read_text())["context"]["cookiecutter"]
     assert (baked["project_slug"], baked["schema_name"], baked["model_name"]) == (
         "taxi_fares",
         "taxi_fares",
         "taxi_fares_model",
     )
     assert baked["staging_catalog"] == "staging_ml"
+
+
+def test_no_input_in_a_terminal_asks_nothing_and_refuses_with_the_answers_file(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    args = [str(TEMPLATE_DIR), "--no-input", "-o", str(out), "project_slug=Taxi-Fares"]
+    status, transcript = answer_in_a_terminal(args, tmp_path, tmp_path, {})
+    assert status == 1 and "! project_slug" not in transcript, transcript
+    assert "project_slug='Taxi-Fares': must be a lowercase Python identifier" in transcript
+    assert "Fix those there and run:" in transcript and list(out.iterdir()) == []
 
 
 @pytest.mark.parametrize(
