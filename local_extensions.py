@@ -101,7 +101,7 @@ def refuse_bad_answers(answers: dict) -> str:
             if isinstance(defaults, dict):
                 found += template_rules.check_config_defaults(defaults, template)
         if found:
-            refuse(line, found, template_rules.refusal(found, fix_and_rerun(found, line)))
+            refuse(line, found, template_rules.refusal(found, fix_and_rerun(found, line, template_rules)))
         return ""
     if set(options) - set(answers):
         if interactive(line):
@@ -141,8 +141,8 @@ def ask_again(key: str, answers: dict, template_rules, prompts: dict) -> None:
         found = template_rules.problems_at(key, dict(answers))
 
 
-def fix_and_rerun(found: list, line) -> str:
-    if any(problem.where == "default_context of the cookiecutter config file" for problem in found):
+def fix_and_rerun(found: list, line, template_rules) -> str:
+    if any(problem.where == template_rules.CONFIG_FILE_NOTE for problem in found):
         where = line.config_file or "--config-file or COOKIECUTTER_CONFIG"
         return f"Fix the config file ({where}) and run the same command again."
     return "Fix or remove them and run the same command again."
