@@ -10,7 +10,7 @@ VENV ?= .venv
 PATTERN ?= deploy_code
 BUILD ?= build
 PY := $(VENV)/bin/python
-LINT_PATHS := hooks tests tools local_extensions.py
+LINT_PATHS := hooks tests tools local_extensions.py template_rules.py
 
 .PHONY: help venv demo test test-fast lint bench clean
 

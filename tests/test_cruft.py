@@ -5,8 +5,8 @@ real ``cruft`` and ``git`` commands and no network: a git repository of this tem
 commit A, and at commit B which
 
 - changes a generated file (README.md gains a section),
-- adds an option (``team_tag``, default ``ml``) with a validation rule in the
-  pre-generation hook, used in README.md,
+- adds an option (``team_tag``, default ``ml``) with a validation rule in
+  template_rules.py, used in README.md,
 - renames a resource file (resources/batch_inference_job.yml -> resources/batch_inference.yml).
 
 A project is created from A with ``cruft create``, committed, edited locally (README.md,
@@ -18,12 +18,14 @@ still pass.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -36,7 +38,7 @@ OLD_RESOURCE = "resources/batch_inference_job.yml"
 NEW_RESOURCE = "resources/batch_inference.yml"
 IGNORED = shutil.ignore_patterns(".git", ".venv", "build", "__pycache__", ".pytest_cache", ".ruff_cache", "*.pyc")
 
-# The rule B adds to hooks/pre_gen_project.py, in the style of the others.
+# The rule B adds to template_rules.py, in the style of the others.
 B_RULE = """
 
 def check_team_tag(ctx: dict) -> str | None:
@@ -90,12 +92,9 @@ def make_template_b(template: Path) -> None:
         reordered[key] = value
     reordered["__prompts__"]["team_tag"] = "Team tag (lowercase)"
     (template / "cookiecutter.json").write_text(json.dumps(reordered, indent=2) + "\n")
-    # Its validation rule.
-    hook = template / "hooks" / "pre_gen_project.py"
-    source = hook.read_text()
-    marker = '\n\nif __name__ == "__main__":'
-    assert marker in source
-    hook.write_text(source.replace(marker, B_RULE + marker))
+    # Its validation rule, in the template's rules module.
+    rules = template / "template_rules.py"
+    rules.write_text(rules.read_text() + B_RULE)
     # A changed generated file that uses it.
     readme = project / "README.md"
     readme.write_text(
@@ -157,12 +156,24 @@ def test_cruft_update_merges_template_changes_with_local_work(template_repo, tmp
     # The new option goes through B's validation: a bad value is refused and changes nothing.
     refused = cruft(["update", "-y", "--variables-to-update", '{"team_tag": "Fraud ML"}'], project, env, check=False)
     assert refused.returncode != 0
-    output = re.sub(r" \\\n\s+", " ", refused.stdout + refused.stderr)  # one line per command
-    assert "team_tag='Fraud ML': must be a short lowercase tag" in output
-    # The retry is an update again, with only the value to fix.
-    assert """cruft update --variables-to-update '{"team_tag": "<fix me: must be a short lowercase tag""" in output
+    output = refused.stdout + refused.stderr
+    assert "team_tag='Fraud ML': must be a short lowercase tag" in output and "Traceback" not in output
+    # The retry is an update again, from a file (outside the project) with only the value to fix.
+    answers_file = Path(tempfile.gettempdir()) / "mlops-answers.json"
+    assert f"cruft update -y --variables-to-update-file {answers_file}" in output, output
+    fixes = json.loads(answers_file.read_text())
+    assert fixes == {
+        "context": {"cookiecutter": {"team_tag": "<fix me: must be a short lowercase tag such as ml or fraud-ml>"}}
+    }
     assert run(["git", "status", "--porcelain"], project, env).stdout == ""
     assert json.loads((project / ".cruft.json").read_text())["commit"] == commit_a
+    # A misspelt option is refused too, naming the closest one of the new commit.
+    misspelt = cruft(["update", "-y", "--variables-to-update", '{"team_tagg": "ml"}'], project, env, check=False)
+    assert misspelt.returncode != 0
+    assert "team_tagg='ml' (--variables-to-update): is not an option of this template; did you mean team_tag?" in (
+        misspelt.stdout + misspelt.stderr
+    )
+    assert run(["git", "status", "--porcelain"], project, env).stdout == ""
 
     cruft(["update", "-y"], project, env)
 
@@ -228,3 +239,63 @@ def test_a_project_baked_with_cookiecutter_links_as_its_readme_says_then_updates
     assert json.loads((project / ".cruft.json").read_text())["commit"] == commit_b
     assert "Team tag: ml" in (project / "README.md").read_text()
     assert (project / NEW_RESOURCE).is_file() and not (project / OLD_RESOURCE).exists()
+
+
+def project_at_a(template_repo, tmp_path: Path) -> Path:
+    """A project created from commit A with ``cruft create``, committed in its own git repository."""
+    repo, env, commit_a, _ = template_repo
+    out = tmp_path / "projects"
+    out.mkdir()
+    cruft(
+        ["create", str(repo), "--checkout", commit_a, "--no-input", "--output-dir", str(out)]
+        + ["--extra-context", json.dumps(ANSWERS)],
+        tmp_path,
+        env,
+    )
+    project = out / SLUG
+    run(["git", "-c", "init.defaultBranch=main", "init", "-q"], project, env)
+    commit_all(project, "baked from the template", env)
+    return project
+
+
+def test_cruft_update_asks_in_a_terminal_and_each_answer_works(template_repo, tmp_path):
+    """The README's ``cruft update`` without -y, in a pseudo-terminal: n leaves the project as it
+    is; v shows the diff and asks again; Enter (the default, y) applies the update."""
+    pexpect = pytest.importorskip("pexpect")
+    repo, env, commit_a, commit_b = template_repo
+    project = project_at_a(template_repo, tmp_path)
+
+    def update(*answers: str) -> str:
+        child = pexpect.spawn(str(BIN / "cruft"), ["update"], cwd=str(project), env=env, encoding="utf-8", timeout=120)
+        child.logfile_read = io.StringIO()
+        for answer in answers:
+            child.expect(r"Apply diff and update\?")
+            child.sendline(answer)
+        child.expect(pexpect.EOF)
+        child.close()
+        output = child.logfile_read.getvalue()
+        assert child.exitstatus == 0, output
+        assert "Traceback" not in output and "AssertionError" not in output, output
+        return output
+
+    update("n")
+    assert json.loads((project / ".cruft.json").read_text())["commit"] == commit_a
+    assert run(["git", "status", "--porcelain"], project, env).stdout == ""
+
+    shown = update("v", "")
+    assert "Team tag: ml" in shown  # v showed the diff before the second question
+    assert json.loads((project / ".cruft.json").read_text())["commit"] == commit_b
+    assert "Team tag: ml" in (project / "README.md").read_text()
+
+
+def test_the_documented_cruft_commands_pin_the_tested_versions():
+    """The README's install commands carry the cruft and typer versions the test above runs with."""
+    pins = dict(re.findall(r'"(cruft|typer)==([^"]+)"', (TEMPLATE_DIR / "pyproject.toml").read_text()))
+    readmes = [TEMPLATE_DIR / "README.md", TEMPLATE_DIR / "{{cookiecutter.project_slug}}" / "README.md"]
+    for readme in readmes:
+        text = readme.read_text()
+        uvx = re.findall(r"uvx (?:--with typer==(\S+) )?cruft(?:@(\S+))?", text)
+        pip = re.findall(r"pip install cruft(?:==(\S+))?(?: typer==([^\s`]+))?", text)
+        assert uvx and pip, readme
+        assert set(uvx) == {(pins["typer"], pins["cruft"])}, (readme, uvx)
+        assert set(pip) == {(pins["cruft"], pins["typer"])}, (readme, pip)

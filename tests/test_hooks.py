@@ -1,11 +1,16 @@
-"""Unit tests of the hooks' rules, without baking."""
+"""Unit tests of the template's rules (template_rules.py) and hooks, without baking."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
+from bake import TEMPLATE_DIR
 from helpers import DEFAULTS, default_answers, load_hook
 
-pre = load_hook("pre_gen_project")
+sys.path.insert(0, str(TEMPLATE_DIR))
+import template_rules as pre  # noqa: E402
+
 post = load_hook("post_gen_project")
 
 
@@ -67,7 +72,7 @@ def test_each_rule_names_key_value_and_rule(key, value, message):
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"staging_catalog": "dev"}, "each have their own catalog"),
+        ({"staging_catalog": "dev"}, "each need their own catalog"),
         ({"prod_catalog": "DEV"}, "case-insensitive"),
         ({"test_catalog": "prod"}, "must differ from prod_catalog"),
         ({"release_branch": "main"}, "must differ from default_branch"),
@@ -107,6 +112,50 @@ def test_defaults_of_cookiecutter_json_are_valid():
         if isinstance(value, bool):
             answers[key] = value
     assert pre.validate(answers) == []
+
+
+def test_the_rules_are_one_module_without_jinja_and_the_hook_is_a_shim():
+    source = (TEMPLATE_DIR / "template_rules.py").read_text()
+    assert "{{" not in source and "{%" not in source
+    hook = load_hook("pre_gen_project")
+    assert hook.template_root() == TEMPLATE_DIR
+    # No rule of its own: the names an older local_extensions.py calls delegate to template_rules.
+    assert [name for name in vars(hook) if name.startswith("check_")] == ["check_config_defaults"]
+    bad = {**default_answers(), "read_group": ""}
+    assert hook.validate(bad) == pre.validate(bad) != []
+
+
+@pytest.mark.parametrize("path", ["local_extensions.py", "template_rules.py", "hooks/pre_gen_project.py"])
+def test_no_check_reads_call_frames(path):
+    """Answers and the command line come from what cookiecutter passes and sys.argv, never from
+    the private locals of cookiecutter's or cruft's frames."""
+    source = (TEMPLATE_DIR / path).read_text()
+    for needle in ("inspect", "f_locals", "f_back", "currentframe", "_getframe"):
+        assert needle not in source, (path, needle)
+
+
+def test_a_cross_field_problem_names_only_the_key_to_fix():
+    """staging_catalog=dev: staging_catalog is refused; dev_catalog is named as the other side."""
+    found = pre.problems({**default_answers(), "staging_catalog": "dev"})
+    assert [(p.key, p.also) for p in found] == [("staging_catalog", ("dev_catalog",))]
+    assert str(found[0]).startswith("staging_catalog='dev': must differ from dev_catalog ('dev')")
+
+
+def test_names_derived_from_a_refused_slug_are_not_refused_with_it():
+    answers = {**default_answers(), "project_slug": "Bad-Slug", "schema_name": "Bad-Slug"}
+    answers["model_name"] = "Bad-Slug_model"
+    assert [p.key for p in pre.problems(answers)] == ["project_slug"]
+    # Given explicitly (not the derived value), a bad schema name is still refused.
+    answers["schema_name"] = "my schema"
+    assert [p.key for p in pre.problems(answers)] == ["project_slug", "schema_name"]
+
+
+def test_problems_at_a_prompt_only_see_the_answers_so_far():
+    answers = {"project_name": "Fares", "project_slug": "fares", "dev_catalog": "dev", "test_catalog": "test"}
+    assert pre.problems_at("test_catalog", answers) == []
+    answers["staging_catalog"] = "DEV"
+    assert [p.key for p in pre.problems_at("staging_catalog", answers)] == ["staging_catalog"]
+    assert [p.key for p in pre.problems_at("project_name", {"project_name": "!!!"})] == ["project_name"]
 
 
 # --- post-generation table -------------------------------------------------------------
