@@ -2,7 +2,8 @@
 #
 #   make demo                  bake the default project into build/ and run its whole pipeline locally
 #   make demo PATTERN=hybrid   the same with another deployment pattern (deploy_code, deploy_models, hybrid)
-#   make test                  the full test suite
+#   make test                  the full test suite (with Go 1.26: the real Databricks CLI tests too)
+#   make cli                   build the pinned Databricks CLI and its fake workspace (cached)
 #   make bench                 speed figures of the generated project, as ratios to a bare Spark start
 
 PYTHON ?= python3
@@ -12,10 +13,10 @@ BUILD ?= build
 PY := $(VENV)/bin/python
 LINT_PATHS := hooks tests tools local_extensions.py template_rules.py
 
-.PHONY: help venv demo test test-fast lint bench clean
+.PHONY: help venv cli demo test test-fast lint bench clean
 
 help:
-	@sed -n '3,6p' Makefile
+	@sed -n '3,7p' Makefile
 
 $(VENV)/.installed: pyproject.toml
 	@echo "Creating $(VENV) and installing the pinned tools (first run: a few minutes)..."
@@ -30,7 +31,13 @@ venv: $(VENV)/.installed
 demo: venv
 	$(PY) tools/demo.py --pattern $(PATTERN) --build-dir $(BUILD)
 
-test: venv
+# The Databricks CLI pinned in clitest/go.mod and the CLI's fake workspace, built once per
+# version into ~/.cache/cookiecutter-databricks-mlops/ (first build: several minutes).
+cli: venv
+	@if command -v go >/dev/null 2>&1; then $(PY) tools/clitest.py build; \
+	else echo "Go not found: the real Databricks CLI tests will skip (install Go 1.26 to run them)"; fi
+
+test: venv cli
 	$(PY) -m pytest tests
 
 test-fast: venv
@@ -40,7 +47,7 @@ lint: venv
 	$(VENV)/bin/ruff check $(LINT_PATHS)
 	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 
-bench: venv
+bench: venv cli
 	$(PY) tools/bench.py --build-dir $(BUILD) $(BENCH_ARGS)
 
 clean:
