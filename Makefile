@@ -49,6 +49,7 @@ lint: venv
 
 bench: venv cli
 	$(PY) tools/bench.py --build-dir $(BUILD) $(BENCH_ARGS)
+	@if command -v go >/dev/null 2>&1; then $(PY) tools/bench_cli.py; fi
 
 clean:
 	rm -rf $(BUILD) .pytest_cache
