@@ -34,7 +34,7 @@ demo: venv
 # The Databricks CLI pinned in clitest/go.mod and the CLI's fake workspace, built once per
 # version into ~/.cache/cookiecutter-databricks-mlops/ (first build: several minutes).
 cli: venv
-	@if command -v go >/dev/null 2>&1; then $(PY) tools/clitest.py build; \
+	@if command -v go >/dev/null 2>&1; then $(PY) tools/cli_build.py build; \
 	else echo "Go not found: the real Databricks CLI tests will skip (install Go 1.26 to run them)"; fi
 
 test: venv cli

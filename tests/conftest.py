@@ -32,10 +32,10 @@ def baked(tmp_path_factory):
 
 def _real_cli():
     """The built CLI and fake workspace, or the reason they are missing (None, reason)."""
-    import clitest
+    import cli_build
 
     try:
-        return clitest.build(log=lambda line: print(line, file=sys.stderr)), ""
+        return cli_build.build(log=lambda line: print(line, file=sys.stderr)), ""
     except RuntimeError as error:
         return None, str(error)
 

@@ -1,6 +1,6 @@
 """Run the real Databricks CLI on baked projects against the CLI's own fake workspace.
 
-``tools/clitest.py`` builds both; this module starts the fake, makes a copy of a baked
+``tools/cli_build.py`` builds both; this module starts the fake, makes a copy of a baked
 project that points at it (the targets hard-code ``workspace.host``, which overrides
 ``DATABRICKS_HOST``), and runs ``databricks`` in that copy as a user or a service principal.
 """
@@ -18,7 +18,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from clitest import FAKE_SERVICE_PRINCIPAL, Binaries
+from cli_build import FAKE_SERVICE_PRINCIPAL, Binaries
 
 # Identities of the fake (testserver): a dbapi0 token is the user tester@databricks.com, a
 # dbapi1 token the service principal FAKE_SERVICE_PRINCIPAL; the rest of the token names

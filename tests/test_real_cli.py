@@ -1,7 +1,7 @@
 """The real Databricks CLI on baked projects, against the CLI's own fake workspace.
 
 The CLI is the version the template pins (clitest/go.mod), built from the Go module proxy by
-tools/clitest.py; the fake workspace is github.com/databricks/cli/libs/testserver, served by
+tools/cli_build.py; the fake workspace is github.com/databricks/cli/libs/testserver, served by
 clitest/. What the fake can and cannot tell is listed in docs/decisions.md.
 """
 
@@ -18,10 +18,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cli_build import FAKE_SERVICE_PRINCIPAL
 from matrix import combinations
 from realcli import SERVICE_PRINCIPAL, identity_of, pointed_at_fake
-
-from clitest import FAKE_SERVICE_PRINCIPAL
 
 TARGETS = ("dev", "test", "staging", "prod")
 PATTERNS = ("deploy_code", "deploy_models", "hybrid")

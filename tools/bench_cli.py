@@ -21,9 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from bake import bake  # noqa: E402
+from cli_build import build  # noqa: E402
 from realcli import FakeWorkspace, Session, identity_of, pointed_at_fake  # noqa: E402
-
-from clitest import build  # noqa: E402
 
 TARGETS = ("dev", "test", "staging", "prod")
 GOALS = {"validate": 1.0, "deploy": 3.0}

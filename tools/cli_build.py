@@ -1,7 +1,7 @@
 """The real Databricks CLI and the CLI's own fake workspace, built from clitest/ for the tests.
 
-    python tools/clitest.py build     build both (once per version and source), print their paths
-    python tools/clitest.py serve     run the fake workspace in the foreground (prints its URL)
+    python tools/cli_build.py build     build both (once per version and source), print their paths
+    python tools/cli_build.py serve     run the fake workspace in the foreground (prints its URL)
 
 clitest/go.mod requires github.com/databricks/cli at the one CLI version this template pins;
 its go.sum, from the Go checksum database, is committed. The CLI is built from that module
