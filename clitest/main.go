@@ -23,13 +23,13 @@ import (
 )
 
 func main() {
-	registering := flag.String("registering-entry-point", "train",
-		"wheel entry point whose task registers a model version when its job runs (empty: none)")
+	effects := flag.Bool("task-effects", true,
+		"a job run leaves what its train, copy_model and deploy tasks leave on a cluster (overrides.go)")
 	flag.Parse()
 
 	t := newProcessT()
 	server := testserver.New(t)
-	addOverrides(server, *registering)
+	addOverrides(server, *effects)
 	testserver.AddDefaultHandlers(server)
 
 	fmt.Println(server.URL)

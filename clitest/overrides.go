@@ -15,25 +15,44 @@ import (
 	"github.com/databricks/cli/libs/testserver"
 	"github.com/databricks/databricks-sdk-go/service/catalog"
 	"github.com/databricks/databricks-sdk-go/service/jobs"
+	"github.com/databricks/databricks-sdk-go/service/ml"
 )
 
 // addOverrides registers, before the defaults (the first registration of a route wins),
 // the routes where this program differs from testserver's defaults:
 //
 //   - jobs/run-now records a run whose tasks all end SUCCESS without executing them (the
-//     default runs wheel tasks in a uv venv on Python 3.10, which needs downloads). A wheel
-//     task whose entry point is `registering` registers a new version of the Unity Catalog
-//     model its named parameters name (catalog.schema.model_name), as the training task
-//     does on a cluster; if that model does not exist the task fails, as it would there.
-//   - Unity Catalog model versions can be listed, read and deleted (the defaults have no
-//     such routes).
+//     default runs wheel tasks in a uv venv on Python 3.10, which needs downloads). With
+//     task effects on, three wheel entry points leave in the workspace what their code
+//     leaves on a cluster (taskEffects): `train` logs an MLflow run tagged with the job's
+//     git_commit, target and run id and registers a new version of the Unity Catalog model
+//     its named parameters name (catalog.schema.model_name); `copy_model` registers a new
+//     version there from source_model (source_version, else its champion), with the
+//     source's run; `deploy` points the model's `champion` alias at its newest version. A
+//     task whose model does not exist fails, as it would there.
+//   - Unity Catalog model versions can be listed, read (also by alias) and deleted, and
+//     MLflow runs read (the defaults have no such routes).
 //   - Deleting a registered model that still has versions fails with Unity Catalog's error,
 //     so a bundle destroy of a trained target fails here as it does in a workspace.
-func addOverrides(server *testserver.Server, registering string) {
-	versions := &modelVersions{byWorkspace: map[*testserver.FakeWorkspace]map[string][]catalog.ModelVersionInfo{}}
+func addOverrides(server *testserver.Server, effects bool) {
+	versions := newModelVersions()
 
 	server.Handle("POST", "/api/2.2/jobs/run-now", func(req testserver.Request) any {
-		return runNow(req, server.URL, registering, versions)
+		return runNow(req, server.URL, effects, versions)
+	})
+	server.Handle("GET", "/api/2.1/unity-catalog/models/{full_name}/aliases/{alias}", func(req testserver.Request) any {
+		info, ok := versions.byAlias(req.Workspace, req.Vars["full_name"], req.Vars["alias"])
+		if !ok {
+			return notFound("alias %s of %s", req.Vars["alias"], req.Vars["full_name"])
+		}
+		return info
+	})
+	server.Handle("GET", "/api/2.0/mlflow/runs/get", func(req testserver.Request) any {
+		run, ok := versions.run(req.Workspace, req.URL.Query().Get("run_id"))
+		if !ok {
+			return notFound("run %s", req.URL.Query().Get("run_id"))
+		}
+		return ml.GetRunResponse{Run: &run}
 	})
 	server.Handle("GET", "/api/2.1/unity-catalog/models/{full_name}/versions", func(req testserver.Request) any {
 		return catalog.ListModelVersionsResponse{ModelVersions: versions.list(req.Workspace, req.Vars["full_name"])}
@@ -74,7 +93,7 @@ func nextRunID() int64 {
 	return lastRunID.Add(1) + 1_000_000
 }
 
-func runNow(req testserver.Request, baseURL, registering string, versions *modelVersions) any {
+func runNow(req testserver.Request, baseURL string, effects bool, versions *modelVersions) any {
 	var request jobs.RunNow
 	if err := json.Unmarshal(req.Body, &request); err != nil {
 		return testserver.Response{StatusCode: http.StatusBadRequest, Body: "request parsing error: " + err.Error()}
@@ -88,28 +107,8 @@ func runNow(req testserver.Request, baseURL, registering string, versions *model
 	}
 
 	runID := nextRunID()
-	var tasks []jobs.RunTask
-	if job.Settings != nil {
-		for _, task := range job.Settings.Tasks {
-			state := &jobs.RunState{
-				LifeCycleState: jobs.RunLifeCycleStateTerminated,
-				ResultState:    jobs.RunResultStateSuccess,
-			}
-			if wheel := task.PythonWheelTask; wheel != nil && registering != "" && wheel.EntryPoint == registering {
-				p := wheel.NamedParameters
-				fullName := p["catalog"] + "." + p["schema"] + "." + p["model_name"]
-				if !modelExists(w, fullName) {
-					state.ResultState = jobs.RunResultStateFailed
-					state.StateMessage = "RESOURCE_DOES_NOT_EXIST: registered model " + fullName + " does not exist"
-				} else {
-					versions.register(w, fullName, runID)
-				}
-			}
-			tasks = append(tasks, jobs.RunTask{RunId: nextRunID(), TaskKey: task.TaskKey, State: state})
-		}
-	}
-
 	var parameters []jobs.JobParameter
+	values := map[string]string{"job.run_id": strconv.FormatInt(runID, 10)}
 	if job.Settings != nil {
 		for _, p := range job.Settings.Parameters {
 			value := p.Default
@@ -117,9 +116,36 @@ func runNow(req testserver.Request, baseURL, registering string, versions *model
 				value = v
 			}
 			parameters = append(parameters, jobs.JobParameter{Name: p.Name, Default: p.Default, Value: value})
+			values["job.parameters."+p.Name] = value
 		}
 		slices.SortFunc(parameters, func(a, b jobs.JobParameter) int { return cmp.Compare(a.Name, b.Name) })
 	}
+
+	var tasks []jobs.RunTask
+	failed := false
+	if job.Settings != nil {
+		for _, task := range job.Settings.Tasks {
+			state := &jobs.RunState{
+				LifeCycleState: jobs.RunLifeCycleStateTerminated,
+				ResultState:    jobs.RunResultStateSuccess,
+			}
+			if wheel := task.PythonWheelTask; effects && wheel != nil && !failed {
+				named := map[string]string{}
+				for key, value := range wheel.NamedParameters {
+					named[key] = dynamicValue(value, values)
+				}
+				if err := versions.taskEffect(w, wheel.EntryPoint, named, runID); err != nil {
+					state.ResultState = jobs.RunResultStateFailed
+					state.StateMessage = err.Error()
+					failed = true
+				}
+			} else if failed {
+				state.ResultState = jobs.RunResultStateUpstreamFailed
+			}
+			tasks = append(tasks, jobs.RunTask{RunId: nextRunID(), TaskKey: task.TaskKey, State: state})
+		}
+	}
+
 	runName := "run"
 	if job.Settings != nil && job.Settings.Name != "" {
 		runName = job.Settings.Name
@@ -137,6 +163,14 @@ func runNow(req testserver.Request, baseURL, registering string, versions *model
 		JobParameters: parameters,
 	}
 	return jobs.RunNowResponse{RunId: runID}
+}
+
+// dynamicValue fills in the job's {{job.parameters.<name>}} and {{job.run_id}} references.
+func dynamicValue(value string, values map[string]string) string {
+	for name, v := range values {
+		value = strings.ReplaceAll(value, "{{"+name+"}}", v)
+	}
+	return value
 }
 
 func jobByID(w *testserver.FakeWorkspace, id int64) (jobs.Job, bool) {
@@ -161,59 +195,156 @@ func notFound(format string, args ...any) testserver.Response {
 	}
 }
 
-// modelVersions holds the Unity Catalog model versions of each fake workspace.
+// modelVersions holds, per fake workspace, the Unity Catalog model versions and aliases and
+// the MLflow runs that the task effects leave behind.
 type modelVersions struct {
 	mu          sync.Mutex
-	byWorkspace map[*testserver.FakeWorkspace]map[string][]catalog.ModelVersionInfo
+	byWorkspace map[*testserver.FakeWorkspace]*registry
 }
 
-func (m *modelVersions) register(w *testserver.FakeWorkspace, fullName string, runID int64) {
+type registry struct {
+	versions map[string][]catalog.ModelVersionInfo
+	aliases  map[string]map[string]int
+	runs     map[string]ml.Run
+}
+
+func newModelVersions() *modelVersions {
+	return &modelVersions{byWorkspace: map[*testserver.FakeWorkspace]*registry{}}
+}
+
+// of returns the workspace's registry; the caller holds m.mu.
+func (m *modelVersions) of(w *testserver.FakeWorkspace) *registry {
+	r := m.byWorkspace[w]
+	if r == nil {
+		r = &registry{versions: map[string][]catalog.ModelVersionInfo{}, aliases: map[string]map[string]int{}, runs: map[string]ml.Run{}}
+		m.byWorkspace[w] = r
+	}
+	return r
+}
+
+// taskEffect leaves in the workspace what the wheel entry point's code leaves on a cluster.
+func (m *modelVersions) taskEffect(w *testserver.FakeWorkspace, entryPoint string, named map[string]string, jobRunID int64) error {
+	switch entryPoint {
+	case "train", "copy_model", "deploy":
+	default:
+		return nil
+	}
+	model := named["catalog"] + "." + named["schema"] + "." + named["model_name"]
+	if !modelExists(w, model) {
+		return fmt.Errorf("RESOURCE_DOES_NOT_EXIST: registered model %s does not exist", model)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	models := m.byWorkspace[w]
-	if models == nil {
-		models = map[string][]catalog.ModelVersionInfo{}
-		m.byWorkspace[w] = models
+	r := m.of(w)
+	switch entryPoint {
+	case "train":
+		runID := fmt.Sprintf("%032x", jobRunID)
+		r.runs[runID] = ml.Run{
+			Info: &ml.RunInfo{RunId: runID, Status: ml.RunInfoStatusFinished},
+			Data: &ml.RunData{Tags: []ml.RunTag{
+				{Key: "git_commit", Value: named["git_commit"]},
+				{Key: "target", Value: named["target"]},
+				{Key: "job_run_id", Value: named["job_run_id"]},
+			}},
+		}
+		r.register(model, runID)
+	case "copy_model":
+		source := named["source_model"]
+		version, err := strconv.Atoi(named["source_version"])
+		if named["source_version"] == "" {
+			version, err = r.aliases[source]["champion"], nil
+		}
+		info, ok := r.find(source, version)
+		if err != nil || !ok {
+			return fmt.Errorf("RESOURCE_DOES_NOT_EXIST: model version %s of %s does not exist", named["source_version"], source)
+		}
+		r.register(model, info.RunId)
+	case "deploy":
+		existing := r.versions[model]
+		if len(existing) == 0 {
+			return fmt.Errorf("%s has no version to deploy", model)
+		}
+		if r.aliases[model] == nil {
+			r.aliases[model] = map[string]int{}
+		}
+		r.aliases[model]["champion"] = existing[len(existing)-1].Version
 	}
-	existing := models[fullName]
+	return nil
+}
+
+func (r *registry) register(fullName, runID string) {
+	existing := r.versions[fullName]
 	next := 1
 	if n := len(existing); n > 0 {
 		next = existing[n-1].Version + 1
 	}
 	parts := strings.SplitN(fullName, ".", 3)
-	models[fullName] = append(existing, catalog.ModelVersionInfo{
+	r.versions[fullName] = append(existing, catalog.ModelVersionInfo{
 		CatalogName: parts[0],
 		SchemaName:  parts[1],
 		ModelName:   parts[2],
 		Version:     next,
-		RunId:       strconv.FormatInt(runID, 10),
+		RunId:       runID,
 		Status:      catalog.ModelVersionInfoStatusReady,
 		CreatedAt:   time.Now().UnixMilli(),
 	})
 }
 
-func (m *modelVersions) list(w *testserver.FakeWorkspace, fullName string) []catalog.ModelVersionInfo {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return slices.Clone(m.byWorkspace[w][fullName])
-}
-
-func (m *modelVersions) get(w *testserver.FakeWorkspace, fullName, version string) (catalog.ModelVersionInfo, bool) {
-	for _, info := range m.list(w, fullName) {
-		if strconv.Itoa(info.Version) == version {
+func (r *registry) find(fullName string, version int) (catalog.ModelVersionInfo, bool) {
+	for _, info := range r.versions[fullName] {
+		if info.Version == version {
 			return info, true
 		}
 	}
 	return catalog.ModelVersionInfo{}, false
 }
 
+func (m *modelVersions) list(w *testserver.FakeWorkspace, fullName string) []catalog.ModelVersionInfo {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.of(w).versions[fullName])
+}
+
+func (m *modelVersions) get(w *testserver.FakeWorkspace, fullName, version string) (catalog.ModelVersionInfo, bool) {
+	number, err := strconv.Atoi(version)
+	if err != nil {
+		return catalog.ModelVersionInfo{}, false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.of(w).find(fullName, number)
+}
+
+func (m *modelVersions) byAlias(w *testserver.FakeWorkspace, fullName, alias string) (catalog.ModelVersionInfo, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r := m.of(w)
+	version, ok := r.aliases[fullName][alias]
+	if !ok {
+		return catalog.ModelVersionInfo{}, false
+	}
+	return r.find(fullName, version)
+}
+
+func (m *modelVersions) run(w *testserver.FakeWorkspace, runID string) (ml.Run, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	run, ok := m.of(w).runs[runID]
+	return run, ok
+}
+
 func (m *modelVersions) remove(w *testserver.FakeWorkspace, fullName, version string) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	existing := m.byWorkspace[w][fullName]
-	for i, info := range existing {
+	r := m.of(w)
+	for i, info := range r.versions[fullName] {
 		if strconv.Itoa(info.Version) == version {
-			m.byWorkspace[w][fullName] = slices.Delete(existing, i, i+1)
+			r.versions[fullName] = slices.Delete(r.versions[fullName], i, i+1)
+			for alias, v := range r.aliases[fullName] {
+				if v == info.Version {
+					delete(r.aliases[fullName], alias)
+				}
+			}
 			return true
 		}
 	}

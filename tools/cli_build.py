@@ -41,17 +41,19 @@ def cli_version() -> str:
     return match.group(1)
 
 
-def source_digest() -> str:
-    digest = hashlib.sha256()
+def digest(suffixes: tuple[str, ...]) -> str:
+    """A digest of clitest/'s files with these suffixes."""
+    sha = hashlib.sha256()
     for path in sorted(CLITEST.iterdir()):
-        if path.suffix in (".go", ".mod", ".sum"):
-            digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:12]
+        if path.suffix in suffixes:
+            sha.update(path.name.encode() + b"\0" + path.read_bytes())
+    return sha.hexdigest()[:12]
 
 
 def cache_dir() -> Path:
+    """The CLI's folder: keyed by its version and clitest/go.mod and go.sum."""
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "cookiecutter-databricks-mlops" / f"cli-{cli_version()}-{source_digest()}"
+    return base / "cookiecutter-databricks-mlops" / f"cli-{cli_version()}-{digest(('.mod', '.sum'))}"
 
 
 @dataclass(frozen=True)
@@ -64,8 +66,26 @@ class Binaries:
 
 def built() -> Binaries | None:
     folder = cache_dir()
-    binaries = Binaries(folder / "databricks", folder / "fakeworkspace", folder / "bundle.schema.json", cli_version())
-    return binaries if folder.is_dir() else None
+    binaries = Binaries(
+        databricks=folder / "databricks",
+        fakeworkspace=folder / f"fakeworkspace-{digest(('.go', '.mod', '.sum'))}",
+        schema=folder / "bundle.schema.json",
+        version=cli_version(),
+    )
+    return binaries if binaries.databricks.exists() and binaries.fakeworkspace.exists() else None
+
+
+def _go_build(args: list[str], output: Path) -> None:
+    """`go build` into a temporary file renamed into place: the output is whole or absent."""
+    partial = output.with_name(output.name + ".partial")
+    env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=readonly"}
+    try:
+        subprocess.run(
+            ["go", "build", "-trimpath", *args[:-1], "-o", str(partial), args[-1]], cwd=CLITEST, env=env, check=True
+        )
+        partial.rename(output)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def build(log=print) -> Binaries:
@@ -76,35 +96,27 @@ def build(log=print) -> Binaries:
         raise RuntimeError(NO_GO)
     version = cli_version()
     folder = cache_dir()
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
-    env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=readonly"}
-    try:
-        started = time.monotonic()
-        log(f"Building the Databricks CLI {version} from the Go module proxy (first time: several minutes)...")
-        ldflags = f"-X github.com/databricks/cli/internal/build.buildVersion={version}"
-        go = [
-            "go",
-            "build",
-            "-trimpath",
-            "-ldflags",
-            ldflags,
-            "-o",
-            str(work / "databricks"),
-            "github.com/databricks/cli",
-        ]
-        subprocess.run(go, cwd=CLITEST, env=env, check=True)
-        log(f"Building the fake workspace ({time.monotonic() - started:.0f}s so far)...")
-        go = ["go", "build", "-trimpath", "-o", str(work / "fakeworkspace"), "."]
-        subprocess.run(go, cwd=CLITEST, env=env, check=True)
-        schema = subprocess.run(
-            [str(work / "databricks"), "bundle", "schema"], check=True, capture_output=True, text=True
-        ).stdout
-        (work / "bundle.schema.json").write_text(schema)
-        work.rename(folder)
-        log(f"Built the Databricks CLI {version} and the fake workspace in {time.monotonic() - started:.0f}s: {folder}")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    started = time.monotonic()
+    if not (folder / "databricks").exists():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
+        try:
+            log(f"Building the Databricks CLI {version} from the Go module proxy (first time: several minutes)...")
+            ldflags = f"-X github.com/databricks/cli/internal/build.buildVersion={version}"
+            _go_build(["-ldflags", ldflags, "github.com/databricks/cli"], work / "databricks")
+            schema = subprocess.run(
+                [str(work / "databricks"), "bundle", "schema"], check=True, capture_output=True, text=True
+            ).stdout
+            (work / "bundle.schema.json").write_text(schema)
+            shutil.rmtree(folder, ignore_errors=True)
+            work.rename(folder)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    fake = folder / f"fakeworkspace-{digest(('.go', '.mod', '.sum'))}"
+    if not fake.exists():
+        log("Building the fake workspace...")
+        _go_build(["."], fake)
+    log(f"Databricks CLI {version} and the fake workspace ready in {time.monotonic() - started:.0f}s: {folder}")
     return built()
 
 
