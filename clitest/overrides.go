@@ -124,7 +124,7 @@ func runNow(req testserver.Request, baseURL string, effects bool, versions *mode
 	var tasks []jobs.RunTask
 	failed := false
 	if job.Settings != nil {
-		for _, task := range job.Settings.Tasks {
+		for _, task := range inDependencyOrder(job.Settings.Tasks) {
 			state := &jobs.RunState{
 				LifeCycleState: jobs.RunLifeCycleStateTerminated,
 				ResultState:    jobs.RunResultStateSuccess,
@@ -163,6 +163,39 @@ func runNow(req testserver.Request, baseURL string, effects bool, versions *mode
 		JobParameters: parameters,
 	}
 	return jobs.RunNowResponse{RunId: runID}
+}
+
+// inDependencyOrder orders tasks so that each comes after the tasks it depends on (the
+// fake stores a job's tasks sorted by key); otherwise in their stored order.
+func inDependencyOrder(tasks []jobs.Task) []jobs.Task {
+	done := map[string]bool{}
+	var ordered []jobs.Task
+	for len(ordered) < len(tasks) {
+		progressed := false
+		for _, task := range tasks {
+			if done[task.TaskKey] {
+				continue
+			}
+			ready := true
+			for _, dependency := range task.DependsOn {
+				ready = ready && done[dependency.TaskKey]
+			}
+			if ready {
+				done[task.TaskKey] = true
+				ordered = append(ordered, task)
+				progressed = true
+			}
+		}
+		if !progressed { // a cycle: the real service refuses such a job at create
+			for _, task := range tasks {
+				if !done[task.TaskKey] {
+					done[task.TaskKey] = true
+					ordered = append(ordered, task)
+				}
+			}
+		}
+	}
+	return ordered
 }
 
 // dynamicValue fills in the job's {{job.parameters.<name>}} and {{job.run_id}} references.

@@ -98,12 +98,16 @@ class Session:
     def json(self, args: list[str], cwd: Path, identity: str = USER, **extra: str):
         return json.loads(self.run([*args, "-o", "json"], cwd, identity, **extra).stdout)
 
-    def shell(self, script: str, cwd: Path, identity: str, **extra: str) -> subprocess.CompletedProcess:
-        """A CI step's script, run by bash as CI runs it (failing on the first failing command)."""
+    def shell(self, shell: list[str], script: str, cwd: Path, identity: str, env: dict[str, str]):
+        """A CI step's script, run by ``shell`` as its platform runs it, with the job's environment
+        (its Databricks settings replaced by the fake's)."""
+        step_file = self.home / "step.sh"
+        step_file.write_text(script)
+        job_env = {k: v for k, v in env.items() if not k.startswith("DATABRICKS_")}
         return subprocess.run(
-            ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
+            [*shell, str(step_file)],
             cwd=cwd,
-            env=self.env(identity, **extra),
+            env={**self.env(identity), **job_env, "PATH": self.env(identity)["PATH"]},
             capture_output=True,
             text=True,
             timeout=600,
@@ -118,13 +122,23 @@ def identity_of(target: str) -> str:
 HOST_LINE = re.compile(r"^(\s+host:\s*)\S.*$", re.M)
 
 
-def pointed_at_fake(project: Path, url: str, dest: Path, git: bool = True) -> Path:
-    """A copy of ``project`` whose targets talk to the fake, committed in a fresh git repository."""
+def pointed_at_fake(project: Path, url: str, dest: Path, git: bool = True, principals: tuple[str, ...] = ()) -> Path:
+    """A copy of ``project`` whose targets talk to the fake, committed in a fresh git repository.
+
+    ``principals``: application IDs to replace, in every file, with the fake's service
+    principal (CI files name their target's principal too, e.g. in a deployment root).
+    """
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(project, dest, ignore=shutil.ignore_patterns(".venv", ".databricks", "dist", "__pycache__"))
     bundle = dest / "databricks.yml"
     bundle.write_text(HOST_LINE.sub(lambda m: m.group(1) + url, bundle.read_text()))
+    for path in dest.rglob("*") if principals else ():
+        if path.is_file() and path.suffix in (".yml", ".yaml", ".md", ".json", ".toml", ".txt"):
+            text = path.read_text()
+            for principal in principals:
+                text = text.replace(principal, FAKE_SERVICE_PRINCIPAL)
+            path.write_text(text)
     if git:
         commit_all(dest)
     return dest

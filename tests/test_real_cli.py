@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 import yaml
 from cli_build import FAKE_SERVICE_PRINCIPAL
+from helpers import DEFAULTS as DEFAULT_ANSWERS
 from matrix import combinations
-from realcli import SERVICE_PRINCIPAL, identity_of, pointed_at_fake
+from realcli import SERVICE_PRINCIPAL, USER, identity_of, pointed_at_fake
 
 TARGETS = ("dev", "test", "staging", "prod")
 PATTERNS = ("deploy_code", "deploy_models", "hybrid")
@@ -340,3 +341,131 @@ def test_local_resolver_agrees_with_the_real_cli(rules_project, cli, tmp_path):
                 assert ours[kind][key] == theirs[kind][key], (target, kind, key)
     merged = comparable(real["resources"])  # prod; staging checked in the loop
     assert ("account users", ("EXECUTE",)) in merged["models"]["model"]["grants"]
+
+
+# --- 4 and 5. The CI files as written -------------------------------------------------------
+
+PRINCIPALS = tuple(DEFAULT_ANSWERS[f"{who}_service_principal"] for who in ("ci", "staging", "prod"))
+# What a manual promotion run is given, per platform (inputs / parameters / variables).
+MANUAL_INPUTS = {
+    "github_actions": lambda dev_model: {"source_model": dev_model, "model_version": ""},
+    "azure_devops": lambda dev_model: {"sourceModel": dev_model, "modelVersion": "champion"},
+    "gitlab": lambda dev_model: {"SOURCE_MODEL": dev_model, "PROMOTE": "yes"},
+}
+
+
+def ci_project(baked, cli, tmp_path, platform: str, pattern: str, checkout: str = "project") -> tuple[Path, str]:
+    """A checkout of a baked project for ``platform`` whose three principals are the fake's one, and HEAD."""
+    answers = {
+        "project_slug": f"ci_{pattern}",
+        "deployment_pattern": pattern,
+        "cicd_platform": platform,
+        "include_monitoring": True,
+        "include_serving_endpoint": True,
+    }
+    project = pointed_at_fake(baked(**answers), cli.fake.url, tmp_path / checkout, principals=PRINCIPALS)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True).stdout.strip()
+    return project, head
+
+
+def platform_env(project: Path, tmp_path: Path) -> dict[str, str]:
+    """Files and values the platforms give every step (step outputs, PATH additions)."""
+    files = {name: tmp_path / name.lower() for name in ("GITHUB_OUTPUT", "GITHUB_PATH", "GITHUB_ENV")}
+    for path in files.values():
+        path.touch()
+    return {
+        **{k: str(v) for k, v in files.items()},
+        "GITHUB_API_URL": "https://api.github.invalid",
+        "GITHUB_REPOSITORY": "example/project",
+        "GITHUB_RUN_ID": "100",
+        "MAX_AGE_DAYS": "7",
+    }
+
+
+def run_step(cli, project, step, extra: dict[str, str]) -> subprocess.CompletedProcess:
+    return cli.shell(step.shell, step.script, project, SERVICE_PRINCIPAL, {**extra, **step.env})
+
+
+def run_job(cli, project, job, extra) -> list[tuple[str, subprocess.CompletedProcess]]:
+    """Every step of a job (each one, also after another failed), and the ones that failed."""
+    results = [(step.name, run_step(cli, project, step, extra)) for step in job.steps]
+    return [(name, r) for name, r in results if r.returncode != 0]
+
+
+def test_pull_request_copies_side_by_side_and_the_ci_teardown(baked, cli, tmp_path):
+    """Two pull requests' copies of the test target; one trains and is torn down by the CI steps."""
+    from ci_jobs import github_jobs
+
+    # Each pull request's job runs in a checkout of its own (local bundle state is per target).
+    checkouts, copies = {}, {}
+    for pr in ("pr1", "pr2"):
+        project, head = ci_project(baked, cli, tmp_path, "github_actions", "hybrid", checkout=pr)
+        deployment = ["-t", "test", "--var", f"deployment_id={pr}"]
+        cli.run(["bundle", "deploy", *deployment], project, SERVICE_PRINCIPAL)
+        checkouts[pr], copies[pr] = project, cli.json(["bundle", "summary", *deployment], project, SERVICE_PRINCIPAL)
+    project = checkouts["pr1"]
+    cli.run(
+        ["bundle", "run", "model_training_job", "-t", "test", "--var", "deployment_id=pr1"], project, SERVICE_PRINCIPAL
+    )
+    model = copies["pr1"]["resources"]["registered_models"]["model"]["id"]
+    assert cli.json(["model-versions", "list", model], project, SERVICE_PRINCIPAL), "training registered no version"
+
+    # The teardown steps of the pull request job, exactly as written (DEPLOYMENT_ID=pr1).
+    job = next(j for j in github_jobs(project, {}, head) if j.name == "test-deployment")
+    teardown = [s for s in job.steps if "bundle destroy" in s.script or "model-versions" in s.script]
+    assert len(teardown) >= 2, [s.name for s in job.steps]
+    env = platform_env(project, tmp_path)
+    for step in teardown:
+        result = run_step(cli, project, step, {**env, "DEPLOYMENT_ID": "pr1"})
+        assert result.returncode == 0, f"{step.name}\n{result.stdout}\n{result.stderr}"
+
+    gone = copies["pr1"]
+    for key, resource in gone["resources"]["jobs"].items():
+        assert cli.run(["jobs", "get", resource["id"]], project, SERVICE_PRINCIPAL, check=False).returncode != 0, key
+    assert cli.run(["registered-models", "get", model], project, SERVICE_PRINCIPAL, check=False).returncode != 0
+    experiment = gone["resources"]["experiments"]["experiment"]["id"]
+    assert (
+        cli.run(["experiments", "get-experiment", experiment], project, SERVICE_PRINCIPAL, check=False).returncode != 0
+    )
+    root = gone["workspace"]["root_path"]
+    assert cli.run(["workspace", "get-status", root], project, SERVICE_PRINCIPAL, check=False).returncode != 0
+    # The other pull request's copy is untouched.
+    kept = copies["pr2"]
+    for resource in kept["resources"]["jobs"].values():
+        cli.run(["jobs", "get", resource["id"]], project, SERVICE_PRINCIPAL)
+    cli.run(
+        ["registered-models", "get", kept["resources"]["registered_models"]["model"]["id"]], project, SERVICE_PRINCIPAL
+    )
+    cli.run(["workspace", "get-status", kept["workspace"]["root_path"]], project, SERVICE_PRINCIPAL)
+
+
+@pytest.mark.parametrize("platform", ["github_actions", "azure_devops", "gitlab"])
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_ci_jobs_run_as_written(baked, cli, tmp_path, platform, pattern):
+    """Every CI job's `databricks` steps, in file order, as that job's identity: each exits 0.
+
+    A job's check that a serving target has a champion fails until a training or promotion
+    later in the sequence gives it one (the first deploy of a target); such a job is run again
+    once the sequence is through, and must then pass.
+    """
+    from ci_jobs import PLATFORM_JOBS
+
+    project, head = ci_project(baked, cli, tmp_path, platform, pattern)
+    # A developer's trained dev model: what a promotion from dev copies.
+    cli.run(["bundle", "deploy", "-t", "dev"], project, USER)
+    cli.run(["bundle", "run", "model_training_job", "-t", "dev"], project, USER)
+    dev_model = cli.json(["bundle", "summary", "-t", "dev"], project, USER)["resources"]["registered_models"]["model"]
+    jobs = PLATFORM_JOBS[platform](project, MANUAL_INPUTS[platform](dev_model["id"]), head)
+    assert jobs, "no CI job runs the Databricks CLI"
+    env = platform_env(project, tmp_path)
+
+    waiting = []
+    for job in jobs:
+        failures = run_job(cli, project, job, env)
+        if failures and all("champion" in r.stdout + r.stderr for _, r in failures):
+            waiting.append(job)
+            continue
+        assert not failures, f"{job}: " + "\n".join(f"{n}\n{r.stdout}\n{r.stderr}" for n, r in failures)
+    for job in waiting:
+        failures = run_job(cli, project, job, env)
+        assert not failures, f"{job} (again): " + "\n".join(f"{n}\n{r.stdout}\n{r.stderr}" for n, r in failures)

@@ -1,0 +1,253 @@
+"""The `databricks` command sequences of a baked project's CI jobs, as each platform runs them.
+
+For every job of every CI file that runs the Databricks CLI, in file order: its steps that
+call ``databricks`` (the CLI's own install or build step aside), each as the shell script the
+platform would run, with the environment the platform would give it. Platform expressions
+(``${{ ... }}``, ``$(...)`` macros, ``${{ parameters.x }}``) are filled in with the values a
+pull request, a push or a manual run would have; ``inputs`` stand for a manual run's answers.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+DATABRICKS_COMMAND = re.compile(
+    r"(^|[\s(|;&$])databricks\s+(bundle|model-versions|serving-endpoints|workspace|jobs|experiments|registered-models)\b"
+)
+INSTALLS_THE_CLI = re.compile(r"go (-C \S+ )?build|go install|releases/download|install -m 0755")
+GITHUB_SHELL = ["bash", "--noprofile", "--norc", "-eo", "pipefail"]  # GitHub's `run:` default on Linux
+AZURE_SHELL = ["bash", "--noprofile", "--norc"]  # Azure's `script:`/AzureCLI@2 bash: no -e
+GITLAB_SHELL = ["bash", "-eo", "pipefail"]  # the GitLab runner's bash scripts
+
+
+@dataclass
+class Step:
+    name: str
+    script: str
+    shell: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class CiJob:
+    file: str
+    name: str
+    steps: list[Step]
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.name}"
+
+
+def runs_databricks(script: str) -> bool:
+    return bool(DATABRICKS_COMMAND.search(script)) and not INSTALLS_THE_CLI.search(script)
+
+
+def _strings(env: dict) -> dict[str, str]:
+    out = {}
+    for key, value in (env or {}).items():
+        if isinstance(value, dict):  # GitLab: {value:, description:}
+            value = value.get("value", "")
+        out[str(key)] = "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    return out
+
+
+# --- GitHub Actions ---------------------------------------------------------------------
+
+
+def github_jobs(project: Path, inputs: dict[str, str], head: str) -> list[CiJob]:
+    context = {
+        "github.event.pull_request.number": "7",
+        "github.run_id": "100",
+        "github.run_number": "1",
+        "github.run_attempt": "1",
+        "github.server_url": "https://github.com",
+        "github.repository": "example/project",
+        "github.actor": "reviewer",
+        "github.triggering_actor": "reviewer",
+        "github.sha": head,
+        "github.ref_name": "main",
+        "steps.reviewer.outputs.login": "reviewer",
+    }
+
+    def fill(text: str) -> str:
+        def value(m: re.Match) -> str:
+            expr = m.group(1).strip()
+            if expr.startswith("inputs."):
+                return inputs.get(expr.removeprefix("inputs."), "")
+            return context.get(expr, "")
+
+        return re.sub(r"\$\{\{(.*?)\}\}", value, text)
+
+    order = ["ci.yml", "cd.yml", "promote.yml", "sweep.yml"]
+    files = sorted(
+        (project / ".github" / "workflows").glob("*.yml"),
+        key=lambda p: (p.name not in order, order.index(p.name) if p.name in order else 0, p.name),
+    )
+    jobs = []
+    for path in files:
+        workflow = yaml.safe_load(path.read_text())
+        for key, job in (workflow.get("jobs") or {}).items():
+            env = {**_strings(workflow.get("env")), **_strings(job.get("env"))}
+            steps = [
+                Step(
+                    step.get("name", "run"),
+                    fill(step["run"]),
+                    GITHUB_SHELL,
+                    {k: fill(v) for k, v in {**env, **_strings(step.get("env"))}.items()},
+                )
+                for step in job.get("steps", [])
+                if "run" in step and runs_databricks(step["run"])
+            ]
+            if steps:
+                jobs.append(CiJob(path.name, key, steps))
+    return jobs
+
+
+# --- Azure DevOps -----------------------------------------------------------------------
+
+
+def azure_jobs(project: Path, inputs: dict[str, str], head: str) -> list[CiJob]:
+    predefined = {
+        "System.PullRequest.PullRequestId": "7",
+        "System.PullRequest.PullRequestNumber": "7",
+        "Build.BuildId": "100",
+        "Build.BuildNumber": "1",
+        "Build.SourceBranch": "refs/heads/main",
+        "Build.SourceBranchName": "main",
+        "Build.SourceVersion": head,
+        "Build.SourcesDirectory": str(project),
+        "Build.Reason": "Manual",
+        "Build.RequestedFor": "reviewer",
+        "Build.RequestedForId": "reviewer",
+        "System.DefaultWorkingDirectory": str(project),
+        "System.CollectionUri": "https://dev.azure.com/example/",
+        "System.TeamProject": "project",
+        "System.DefinitionId": "1",
+        "Pipeline.Workspace": str(project.parent / "pipeline"),
+        "Agent.TempDirectory": str(project.parent / "agent-temp"),
+    }
+
+    def env_name(name: str) -> str:
+        return name.upper().replace(".", "_")
+
+    order = ["ci.yml", "cd.yml", "promote-staging.yml", "cd-prod.yml", "promote.yml", "sweep.yml"]
+    files = sorted(
+        (project / ".azure" / "pipelines").glob("*.yml"),
+        key=lambda p: (p.name not in order, order.index(p.name) if p.name in order else 0, p.name),
+    )
+    jobs = []
+    for path in files:
+        pipeline = yaml.safe_load(path.read_text())
+        parameters = {
+            p["name"]: inputs.get(p["name"], str(p.get("default", ""))) for p in pipeline.get("parameters", [])
+        }
+
+        def fill(text: str, variables: dict[str, str], parameters: dict[str, str] = parameters) -> str:
+            text = re.sub(r"\$\{\{\s*parameters\.(\w+)\s*\}\}", lambda m: parameters.get(m.group(1), ""), text)
+            known = {**predefined, **variables}
+            return re.sub(r"\$\(([A-Za-z_][\w.]*)\)", lambda m: known.get(m.group(1), m.group(0)), text)
+
+        top = _variables(pipeline.get("variables"))
+        for stage in pipeline.get("stages") or [{"jobs": pipeline.get("jobs", [])}]:
+            for job in stage.get("jobs", []):
+                variables = {**top, **_variables(stage.get("variables")), **_variables(job.get("variables"))}
+                variables = {k: fill(v, {}) for k, v in variables.items()}
+                base_env = {env_name(k): v for k, v in {**predefined, **variables}.items()}
+                raw_steps = job.get("steps") or (
+                    job.get("strategy", {}).get("runOnce", {}).get("deploy", {}).get("steps", [])
+                )
+                steps = []
+                for step in raw_steps:
+                    script = step.get("script") or step.get("bash")
+                    inputs_ = step.get("inputs") or {}
+                    if script is None and str(step.get("task", "")).startswith("AzureCLI@"):
+                        script = inputs_.get("inlineScript")
+                    if script is None or not runs_databricks(script):
+                        continue
+                    env = {**base_env, **{k: fill(v, variables) for k, v in _strings(step.get("env")).items()}}
+                    steps.append(Step(step.get("displayName", "script"), fill(script, variables), AZURE_SHELL, env))
+                if steps:
+                    jobs.append(CiJob(path.name, job.get("job") or job.get("deployment"), steps))
+    return jobs
+
+
+def _variables(value) -> dict[str, str]:
+    if isinstance(value, list):  # [{name:, value:}] or [{group:}]
+        return {v["name"]: str(v.get("value", "")) for v in value if "name" in v}
+    return _strings(value or {})
+
+
+# --- GitLab -----------------------------------------------------------------------------
+
+
+class _GitLabLoader(yaml.SafeLoader):
+    pass
+
+
+_GitLabLoader.add_constructor("!reference", lambda loader, node: loader.construct_sequence(node))
+
+
+def _flatten(script) -> list[str]:
+    if script is None:
+        return []
+    if isinstance(script, str):
+        return [script]
+    return [line for item in script for line in _flatten(item)]
+
+
+def gitlab_jobs(project: Path, inputs: dict[str, str], head: str) -> list[CiJob]:
+    config = yaml.load((project / ".gitlab-ci.yml").read_text(), Loader=_GitLabLoader)
+    predefined = {
+        "CI_MERGE_REQUEST_IID": "7",
+        "CI_PIPELINE_ID": "100",
+        "CI_PIPELINE_SOURCE": "web",
+        "CI_JOB_ID": "1",
+        "CI_JOB_URL": "https://gitlab.example.com/project/-/jobs/1",
+        "CI_PROJECT_DIR": str(project),
+        "CI_PROJECT_PATH": "example/project",
+        "CI_PROJECT_ID": "42",
+        "CI_COMMIT_SHA": head,
+        "CI_COMMIT_BRANCH": "main",
+        "CI_COMMIT_REF_NAME": "main",
+        "CI_DEFAULT_BRANCH": "main",
+        "CI_API_V4_URL": "https://gitlab.example.com/api/v4",
+        "GITLAB_USER_LOGIN": "reviewer",
+    }
+    top = {**_strings(config.get("variables")), **inputs}
+
+    def resolved(job: dict) -> dict:
+        parents = job.get("extends") or []
+        merged: dict = {}
+        for parent in [parents] if isinstance(parents, str) else parents:
+            base = resolved(config[parent])
+            merged = {**merged, **base, "variables": {**merged.get("variables", {}), **(base.get("variables") or {})}}
+        return {**merged, **job, "variables": {**merged.get("variables", {}), **(job.get("variables") or {})}}
+
+    jobs = []
+    for name, job in config.items():
+        if name.startswith(".") or not isinstance(job, dict) or "script" not in job:
+            continue
+        job = resolved(job)
+        env = {**predefined, **top, **_strings(job.get("variables"))}
+        for _ in range(3):  # GitLab expands variables inside variables
+            env = _expand(env)
+        steps = []
+        for part in ("script", "after_script"):
+            lines = _flatten(job.get(part))
+            script = "\n".join(lines)
+            if runs_databricks(script):
+                steps.append(Step(f"{name}:{part}", script, GITLAB_SHELL, env))
+        if steps:
+            jobs.append(CiJob(".gitlab-ci.yml", name, steps))
+    return jobs
+
+
+def _expand(env: dict[str, str]) -> dict[str, str]:
+    return {k: re.sub(r"\$\{?(\w+)\}?", lambda m: env.get(m.group(1), m.group(0)), v) for k, v in env.items()}
+
+
+PLATFORM_JOBS = {"github_actions": github_jobs, "azure_devops": azure_jobs, "gitlab": gitlab_jobs}
