@@ -1072,7 +1072,11 @@ def test_ci_setup_lists_exactly_the_federation_subjects(project, platform, jobs)
         if not job.signs_in:
             continue
         audiences = set().union(*(r["audiences"] for r in rows if r["sp"] == job.env["DATABRICKS_CLIENT_ID"]))
-        expected = "api://AzureADTokenExchange" if platform == "azure_devops" else f"{job.env['DATABRICKS_HOST']}/oidc/v1/token"
+        expected = (
+            "api://AzureADTokenExchange"
+            if platform == "azure_devops"
+            else f"{job.env['DATABRICKS_HOST']}/oidc/v1/token"
+        )
         assert audiences == {expected}, (job.name, audiences)
         if platform == "gitlab":
             assert job.raw["id_tokens"]["DATABRICKS_OIDC_TOKEN"]["aud"] == expected
