@@ -1015,15 +1015,14 @@ def _required_subjects(project: Path, platform: str, jobs: list[CIJob]) -> set[t
             if sp == ci_sp:
                 required.add((sp, "repository_id", "<repository-id>"))
                 continue
-            workflow = layout(project).repo / ".github" / "workflows"
-            path = next(p for p in workflow.glob("*.yml") if p.name.endswith(job.file))
+            file = layout(project).prefix + job.file  # the workflow's name in the repository
             for branch in _github_branches(job, project):
                 required.add(
                     (
                         sp,
                         "sub",
                         f"repository_id:<repository-id>:environment:{job.environment}:job_workflow_ref:"
-                        f"<owner>/<repo>/.github/workflows/{path.name}@refs/heads/{branch}",
+                        f"<owner>/<repo>/.github/workflows/{file}@refs/heads/{branch}",
                     )
                 )
         elif platform == "azure_devops":
