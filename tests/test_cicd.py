@@ -608,11 +608,13 @@ def test_ci_files_match_the_platform_schema(project, platform):
     check_schema(project, platform)
 
 
+@pytest.mark.parametrize("persona", ["regular", "pedantic"])
 @pytest.mark.parametrize("pattern", PATTERNS)
-def test_github_workflows_have_no_zizmor_findings(baked, pattern):
+def test_github_workflows_have_no_zizmor_findings(baked, pattern, persona):
     project = baked(cicd_platform="github_actions", deployment_pattern=pattern)
+    command = [executable("zizmor"), "--offline", "--no-ignores", "--persona", persona, "--format", "json"]
     result = subprocess.run(
-        [executable("zizmor"), "--offline", "--no-ignores", "--format", "json", str(project / ".github")],
+        [*command, str(project / ".github")],
         capture_output=True,
         text=True,
     )
