@@ -473,6 +473,10 @@ with open(os.environ["STUB_LOG"], "a") as log:
     log.write(f"{n} {name} {args}\n")
 if n == int(os.environ.get("STUB_FAIL", "0")):
     sys.exit(1)
+if name == "go" and "-o" in sys.argv:  # "builds" the CLI: the databricks stand-in at the output path
+    out = sys.argv[sys.argv.index("-o") + 1]
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    os.symlink(os.path.join(os.path.dirname(os.path.abspath(sys.argv[0])), "databricks"), out)
 answers = {
     "bundle summary": {"resources": {"registered_models": {"model": {
         "id": "test.s.m", "catalog_name": "test", "schema_name": "s", "name": "m"}}}},
@@ -482,7 +486,8 @@ answers = {
     "experiments get-run": {"run": {"data": {"tags": [
         {"key": "git_commit", "value": "abc"}, {"key": "job_run_id", "value": "7"}]}}},
     "jobs get-run": {"job_id": 5},
-    "jobs get ": {"settings": {"name": "x-model-training", "deployment": {"kind": "BUNDLE"}}},
+    "jobs get ": {"settings": {"name": f"[dev someone] {os.environ['STUB_BUNDLE']}-model-training",
+                               "deployment": {"kind": "BUNDLE"}}},
     "workspace list": [{"path": "/root/pr1", "object_type": "DIRECTORY"}],
     "workspace get-status": {"modified_at": 0},
 }
@@ -499,14 +504,15 @@ STUBBED = ("databricks", "uv", "uvx", "go", "curl", "git", "python", "pip", "sud
 TOLERATED = ("databricks serving-endpoints get",)
 
 
-def _run_script(body: str, work: Path, fail_at: int) -> tuple[int, list[str]]:
+def _run_script(body: str, work: Path, fail_at: int, project: Path) -> tuple[int, list[str]]:
     stubs = work / "bin"
     if not stubs.exists():
         stubs.mkdir(parents=True)
         for name in STUBBED:
-            (stubs / name).write_text(STUB.replace("x-model-training", "model-training"))
+            (stubs / name).write_text(STUB)
             (stubs / name).chmod(0o755)
-        module = work / "src" / ".databricks-cli"
+        root = layout(project).root
+        module = work / "src" / (root if root != "." else "") / ".databricks-cli"
         module.mkdir(parents=True)
         from test_cicd import CLI_GO_SUM
 
@@ -521,6 +527,7 @@ def _run_script(body: str, work: Path, fail_at: int) -> tuple[int, list[str]]:
         "STUB_COUNT": str(work / "count"),
         "STUB_LOG": str(work / "log"),
         "STUB_FAIL": str(fail_at),
+        "STUB_BUNDLE": layout(project).slug,
         "BUILD_SOURCESDIRECTORY": str(work / "src"),
         "PIPELINE_WORKSPACE": str(work),
         "SYSTEM_PULLREQUEST_PULLREQUESTID": "1",
@@ -528,6 +535,13 @@ def _run_script(body: str, work: Path, fail_at: int) -> tuple[int, list[str]]:
         "SOURCE_MODEL": "dev.s.m",
         "MAX_AGE_DAYS": "3",
         "SYSTEM_ACCESSTOKEN": "t",
+        # What Azure DevOps sets for every step.
+        "JAVA_HOME_17_X64": "/usr/lib/jvm/java-17",
+        "BUILD_REQUESTEDFOR": "A Person",
+        "BUILD_BUILDID": "9",
+        "BUILD_REPOSITORY_ID": "r",
+        "SYSTEM_COLLECTIONURI": "https://dev.azure.com/org/",
+        "SYSTEM_TEAMPROJECTID": "p",
     }
     (work / "promoteStaging" / "promotion").mkdir(parents=True, exist_ok=True)
     (work / "promoteStaging" / "promotion" / "staging_version").write_text("3\n")
@@ -549,11 +563,13 @@ def fail_open_scripts(project: Path, platform: str, work: Path) -> list[str]:
         for body in job.scripts:
             bodies.setdefault(body, f"{job.file}:{job.name}")
     for body, where in bodies.items():
-        code, calls = _run_script(body, work, 0)
+        code, calls = _run_script(body, work, 0, project)
+        if code != 0:
+            problems.append(f"{where}: the step fails although every command succeeded")
         for index, call in enumerate(calls, start=1):
             if call.split(" ", 1)[1].startswith(TOLERATED):
                 continue
-            failed_code, _ = _run_script(body, work, index)
+            failed_code, _ = _run_script(body, work, index, project)
             if failed_code == 0:
                 command = call.split(" ", 1)[1]
                 problems.append(f"{where}: the step passes although `{command}` failed")

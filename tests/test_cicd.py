@@ -1177,3 +1177,41 @@ def test_a_test_deployment_removes_its_serving_endpoint_before_destroy(baked, pl
         body = job.commands + "\n" + job.always
         if "databricks bundle destroy -t test" in body:
             assert body.index(cleanup) < body.index("databricks bundle destroy -t test"), job.name
+
+
+def test_every_ci_script_parses_as_bash(project, platform, jobs):
+    for job in jobs:
+        for body in job.scripts:
+            result = subprocess.run(["bash", "-n"], input=body, capture_output=True, text=True)
+            assert result.returncode == 0, f"{job.file}:{job.name}: {result.stderr}"
+
+
+@pytest.mark.parametrize("pattern", ["deploy_models", "hybrid"])
+def test_github_prod_promotion_records_the_reviewer_and_stops_without_one(baked, pattern, tmp_path):
+    """approved_by holds who approved the prod environment (the run approvals API), not who
+    started the run; a run that nobody approved stops before the promotion."""
+    project = baked(cicd_platform="github_actions", deployment_pattern=pattern)
+    workflow = yaml.safe_load((project / ".github" / "workflows" / "promote.yml").read_text())
+    job = workflow["jobs"]["promote-prod"]
+    assert job["permissions"]["actions"] == "read"
+    (step,) = [s for s in job["steps"] if s.get("id") == "reviewer"]
+    assert "/actions/runs/$GITHUB_RUN_ID/approvals" in step["run"]
+    program = step["run"].split("python3 -c '", 1)[1].rsplit("'", 1)[0]
+    promote = [s for s in job["steps"] if "model_promotion_job" in s.get("run", "")][0]
+    assert promote["env"]["APPROVED_BY"] == "${{ steps.reviewer.outputs.login }}"
+    assert "triggering_actor" not in json.dumps(workflow)
+
+    def reviewer(approvals: list) -> subprocess.CompletedProcess:
+        (tmp_path / "approvals.json").write_text(json.dumps(approvals))
+        env = {"PATH": "/usr/bin:/bin", "PROD_ENVIRONMENT": "prod", "GITHUB_OUTPUT": str(tmp_path / "out")}
+        return subprocess.run(["python3", "-c", program], cwd=tmp_path, env=env, capture_output=True, text=True)
+
+    approved = [
+        {"state": "approved", "user": {"login": "re-viewer"}, "environments": [{"name": "prod"}]},
+        {"state": "rejected", "user": {"login": "other"}, "environments": [{"name": "prod"}]},
+        {"state": "approved", "user": {"login": "staging-only"}, "environments": [{"name": "staging"}]},
+    ]
+    assert reviewer(approved).returncode == 0
+    assert (tmp_path / "out").read_text() == "login=re-viewer\n"
+    nobody = reviewer([])
+    assert nobody.returncode != 0 and "No reviewer approved the prod environment" in nobody.stderr
