@@ -116,12 +116,13 @@ def findings_of(hybrid, rule: str, break_it) -> list:
 
 
 def test_uc_grant_to_workspace_local_group(hybrid):
-    """grants.go DoUpdate: the old `principal: ${var.read_group}` (default users)."""
+    """grants.go DoUpdate: the old `principal: ${var.read_group}`, with read_group users."""
 
     def grant_to_users(config):
         config["resources"]["registered_models"]["model"]["grants"] = [
             {"principal": "${var.read_group}", "privileges": ["EXECUTE"]}
         ]
+        config["variables"]["read_group"]["default"] = "users"
 
     found = findings_of(hybrid, "uc-grant-principal", grant_to_users)
     assert {f.target for f in found} == set(TARGETS) and "'users'" in found[0].message
