@@ -97,22 +97,23 @@ def _branches(job: CIJob, platform: str, env_branches: dict[str, set[str]]) -> f
 
 
 def _gate(job: CIJob, platform: str, project: Path) -> str:
+    """The approval a job waits for: prod's environment (or service connection), and any other
+    environment or connection that docs/ci-setup.md gives approvers (the staging promotion)."""
     where = layout(project)
     prod = f"{where.prefix}prod"  # a project in a repository folder has environments of its own
+    approvers = {name for name, rule in _protection(project).items() if rule["approval"]}
     if platform == "github_actions":
-        return f"required reviewers (environment {prod})" if job.environment == prod else ""
+        approved = job.environment == prod or job.environment in approvers
+        return f"required reviewers (environment {job.environment})" if approved else ""
     if platform == "azure_devops":
         if job.connection:  # checks on the service connection: docs/ci-setup.md's table
-            approved = any(
-                row[0] == f"`{job.connection}`" and "**Approvals**" in row[1]
-                for row in _doc_rows(project)
-                if len(row) == 3
-            )
+            approved = job.connection in approvers
             return f"approvals (service connection {job.connection})" if approved else ""
         return f"approvals (environment {job.environment})" if job.environment == f"{where.slug}-prod" else ""
     rules = job.raw.get("rules", [])
-    if job.environment == prod and rules and all(r.get("when") == "manual" for r in rules):
-        return f"manual job, protected environment {prod}"
+    manual = bool(rules) and all(r.get("when") == "manual" for r in rules)
+    if manual and (job.environment == prod or job.environment in approvers):
+        return f"manual job, protected environment {job.environment}"
     return ""
 
 
