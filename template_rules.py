@@ -251,7 +251,7 @@ def check_service_principals(ctx: dict) -> list[str]:
 
 def check_groups(ctx: dict) -> list[str]:
     errors = []
-    examples = {"read_group": "users", "uc_read_group": "account users"}
+    examples = {"read_group": "ml-readers", "uc_read_group": "ml-model-readers"}
     for key, example in examples.items():
         value = str(ctx.get(key, ""))
         if not value.strip():
@@ -264,7 +264,7 @@ def check_groups(ctx: dict) -> list[str]:
                 "uc_read_group",
                 ctx.get("uc_read_group"),
                 "'users' is a workspace-local group and Unity Catalog refuses grants to it; "
-                "use an account-level group such as 'account users'",
+                "use a named account-level group such as 'ml-model-readers'",
             )
         )
     return errors

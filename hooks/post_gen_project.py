@@ -29,7 +29,7 @@ CONDITIONAL_PATHS: tuple[tuple[str, tuple[object, ...], tuple[str, ...]], ...] =
     ("cicd_platform", ("github_actions",), (".github",)),
     ("cicd_platform", ("azure_devops",), (".azure",)),
     ("cicd_platform", ("gitlab",), (".gitlab-ci.yml",)),
-    ("cicd_platform", CI_PLATFORMS, ("docs/ci-setup.md",)),
+    ("cicd_platform", CI_PLATFORMS, ("docs/ci-setup.md", ".databricks-cli", "ci-requirements.txt")),
     (
         "deployment_pattern",
         ("deploy_models", "hybrid"),

@@ -9,27 +9,37 @@ client ID in its environment). ``identity_violations`` checks the trust rules on
   pattern's prod branch, behind an approval;
 - every deploy is preceded by its ``--strict`` validate in the same job; every test
   deployment is per pull request and is followed by an always-run destroy;
-- every CLI that a job runs was downloaded and verified against the release's SHA-256 sums;
-- Azure DevOps: one principal per pipeline (the federation subject names the pipeline);
-  GitLab: the ID token audience is the one the CLI requests, the workspace token endpoint
-  (databricks-sdk-go v0.171.0, config/experimental/auth/oidc/tokensource.go determineAudience).
+- every CLI that a job runs was built from source against the project's committed go.sum;
+- Azure DevOps: one principal per pipeline; GitLab: the ID token audience is the one the CLI
+  requests, the workspace token endpoint (databricks-sdk-go v0.170.0,
+  config/experimental/auth/oidc/tokensource.go determineAudience).
 
-The same checks run on the CI files of commit 5bbfd49 (the state before this work), baked
-from that commit: they must fail there.
+``attacks`` models the attacker of issue 16 against the trust that docs/ci-setup.md sets up
+(federation policies, environments, service connections, branch protection): someone who can
+push a branch with an edited CI file, a fork, a writer/Maintainer without a review, and (GitHub,
+Azure DevOps) another project's CI file in the same repository. None may obtain the staging or
+prod principal. Beside it: Azure DevOps scripts fail closed (each body run as the script task
+runs it, ``bash --noprofile --norc``, with every command in turn failing), a nightly sweeper
+tears down leftover test copies, and jobs that hold a token build only with hash-pinned tools.
+
+Every check also runs on the CI files of earlier commits, baked from them: 5bbfd49 (before the
+identity work) and 5c502a0 (before issue 16). Each must fail there.
 """
 
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 from bake import TEMPLATE_DIR
 from cookiecutter.main import cookiecutter
-from test_cicd import EXTRACT, PATTERNS, PLATFORMS, CIJob, layout
+from test_cicd import EXTRACT, PATTERNS, PLATFORMS, CIJob, _doc_rows, cli_pin_problems, federation_rows, layout
 
 PRINCIPALS = {
     "00000000-0000-0000-0000-000000000003": "ci",
@@ -38,11 +48,12 @@ PRINCIPALS = {
 }
 DEFAULT, RELEASE = "main", "release"
 OLD_COMMIT = "5bbfd49"
-SUMS = "databricks_cli_${version}_SHA256SUMS"
+BEFORE_ISSUE_16 = "5c502a0"
 
 
-def prod_branch(pattern: str) -> str:
-    return DEFAULT if pattern == "deploy_models" else RELEASE
+def prod_branch(pattern: str, platform: str = "github_actions") -> str:
+    """GitLab gives prod a protected branch of its own in every pattern."""
+    return DEFAULT if pattern == "deploy_models" and platform != "gitlab" else RELEASE
 
 
 @dataclass
@@ -86,15 +97,23 @@ def _branches(job: CIJob, platform: str, env_branches: dict[str, set[str]]) -> f
 
 
 def _gate(job: CIJob, platform: str, project: Path) -> str:
+    """The approval a job waits for: prod's environment (or service connection), and any other
+    environment or connection that docs/ci-setup.md gives approvers (the staging promotion)."""
     where = layout(project)
     prod = f"{where.prefix}prod"  # a project in a repository folder has environments of its own
+    approvers = {name for name, rule in _protection(project).items() if rule["approval"]}
     if platform == "github_actions":
-        return f"required reviewers (environment {prod})" if job.environment == prod else ""
+        approved = job.environment == prod or job.environment in approvers
+        return f"required reviewers (environment {job.environment})" if approved else ""
     if platform == "azure_devops":
+        if job.connection:  # checks on the service connection: docs/ci-setup.md's table
+            approved = job.connection in approvers
+            return f"approvals (service connection {job.connection})" if approved else ""
         return f"approvals (environment {job.environment})" if job.environment == f"{where.slug}-prod" else ""
     rules = job.raw.get("rules", [])
-    if job.environment == prod and rules and all(r.get("when") == "manual" for r in rules):
-        return f"manual job, protected environment {prod}"
+    manual = bool(rules) and all(r.get("when") == "manual" for r in rules)
+    if manual and (job.environment == prod or job.environment in approvers):
+        return f"manual job, protected environment {job.environment}"
     return ""
 
 
@@ -155,10 +174,9 @@ def identity_violations(project: Path, platform: str, pattern: str) -> list[str]
         if row.principal == "staging" and row.branches != {DEFAULT}:
             problems.append(f"{where}: the staging principal from {sorted(row.branches)}, not only {DEFAULT}")
         if row.principal == "prod":
-            if row.branches != {prod_branch(pattern)}:
-                problems.append(
-                    f"{where}: the prod principal from {sorted(row.branches)}, not only {prod_branch(pattern)}"
-                )
+            allowed = prod_branch(pattern, platform)
+            if row.branches != {allowed}:
+                problems.append(f"{where}: the prod principal from {sorted(row.branches)}, not only {allowed}")
             if not row.gate:
                 problems.append(f"{where}: the prod principal without an approval")
         if row.principal.startswith("unknown"):
@@ -178,18 +196,15 @@ def identity_violations(project: Path, platform: str, pattern: str) -> list[str]
         deploys_test = any(v == "deploy" and t == "test" for v, _, t, _ in job.sequence())
         if deploys_test and not any(v == "destroy" and t == "test" for v, _, t, _ in job.sequence(job.always)):
             problems.append(f"{where}: deploys the test target without an always-run destroy")
-        # The CLI: downloaded from the release and checked against its published sums, never piped into sh.
-        if job.uses_databricks:
-            text = job.commands
-            if "| sh" in text or "| sudo sh" in text:
-                problems.append(f"{where}: pipes a downloaded script into sh")
-            if not (SUMS in text and "sha256sum --check --strict" in text):
-                problems.append(f"{where}: runs a Databricks CLI not verified against the release's SHA-256 sums")
+        if job.uses_databricks and ("| sh" in job.commands or "| sudo sh" in job.commands):
+            problems.append(f"{where}: pipes a downloaded script into sh")
         if platform == "gitlab":
             aud = job.raw["id_tokens"]["DATABRICKS_OIDC_TOKEN"]["aud"]
             if aud != f"{job.env['DATABRICKS_HOST']}/oidc/v1/token":
                 problems.append(f"{where}: ID token audience {aud}, not the workspace token endpoint the CLI requests")
-    if platform == "azure_devops":  # the federation subject is the pipeline: one principal each
+    # The CLI: built from source against the committed go.sum.
+    problems += cli_pin_problems(project, platform, list(jobs.values()))
+    if platform == "azure_devops":  # one principal per pipeline
         for file, principals in per_file.items():
             if len(principals) > 1:
                 problems.append(f"{file}: one pipeline signs in as {sorted(principals)}")
@@ -204,6 +219,10 @@ def identity_violations(project: Path, platform: str, pattern: str) -> list[str]
                 problems.append(f"{job.file}:{job.name}: concurrency group {group!r} is shared between pull requests")
             if job.file == "promote.yml" and job.raw.get("concurrency"):
                 problems.append(f"{job.file}:{job.name}: a promotion in concurrency group {group!r} can be dropped")
+        for path in layout(project).ci_files(platform):  # a workflow-wide group: one per run, never shared
+            workflow_group = (yaml.safe_load(path.read_text()).get("concurrency") or {}).get("group", "")
+            if workflow_group and "github.run_id" not in workflow_group:
+                problems.append(f"{path.name}: workflow concurrency group {workflow_group!r} can drop a run")
     if platform == "gitlab":
         for job in jobs.values():
             if "pull_request" in job.triggers and job.raw.get("resource_group"):
@@ -260,7 +279,7 @@ def test_identity_checks_fail_on_the_old_ci_files(old_template, tmp_path, platfo
     # The issue's findings, each seen on the old files:
     assert "a pull request (or any branch) can obtain the staging principal" in text, text
     assert "without --strict" in text, text
-    assert "not verified against the release's SHA-256 sums" in text, text
+    assert "not built from .databricks-cli/go.sum" in text, text
     if pattern != "deploy_models":
         assert "without an always-run destroy" in text, text
     if platform == "azure_devops":
@@ -288,3 +307,419 @@ def test_identity_table_holds_for_a_project_in_a_repository_folder(tmp_path, pla
     slug = layout(project).slug
     assert all(r.environment.startswith(f"{slug}-") for r in rows if r.environment), rows
     assert any(r.gate for r in rows if r.principal == "prod")
+
+
+# --------------------------------------------------------------------------------------
+# The attacker of issue 16, against the trust docs/ci-setup.md sets up
+
+ATTACKER_BRANCH = "attacker"
+
+
+def _policies(project: Path) -> list[tuple[str, str, str]]:
+    """(principal, claim, subject) of every federation policy docs/ci-setup.md creates; the
+    pages before issue 16 had a four-column table whose subjects were all `sub`."""
+    rows = [(PRINCIPALS.get(r["sp"], r["sp"]), r["claim"], r["subject"]) for r in federation_rows(project)]
+    for row in _doc_rows(project):
+        sp = re.search(r"\(`([0-9a-f-]{36})`\)", row[0])
+        if sp and len(row) in (3, 4) and re.match(r"`(repo:|p://)", row[1]):
+            rows.append((PRINCIPALS.get(sp.group(1), sp.group(1)), "sub", row[1].strip("`")))
+    return rows
+
+
+def _obtains(policies, claims: dict[str, str]) -> set[str]:
+    """The principals whose policy accepts a token with these claims."""
+    return {principal for principal, claim, subject in policies if claims.get(claim) == subject}
+
+
+def _protection(project: Path) -> dict[str, dict]:
+    """Environments (GitHub, GitLab) and service connections (Azure DevOps) with their branch
+    rule and whether someone else must approve, from docs/ci-setup.md's tables."""
+    found = {}
+    for row in _doc_rows(project):
+        name = re.fullmatch(r"`([\w.-]+)`", row[0])
+        if not name or len(row) not in (2, 3):
+            continue
+        text = row[1]
+        branches = set(re.findall(r"Deployment branches: `([^`]+)` only", text))
+        branches |= set(re.findall(r"Branch control: `refs/heads/([^`]+)`", text))
+        approval = bool(re.search(r"\*\*(Required reviewers|Approvals|Required approvals)\*\*", text))
+        # Azure DevOps: a service connection (three columns) and an environment may share a name.
+        entry = found.setdefault(name.group(1), {"branches": None, "approval": False, "connection": False})
+        entry["branches"] = (entry["branches"] or set()) | branches or None
+        entry["approval"] |= approval
+        entry["connection"] |= len(row) == 3
+    return found
+
+
+def attacks(project: Path, platform: str, pattern: str) -> list[str]:
+    """Ways an attacker obtains the staging or prod principal without a review; [] = none."""
+    where = layout(project)
+    doc = (project / "docs" / "ci-setup.md").read_text()
+    policies = _policies(project)
+    protection = _protection(project)
+    jobs = EXTRACT[platform](project)
+    rows = {r.job: r for r in identity_table(project, platform, pattern)}
+    found: list[str] = []
+
+    def report(who: str, principals: set[str]) -> None:
+        for principal in sorted(principals & {"staging", "prod"}):
+            found.append(f"{who} obtains the {principal} principal")
+
+    if platform == "github_actions":
+        custom = any(subject.startswith("repository_id:") for _, claim, subject in policies if claim == "sub")
+        own_files = [p.name for p in where.ci_files(platform)]
+
+        def token(file: str, ref: str, environment: str | None) -> dict[str, str]:
+            rule = protection.get(environment, {}).get("branches") if environment else None
+            if rule is not None and ref.removeprefix("refs/heads/") not in rule:
+                return {}  # GitHub refuses to start the job
+            context = f"environment:{environment}" if environment else f"ref:{ref}"
+            sub = (
+                f"repository_id:<repository-id>:{context}:job_workflow_ref:<owner>/<repo>/.github/workflows/{file}@{ref}"
+                if custom
+                else f"repo:<owner>/<repo>:{context}"
+            )
+            return {"sub": sub, "repository_id": "<repository-id>"}
+
+        environments = [*protection, None]
+        # 1. A pushed branch, with any of this project's workflow files edited or a new one.
+        for file in [*own_files, "attacker.yml"]:
+            for environment in environments:
+                report(
+                    f"a push of branch {ATTACKER_BRANCH} ({file}, environment {environment})",
+                    _obtains(policies, token(file, f"refs/heads/{ATTACKER_BRANCH}", environment)),
+                )
+        # 2. Another project's (or any other) workflow file on a protected branch, reviewed by
+        #    its own owners: it may name this project's environments; approvals still apply.
+        for branch in {DEFAULT, prod_branch(pattern, platform)}:
+            for environment in environments:
+                if environment and protection.get(environment, {}).get("approval"):
+                    continue
+                report(
+                    f"another workflow on {branch} naming environment {environment}",
+                    _obtains(policies, token("other-project-cd.yml", f"refs/heads/{branch}", environment)),
+                )
+        # 3. A fork's pull request gets no OIDC token (GitHub); nothing to model.
+    elif platform == "azure_devops":
+        pipelines = {f"{where.slug}-{p.stem}" for p in where.ci_files(platform) if p.parent.name != "templates"}
+        unguarded = {name for name, rule in protection.items() if rule["connection"] and rule["branches"] is None}
+        # 1. A pushed branch whose copy of any pipeline's YAML triggers it: the pipeline's token,
+        #    and any service connection whose branch control would not stop the branch.
+        subjects = {f"p://<organization>/<project>/{p}" for p in pipelines}
+        subjects |= {f"sc://<organization>/<project>/{c}" for c in unguarded}
+        for subject in sorted(subjects):
+            report(f"a push of branch {ATTACKER_BRANCH} ({subject})", _obtains(policies, {"sub": subject}))
+        # 2. A fork's pull request builds only in the CI pipeline.
+        report("a fork", _obtains(policies, {"sub": f"p://<organization>/<project>/{where.slug}-ci"}))
+    else:
+        can_push = "allowed to push: No one" not in doc
+
+        def token(project_path: str, project_id: str, branch: str) -> dict[str, str]:
+            sub = f"project_path:{project_path}:ref_type:branch:ref:{branch}"
+            return {"sub": sub, "project_path": project_path, "project_id": project_id}
+
+        # 1. A pushed branch with an edited .gitlab-ci.yml (any audience: the YAML chooses it).
+        report(
+            f"a push of branch {ATTACKER_BRANCH}",
+            _obtains(policies, token("<group>/<project>", "<project-id>", ATTACKER_BRANCH)),
+        )
+        # 2. A fork's merge request pipeline, in the fork's project.
+        for branch in (ATTACKER_BRANCH, DEFAULT, RELEASE):
+            report("a fork", _obtains(policies, token("<fork-group>/<project>", "<fork-project-id>", branch)))
+        # 3. A Maintainer who may push to the protected branches without a merge request.
+        if can_push:
+            for branch in {DEFAULT, prod_branch(pattern, platform)}:
+                report(
+                    f"a Maintainer pushing a job to {branch}",
+                    _obtains(policies, token("<group>/<project>", "<project-id>", branch)),
+                )
+        # Prod and staging subjects must differ: the audience is the YAML's choice.
+        staging = {s for p, c, s in policies if p == "staging"}
+        if staging & {s for p, c, s in policies if p == "prod"}:
+            found.append("a job of the staging branch obtains the prod principal (same subject)")
+        if where.mono and "One GitLab project per ML project is the safe layout" not in doc:
+            found.append("another project's CI file in this repository obtains its principals, undocumented")
+    # A writer without a review starts, by hand, any job of a protected branch: one that signs
+    # in as staging or prod must wait for someone else's approval.
+    for job in jobs:
+        row = rows[job.name]
+        by_hand = any(t.startswith("manual") for t in job.triggers)
+        if by_hand and row.principal in ("staging", "prod") and not _approved(job, platform, project, protection):
+            found.append(
+                f"a writer starting {job.file}:{job.name} by hand obtains the {row.principal} principal unreviewed"
+            )
+    return found
+
+
+def _approved(job: CIJob, platform: str, project: Path, protection: dict[str, dict]) -> bool:
+    if platform == "azure_devops":  # a check on the service connection, or (for the job) its environment
+        return bool(protection.get(job.connection or job.environment, {}).get("approval"))
+    if platform == "gitlab":
+        manual = all(r.get("when") == "manual" for r in job.raw.get("rules", []))
+        return manual and bool(protection.get(job.environment, {}).get("approval"))
+    return bool(protection.get(job.environment, {}).get("approval"))
+
+
+# --------------------------------------------------------------------------------------
+# Azure DevOps scripts fail closed
+
+# Commands a CI script calls, replaced by stand-ins: each prints what the script reads from it.
+STUB = r"""#!/usr/bin/env python3
+import json, os, sys
+name, args = os.path.basename(sys.argv[0]), " ".join(sys.argv[1:])
+count_file = os.environ["STUB_COUNT"]
+n = int(open(count_file).read() or 0) + 1 if os.path.exists(count_file) else 1
+open(count_file, "w").write(str(n))
+with open(os.environ["STUB_LOG"], "a") as log:
+    log.write(f"{n} {name} {args}\n")
+if n == int(os.environ.get("STUB_FAIL", "0")):
+    sys.exit(1)
+if name == "go" and "-o" in sys.argv:  # "builds" the CLI: the databricks stand-in at the output path
+    out = sys.argv[sys.argv.index("-o") + 1]
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    os.symlink(os.path.join(os.path.dirname(os.path.abspath(sys.argv[0])), "databricks"), out)
+answers = {
+    "bundle summary": {"resources": {"registered_models": {"model": {
+        "id": "test.s.m", "catalog_name": "test", "schema_name": "s", "name": "m"}}}},
+    "model-versions list": [{"version": 1}],
+    "model-versions get-by-alias": {"version": "3"},
+    "model-versions get ": {"run_id": "r1"},
+    "experiments get-run": {"run": {"data": {"tags": [
+        {"key": "git_commit", "value": "abc"}, {"key": "job_run_id", "value": "7"}]}}},
+    "jobs get-run": {"job_id": 5},
+    "jobs get ": {"settings": {"name": f"[dev someone] {os.environ['STUB_BUNDLE']}-model-training",
+                               "deployment": {"kind": "BUNDLE"}}},
+    "workspace list": [{"path": "/root/pr1", "object_type": "DIRECTORY"}],
+    "workspace get-status": {"modified_at": 0},
+}
+for key, value in answers.items():
+    if (args + " ").startswith(key):
+        print(json.dumps(value))
+        break
+else:
+    if name == "curl":
+        print(json.dumps({"status": "completed", "state": "closed"}))
+"""
+STUBBED = ("databricks", "uv", "uvx", "go", "curl", "git", "python", "pip", "sudo", "az")
+# Calls whose failure a script handles on purpose: "is there an endpoint to delete?", "has any
+# pull request deployed a test copy yet?" (the test root itself, not a copy's state file).
+TOLERATED = re.compile(r"databricks (serving-endpoints get \S+|workspace get-status \S+/test)$")
+
+
+def _run_script(body: str, work: Path, fail_at: int, project: Path) -> tuple[int, list[str]]:
+    stubs = work / "bin"
+    if not stubs.exists():
+        stubs.mkdir(parents=True)
+        for name in STUBBED:
+            (stubs / name).write_text(STUB)
+            (stubs / name).chmod(0o755)
+        root = layout(project).root
+        module = work / "src" / (root if root != "." else "") / ".databricks-cli"
+        module.mkdir(parents=True)
+        from test_cicd import CLI_GO_SUM
+
+        (module / "go.sum").write_text("\n".join(CLI_GO_SUM) + "\n")
+    for name in ("count", "log"):
+        (work / name).unlink(missing_ok=True)
+    script = work / "step.sh"
+    script.write_text(body)
+    env = {
+        "PATH": f"{stubs}:/usr/bin:/bin",
+        "HOME": str(work),
+        "STUB_COUNT": str(work / "count"),
+        "STUB_LOG": str(work / "log"),
+        "STUB_FAIL": str(fail_at),
+        "STUB_BUNDLE": layout(project).slug,
+        "BUILD_SOURCESDIRECTORY": str(work / "src"),
+        "PIPELINE_WORKSPACE": str(work),
+        "SYSTEM_PULLREQUEST_PULLREQUESTID": "1",
+        "MODEL_VERSION": "",
+        "SOURCE_MODEL": "dev.s.m",
+        "MAX_AGE_DAYS": "3",
+        "SYSTEM_ACCESSTOKEN": "t",
+        # What Azure DevOps sets for every step.
+        "JAVA_HOME_17_X64": "/usr/lib/jvm/java-17",
+        "BUILD_REQUESTEDFOR": "A Person",
+        "BUILD_BUILDID": "9",
+        "BUILD_REPOSITORY_ID": "r",
+        "SYSTEM_COLLECTIONURI": "https://dev.azure.com/org/",
+        "SYSTEM_TEAMPROJECTID": "p",
+    }
+    (work / "promoteStaging" / "promotion").mkdir(parents=True, exist_ok=True)
+    (work / "promoteStaging" / "promotion" / "staging_version").write_text("3\n")
+    # What the script task runs: the body in a file, `bash --noprofile --norc <file>`.
+    result = subprocess.run(
+        ["bash", "--noprofile", "--norc", str(script)], cwd=work / "src", env=env, capture_output=True
+    )
+    log = (work / "log").read_text().splitlines() if (work / "log").exists() else []
+    return result.returncode, log
+
+
+def fail_open_scripts(project: Path, platform: str, work: Path) -> list[str]:
+    """Azure DevOps script steps whose step passes although a command in them failed."""
+    if platform != "azure_devops":
+        return []
+    problems = []
+    bodies = {}
+    for job in EXTRACT[platform](project):
+        for body in job.scripts:
+            bodies.setdefault(body, f"{job.file}:{job.name}")
+    for body, where in bodies.items():
+        code, calls = _run_script(body, work, 0, project)
+        if code != 0:
+            problems.append(f"{where}: the step fails although every command succeeded")
+        for index, call in enumerate(calls, start=1):
+            if TOLERATED.match(call.split(" ", 1)[1]):
+                continue
+            failed_code, _ = _run_script(body, work, index, project)
+            if failed_code == 0:
+                command = call.split(" ", 1)[1]
+                problems.append(f"{where}: the step passes although `{command}` failed")
+                break
+    return problems
+
+
+# --------------------------------------------------------------------------------------
+# The sweeper, and what a job that holds a token builds with
+
+
+def sweeper_problems(project: Path, platform: str) -> list[str]:
+    jobs = EXTRACT[platform](project)
+    ci = next(sp for sp, name in PRINCIPALS.items() if name == "ci")
+    sweepers = [j for j in jobs if any(t.startswith("schedule") for t in j.triggers) and j.uses_databricks]
+    problems = [] if sweepers else ["no scheduled sweeper of leftover test copies"]
+    for job in sweepers:
+        where = f"{job.file}:{job.name}"
+        if job.env.get("DATABRICKS_CLIENT_ID") != ci or not job.signs_in:
+            problems.append(f"{where}: the sweeper does not sign in as the CI principal")
+        if {t for _, _, t, _ in job.sequence(job.commands + job.always)} != {"test"}:
+            problems.append(f"{where}: the sweeper reaches more than the test target")
+        if f"/Workspace/Users/{ci}/.bundle/{layout(project).slug}/test" not in job.commands:
+            problems.append(f"{where}: the sweeper does not list the CI principal's test copies")
+        if not str(job.env.get("MAX_AGE_DAYS", "")).isdigit():
+            problems.append(f"{where}: the sweeper has no age limit")
+    # Every destroy of a test copy deletes the copy's model versions first, with the macro that
+    # refuses any target but dev and test.
+    for job in jobs:
+        for text in (job.commands, job.always):
+            if "databricks bundle destroy -t test" in text:
+                before = text[: text.index("databricks bundle destroy -t test")]
+                if "databricks model-versions delete" not in before or "dev | test) ;;" not in before:
+                    problems.append(f"{job.file}:{job.name}: destroys a test copy without deleting its model versions")
+    return problems
+
+
+def build_problems(project: Path, platform: str) -> list[str]:
+    """Jobs that can obtain a token build the wheel only with hash-pinned build requirements,
+    install tools by hash, and (GitLab) run on images pinned by digest."""
+    import tomllib
+
+    problems = []
+    requires = tomllib.loads((project / "pyproject.toml").read_text())["build-system"]["requires"]
+    constraints = project / "build-constraints.txt"
+    pinned = {}
+    if constraints.is_file():
+        for line in constraints.read_text().splitlines():
+            match = re.match(r"([A-Za-z0-9_.-]+)==\S+ --hash=sha256:[0-9a-f]{64}$", line)
+            if match:
+                pinned[match.group(1).lower()] = line
+    for requirement in requires:
+        name = re.match(r"[A-Za-z0-9_.-]+", requirement).group(0).lower()
+        if name not in pinned:
+            problems.append(f"build requirement {name} is not pinned by hash in build-constraints.txt")
+    for job in EXTRACT[platform](project):
+        where = f"{job.file}:{job.name}"
+        if job.signs_in and any(v == "deploy" for v, _, _, _ in job.sequence()):
+            if job.env.get("UV_BUILD_CONSTRAINT") != "build-constraints.txt" or job.env.get(
+                "UV_REQUIRE_HASHES"
+            ) not in ("1", "true"):
+                problems.append(f"{where}: builds the wheel with a token in reach and unpinned build requirements")
+        if re.search(r"pip install(?![^\n]*--require-hashes)[^\n]*\buv\b", job.commands):
+            problems.append(f"{where}: installs uv without hashes")
+    if platform == "gitlab":
+        images = []
+        for path in layout(project).ci_files(platform):
+            images += re.findall(r"^\s*image:\s*(\S+)", path.read_text(), flags=re.M)
+        for image in images:
+            if not re.search(r"@sha256:([0-9a-f]{64}|REPLACE-WITH-THE-DIGEST-OF-[\w.-]+)$", image):
+                problems.append(f"image {image} is not pinned by digest")
+    return problems
+
+
+# --------------------------------------------------------------------------------------
+
+
+def _bake_layouts(tmp_path: Path, template: Path, platform: str, pattern: str) -> list[Path]:
+    """The project at the repository root and in a folder of a shared repository."""
+    projects = []
+    for root in (".", "ml/fares"):
+        out = tmp_path / root.replace("/", "_")
+        context = {"cicd_platform": platform, "deployment_pattern": pattern, "include_serving_endpoint": True}
+        if root != ".":
+            context["project_root"] = root
+        baked = Path(cookiecutter(str(template), no_input=True, output_dir=str(out), extra_context=context))
+        projects.append(out / root if root != "." else baked)
+    return projects
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_no_attacker_reaches_staging_or_prod(tmp_path, platform, pattern):
+    for project in _bake_layouts(tmp_path, TEMPLATE_DIR, platform, pattern):
+        assert attacks(project, platform, pattern) == [], project
+        assert fail_open_scripts(project, platform, tmp_path / "run" / project.name) == []
+        assert sweeper_problems(project, platform) == []
+        assert build_problems(project, platform) == []
+        assert identity_violations(project, platform, pattern) == []
+
+
+@pytest.fixture(scope="module")
+def template_before_issue_16(tmp_path_factory) -> Path:
+    """The template as it was before issue 16, extracted from git."""
+    root = tmp_path_factory.mktemp("before-issue-16")
+    archive = subprocess.run(
+        ["git", "-C", str(TEMPLATE_DIR), "archive", BEFORE_ISSUE_16], capture_output=True, check=True
+    )
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(root, filter="data")
+    return root
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_the_new_checks_fail_on_the_ci_files_from_before_issue_16(
+    template_before_issue_16, tmp_path, platform, pattern
+):
+    project, mono = _bake_layouts(tmp_path, template_before_issue_16, platform, pattern)
+    found = "\n".join(attacks(project, platform, pattern) + attacks(mono, platform, pattern))
+    if platform == "azure_devops":  # finding 1: a pushed branch runs a copy of the prod pipeline
+        pipeline = "p://<organization>/<project>/my_mlops_project-cd-prod"
+        assert f"a push of branch {ATTACKER_BRANCH} ({pipeline}) obtains the prod principal" in found, found
+        scripts = "\n".join(fail_open_scripts(project, platform, tmp_path / "run"))
+        assert "the step passes although `uv run ruff check .` failed" in scripts, scripts  # finding 2
+        assert "the step passes although `curl" in scripts, scripts  # the CLI install, with another CLI on PATH
+    if platform == "gitlab":  # finding 3: a Maintainer's job on a protected branch
+        old_prod_branch = DEFAULT if pattern == "deploy_models" else RELEASE
+        assert f"a Maintainer pushing a job to {old_prod_branch} obtains the prod principal" in found, found
+        if pattern == "deploy_models":
+            assert "a job of the staging branch obtains the prod principal (same subject)" in found, found
+    if platform == "github_actions":  # finding 8: another workflow names this project's environment
+        assert (
+            "another workflow on main naming environment my_mlops_project-staging obtains the staging principal"
+            in found
+        ), found
+    if pattern == "deploy_models":  # finding 7: the staging promotion, by hand, unreviewed
+        assert "by hand obtains the staging principal unreviewed" in found, found
+    jobs = EXTRACT[platform](project)
+    assert any(
+        "not built from .databricks-cli/go.sum" in p for p in cli_pin_problems(project, platform, jobs)
+    )  # finding 4
+    assert "no scheduled sweeper of leftover test copies" in sweeper_problems(project, platform)  # finding 10
+    if pattern != "deploy_models":  # the trained copy's model versions block destroy (issue 15)
+        assert any("without deleting its model versions" in p for p in sweeper_problems(project, platform))
+    builds = "\n".join(build_problems(project, platform))  # finding 5
+    assert "hatchling is not pinned by hash" in builds and "unpinned build requirements" in builds, builds
+    if platform == "gitlab":
+        assert "image python:3.12-bookworm is not pinned by digest" in builds, builds
+    if platform != "github_actions":
+        assert "installs uv without hashes" in builds, builds

@@ -5,8 +5,8 @@ The CI files of each platform are parsed into one model (``CIJob``: when a job r
 behind which gate) so that one table of expectations per pattern checks all three platforms.
 Besides the flows, the tests check the files against the platform's JSON schema, GitHub
 workflows with zizmor, that no stored credential appears, that every action and the
-Databricks CLI are pinned, and that docs/ci-setup.md lists exactly the federation subjects
-the CI files need.
+Databricks CLI are pinned (the CLI built from source against the project's committed go.sum),
+and that docs/ci-setup.md lists exactly the federation subjects the CI files need.
 """
 
 from __future__ import annotations
@@ -30,7 +30,13 @@ CI_PATHS = {
     "azure_devops": (".azure",),
     "gitlab": (".gitlab-ci.yml", ".gitlab"),
 }
-AUTH_TYPES = {"github_actions": "github-oidc", "azure_devops": "azure-devops-oidc", "gitlab": "env-oidc"}
+# Azure DevOps: the CI principal signs in with the pipeline's token (azure-devops-oidc); staging
+# and prod with their service connection's ID token (env-oidc, through AzureCLI@2).
+AUTH_TYPES = {
+    "github_actions": {"github-oidc"},
+    "azure_devops": {"azure-devops-oidc", "env-oidc"},
+    "gitlab": {"env-oidc"},
+}
 SCHEMAS = {
     "github_actions": "vendor.github-workflows",
     "azure_devops": "vendor.azure-pipelines",
@@ -46,9 +52,16 @@ PINNED_ACTIONS = {
     ("astral-sh/setup-uv", "v10.0.1"): "20cfd1bf945f4377ade1205e4dbc17946fc9a30d",
     ("databricks/setup-cli", "v1.13.0"): "6bb7075f85b326f8b9ce160933dfe9bcd63c8121",
 }
-CLI_VERSION = "1.13.0"
-SETUP_CLI_COMMIT = PINNED_ACTIONS[("databricks/setup-cli", "v1.13.0")]
+CLI_VERSION = "1.12.1"
 UV_VERSION = "0.13.8"
+
+# The go.sum line of the CLI module, as the Go checksum database publishes it. The same line is in
+# templates/databricks_cli.j2 (cli_sum), the generated .databricks-cli/go.sum and, once the lead's
+# clitest/ module lands, clitest/go.sum: test_the_cli_pin_is_the_one_the_template_vouches_for.
+CLI_GO_SUM = (
+    f"github.com/databricks/cli v{CLI_VERSION} h1:AEmFRA5foGObnxzgbk/1392DS+9dNsQWUY3sdZ1Reeo=",
+    f"github.com/databricks/cli v{CLI_VERSION}/go.mod h1:wAhcaWNPArzCrwFIm+gMDqDYKMRTSOqk95PpBckjI7Q=",
+)
 
 # Credentials that must never appear in generated CI: stored secrets, tokens, passwords.
 FORBIDDEN = [
@@ -133,6 +146,8 @@ class CIJob:
     signs_in: bool = False  # the job can obtain a federated token
     raw: dict = field(default_factory=dict, repr=False)
     always: str = ""  # shell text that runs after ``commands`` whatever their outcome
+    connection: str | None = None  # Azure DevOps: the service connection the job signs in through
+    scripts: list[str] = field(default_factory=list, repr=False)  # each step's shell text, as the step runs it
 
     def sequence(self, text: str | None = None) -> list[tuple[str, str | None, str, str]]:
         """``databricks bundle`` commands in order, as (verb, job key or None, target, flags)."""
@@ -205,6 +220,8 @@ def github_jobs(project: Path) -> list[CIJob]:
             triggers |= {f"push:{b}" for b in on["push"]["branches"]}
         if "workflow_dispatch" in on:
             triggers.add("manual")
+        if "schedule" in on:
+            triggers.add("schedule")
         for job_id, job in wf["jobs"].items():
             job_triggers = set(triggers)
             refs = re.findall(r"github\.ref == 'refs/heads/([^']+)'", job.get("if", ""))
@@ -237,6 +254,7 @@ def github_jobs(project: Path) -> list[CIJob]:
                         name=job_id + (f"[{entry.get('target')}]" if entry else ""),
                         triggers=frozenset(job_triggers),
                         commands=_substitute("\n".join(runs), env),
+                        scripts=runs + always,
                         env=env,
                         environment=environment,
                         # Approval = the `prod` environment's required reviewers (docs/ci-setup.md).
@@ -274,6 +292,8 @@ def _azure_triggers(project: Path, path: Path, seen: tuple = ()) -> set[str]:
         triggers.add("pull_request")
     if pipeline.get("trigger", "none") != "none":
         triggers |= {f"push:{b}" for b in pipeline["trigger"]["branches"]["include"]}
+    for schedule in pipeline.get("schedules", []):
+        triggers |= {f"schedule:{b}" for b in schedule["branches"]["include"]}
     for resource in pipeline.get("resources", {}).get("pipelines", []):
         source = path.parent / f"{resource['source'].removeprefix(layout(project).slug + '-')}.yml"
         assert source.is_file() and source not in seen, resource
@@ -317,19 +337,34 @@ def azure_jobs(project: Path) -> list[CIJob]:
                 matrix = job.get("strategy", {}).get("matrix") or {"": {}}
                 for leg, leg_vars in matrix.items():
                     env = {**job.get("variables", {}), **leg_vars}
-                    scripts, always, token_mapped = [], [], True
+                    scripts, always, bodies, token_mapped, connections = [], [], [], True, set()
                     for step in steps:
-                        if "script" in step:
-                            step_env = {**env, **step.get("env", {})}
-                            runs_always = str(step.get("condition", "")).strip() == "always()"
-                            (always if runs_always else scripts).append(_substitute(step["script"], step_env))
-                            if "databricks " in step["script"] and "databricks --version" not in step["script"]:
+                        body = step.get("script")
+                        if str(step.get("task", "")).startswith("AzureCLI@"):
+                            inputs = step["inputs"]
+                            body = inputs["inlineScript"]
+                            if inputs.get("addSpnToEnvironment") is True:  # exposes the ID token as idToken
+                                connections.add(inputs["azureSubscription"])
+                        if body is None:
+                            continue
+                        bodies.append(body)
+                        step_env = {**env, **step.get("env", {})}
+                        runs_always = str(step.get("condition", "")).strip() == "always()"
+                        (always if runs_always else scripts).append(_substitute(body, step_env))
+                        if re.search(r"\bdatabricks (bundle|model-versions|workspace)\b", body):
+                            if "script" in step:
                                 token_mapped &= step.get("env", {}).get("SYSTEM_ACCESSTOKEN") == "$(System.AccessToken)"
-                            env.update(step.get("env", {}))
+                            else:
+                                token_mapped = False
+                        env.update(step.get("env", {}))
                     environment = job.get("environment")
                     if isinstance(environment, dict):
                         environment = environment["name"]
                     lock = stage.get("lockBehavior") == "sequential" and environment
+                    auth = env.get("DATABRICKS_AUTH_TYPE")
+                    pipeline_token = auth == "azure-devops-oidc" and "SYSTEM_ACCESSTOKEN" in env and token_mapped
+                    via_connection = auth == "env-oidc" and env.get("DATABRICKS_OIDC_TOKEN_ENV") == "idToken"
+                    (connection,) = connections if via_connection and len(connections) == 1 else (None,)
                     jobs.append(
                         CIJob(
                             file=path.name,
@@ -342,9 +377,11 @@ def azure_jobs(project: Path) -> list[CIJob]:
                             gated=environment == f"{slug}-prod",
                             concurrency=environment if lock else None,
                             needs=needs,
-                            signs_in="SYSTEM_ACCESSTOKEN" in env and token_mapped,
+                            signs_in=pipeline_token or connection is not None,
                             raw=job,
                             always="\n".join(always),
+                            connection=connection,
+                            scripts=bodies,
                         )
                     )
                 stage_jobs[stage["stage"]].append(f"{stage['stage']}.{name}")
@@ -369,6 +406,8 @@ def _gitlab_triggers(rule_if: str) -> set[str]:
     if "merge_request_event" in rule_if:
         return {"pull_request"}
     branch = re.search(r'\$CI_COMMIT_BRANCH == "([^"]+)"', rule_if)
+    if '"schedule"' in rule_if and branch:
+        return {f"schedule:{branch.group(1)}"}
     if '"web"' in rule_if:
         assert "$PROMOTE_MODEL" in rule_if, rule_if
         return {f"manual:{branch.group(1)}"} if branch else {"manual"}
@@ -425,6 +464,7 @@ def gitlab_jobs(project: Path) -> list[CIJob]:
                 signs_in="DATABRICKS_OIDC_TOKEN" in job.get("id_tokens", {}),
                 raw=job,
                 always=_substitute(after, {k: v for k, v in env.items() if k not in inputs}),
+                scripts=[script, after] if after else [script],
             )
         )
     return jobs
@@ -568,11 +608,13 @@ def test_ci_files_match_the_platform_schema(project, platform):
     check_schema(project, platform)
 
 
+@pytest.mark.parametrize("persona", ["regular", "pedantic"])
 @pytest.mark.parametrize("pattern", PATTERNS)
-def test_github_workflows_have_no_zizmor_findings(baked, pattern):
+def test_github_workflows_have_no_zizmor_findings(baked, pattern, persona):
     project = baked(cicd_platform="github_actions", deployment_pattern=pattern)
+    command = [executable("zizmor"), "--offline", "--no-ignores", "--persona", persona, "--format", "json"]
     result = subprocess.run(
-        [executable("zizmor"), "--offline", "--no-ignores", "--format", "json", str(project / ".github")],
+        [*command, str(project / ".github")],
         capture_output=True,
         text=True,
     )
@@ -599,7 +641,7 @@ def test_every_job_that_calls_databricks_signs_in_by_workload_identity(project, 
     for job in jobs:
         if job.uses_databricks:
             assert job.signs_in, f"{job.file}:{job.name} calls Databricks without a federated token"
-            assert job.env.get("DATABRICKS_AUTH_TYPE") == AUTH_TYPES[platform], job.name
+            assert job.env.get("DATABRICKS_AUTH_TYPE") in AUTH_TYPES[platform], job.name
             assert re.fullmatch(r"https://[\w.-]+", job.env["DATABRICKS_HOST"]), job.name
             assert re.fullmatch(r"[0-9a-f-]{36}", job.env["DATABRICKS_CLIENT_ID"]), job.name
         else:
@@ -607,17 +649,64 @@ def test_every_job_that_calls_databricks_signs_in_by_workload_identity(project, 
             assert "DATABRICKS_CLIENT_ID" not in job.env, job.name
 
 
-def test_databricks_cli_is_pinned_and_verified(project, platform):
-    """The release archive of the pinned version, checked against the release's SHA-256 sums
-    (the checksum file of the CLI's .goreleaser.yaml at v1.13.0); nothing piped into a shell."""
+# What the CLI build of templates/databricks_cli.j2 (macro install) always contains.
+CLI_BUILD = ('go -C "$module" build -trimpath', "export CGO_ENABLED=0 GOFLAGS=-mod=readonly")
+UNSAFE_GO = re.compile(r"GONOSUMDB=|GONOSUMCHECK=|GOSUMDB=off|GOINSECURE=|GOFLAGS=-mod=mod|GOPROXY=|-insecure")
+
+
+def cli_pin_problems(project: Path, platform: str, jobs: list[CIJob]) -> list[str]:
+    """Every job that calls Databricks runs the CLI built from source against the project's
+    committed .databricks-cli/go.sum (GitLab: built in this pipeline by a job without a token, and
+    taken from its artifacts); the go.sum pins the CLI by the checksum database's hash."""
+    problems = []
+    go_sum = project / ".databricks-cli" / "go.sum"
+    if not go_sum.is_file() or not set(CLI_GO_SUM) <= set(go_sum.read_text().splitlines()):
+        problems.append(f".databricks-cli/go.sum does not pin github.com/databricks/cli v{CLI_VERSION}")
+    builders = {job.name: job for job in jobs if all(piece in job.commands for piece in CLI_BUILD)}
+    for job in jobs:
+        if UNSAFE_GO.search(job.commands):
+            problems.append(f"{job.file}:{job.name}: weakens Go's module verification")
+        if not job.uses_databricks:
+            continue
+        if platform == "gitlab":
+            built = [builders[name] for name in job.needs if name in builders]
+            source = built[0].commands if built and ".databricks-cli/bin:$PATH" in job.commands else ""
+            if built and built[0].signs_in:
+                problems.append(f"{job.file}:{job.name}: its CLI is built by a job that holds a token")
+        else:
+            source = job.commands if job.name in builders else ""
+        if f'grep -qxF "{CLI_GO_SUM[0]}"' not in source:
+            problems.append(f"{job.file}:{job.name}: runs a Databricks CLI not built from .databricks-cli/go.sum")
+    return problems
+
+
+def test_databricks_cli_is_built_from_the_committed_go_sum(project, platform, jobs):
     text = "\n".join(p.read_text() for p in ci_files(project, platform))
-    assert not re.search(r"pip install[^\n]*databricks", text)
     assert "setup-cli" not in text and "install.sh" not in text and not re.search(r"\|\s*(sudo\s+)?sh\b", text)
-    for job in EXTRACT[platform](project):
-        if job.uses_databricks:
-            assert f'version="{CLI_VERSION}"' in job.commands, job.name
-            install = job.commands[: job.commands.index("databricks --version")]
-            assert "databricks_cli_${version}_SHA256SUMS" in install and "sha256sum --check --strict" in install
+    assert not re.search(r"pip install[^\n]*databricks", text)
+    assert cli_pin_problems(project, platform, jobs) == []
+    module = (project / ".databricks-cli" / "go.mod").read_text()
+    assert f"require github.com/databricks/cli v{CLI_VERSION}\n" in module
+    assert "replace" not in module
+    assert (project / ".databricks-cli" / "tools.go").read_text().count('import _ "github.com/databricks/cli"') == 1
+
+
+def test_the_cli_pin_is_the_one_the_template_vouches_for(baked):
+    """One hash, three places: the template's macro, the generated go.sum and (once it exists)
+    the template's own clitest/go.sum that the real-CLI tests build from."""
+    from bake import TEMPLATE_DIR
+
+    macro = (TEMPLATE_DIR / "templates" / "databricks_cli.j2").read_text()
+    assert f'cli_version = "{CLI_VERSION}"' in macro and f'cli_sum = "{CLI_GO_SUM[0]}"' in macro
+    project = baked(cicd_platform="github_actions", deployment_pattern="deploy_code")
+
+    def cli_lines(go_sum: Path) -> list[str]:
+        return [line for line in go_sum.read_text().splitlines() if line.startswith("github.com/databricks/cli ")]
+
+    assert cli_lines(project / ".databricks-cli" / "go.sum") == list(CLI_GO_SUM)
+    clitest = TEMPLATE_DIR / "clitest" / "go.sum"
+    if clitest.is_file():
+        assert cli_lines(clitest) == list(CLI_GO_SUM)
 
 
 def test_python_uv_and_java_for_the_checks(project, platform, jobs):
@@ -627,8 +716,11 @@ def test_python_uv_and_java_for_the_checks(project, platform, jobs):
         java = job.commands + json.dumps(job.env)
         assert re.search(r"JAVA_HOME_17_X64|openjdk-17", java), f"{job.name}: no Java 17 for Spark"
         if platform != "github_actions":
-            assert f'pip install "uv=={UV_VERSION}"' in job.commands
+            assert "pip install --require-hashes --no-deps -r ci-requirements.txt" in job.commands
             assert "uv sync --locked" in job.commands
+    if platform != "github_actions":
+        pins = (project / "ci-requirements.txt").read_text()
+        assert f"uv=={UV_VERSION} \\\n    --hash=sha256:" in pins
     text = "\n".join(p.read_text() for p in ci_files(project, platform))
     if platform == "github_actions":
         for job in checks:
@@ -639,14 +731,14 @@ def test_python_uv_and_java_for_the_checks(project, platform, jobs):
     elif platform == "azure_devops":
         assert 'versionSpec: "3.12"' in text
     else:
-        assert yaml.safe_load(text)["default"]["image"].startswith("python:3.12")
+        assert yaml.safe_load(text)["default"]["image"].startswith("python:3.12-bookworm@sha256:")
 
 
 # --------------------------------------------------------------------------------------
 # Flows per pattern
 
 
-def expected_flows(project: Path, pattern: str) -> dict[str, set]:
+def expected_flows(project: Path, pattern: str, platform: str = "github_actions") -> dict[str, set]:
     default, release = "main", "release"  # the template's defaults
     pr = {("validate", None, "test"), ("deploy", None, "test"), ("destroy", None, "test")}
     staging = {("validate", None, "staging"), ("deploy", None, "staging")}
@@ -657,22 +749,28 @@ def expected_flows(project: Path, pattern: str) -> dict[str, set]:
         staging.add(("run", "model_training_job", "staging"))
     if pattern == "deploy_code":
         prod.add(("run", "model_training_job", "prod"))
-    if pattern == "deploy_models":
+    if pattern == "deploy_models" and platform != "gitlab":
         flows[f"push:{default}"] = staging | prod
-        flows["manual"] = {("run", "model_promotion_job", "staging"), ("run", "model_promotion_job", "prod")}
-    else:
+    else:  # GitLab: prod has a protected branch of its own in every pattern
         flows[f"push:{release}"] = prod
+    if pattern == "deploy_models":
+        flows["manual"] = {("run", "model_promotion_job", "staging"), ("run", "model_promotion_job", "prod")}
     if pattern == "hybrid":
         flows["manual"] = {("run", "model_promotion_job", "prod")}
+    # The nightly sweeper: leftover pull request copies of the test target (also by hand on GitHub).
+    flows["schedule"] = {("destroy", None, "test")}
+    if platform == "github_actions":
+        flows["manual"] = flows["manual"] | {("destroy", None, "test")}
     return flows
 
 
-def test_each_trigger_runs_what_the_pattern_says(project, pattern, jobs):
+def test_each_trigger_runs_what_the_pattern_says(project, platform, pattern, jobs):
     actual: dict[str, set] = {}
     for job in jobs:
         for trigger in job.triggers:
-            actual.setdefault(trigger.split(":")[0] if trigger.startswith("manual") else trigger, set()).update(job.ops)
-    expected = expected_flows(project, pattern)
+            kind = trigger.split(":")[0] if trigger.startswith(("manual", "schedule")) else trigger
+            actual.setdefault(kind, set()).update(job.ops)
+    expected = expected_flows(project, pattern, platform)
     assert {k: v for k, v in actual.items() if v} == {k: v for k, v in expected.items() if v}
 
 
@@ -767,8 +865,11 @@ def test_promotions_copy_from_the_previous_catalog(project, platform, pattern, j
         (prod,) = [j for j, t in promotions if t == "prod"]
         if platform == "azure_devops":  # a pipeline-completion trigger and the published version
             assert "promoteStaging/promotion/staging_version" in prod.commands
-        else:
+        elif platform == "github_actions":
             assert staging.name in prod.needs
+        else:  # GitLab: prod runs from its own branch, in a pipeline of its own: the person names the version
+            assert prod.triggers == {"manual:release"} and staging.triggers == {"manual:main"}
+            assert 'SOURCE_VERSION="$MODEL_VERSION"' in prod.commands
         assert "get-by-alias" in staging.commands
     else:  # hybrid: prod copies staging's model, which production mode does not prefix
         assert SOURCE_MODEL_INPUT[platform] not in inputs
@@ -837,8 +938,10 @@ def test_deploy_models_deploys_prod_after_staging(baked, platform):
     if platform == "azure_devops":  # another pipeline (its own identity), started when staging's succeeds
         resources = yaml.safe_load((project / ".azure/pipelines/cd-prod.yml").read_text())["resources"]
         assert resources["pipelines"][0]["source"] == f"{project.name}-cd"
-    else:
+    elif platform == "github_actions":
         assert staging.name in prod.needs
+    else:  # GitLab: prod deploys from the protected release branch (its own federation subject)
+        assert staging.triggers == {"push:main"} and prod.triggers == {"push:release"}
 
 
 # --------------------------------------------------------------------------------------
@@ -855,7 +958,9 @@ def test_github_permissions_are_per_job_and_minimal(baked, pattern):
             perms = job.get("permissions")
             assert isinstance(perms, dict), f"{path.name}:{job_id} must declare its permissions"
             assert perms.get("contents") == "read"
-            assert set(perms) <= {"contents", "id-token"}, perms
+            assert set(perms) <= {"contents", "id-token", "actions", "pull-requests"}, perms
+            # read-only extras: who approved (promote-prod), is a pull request open (sweeper)
+            assert {perms[k] for k in set(perms) - {"id-token"}} == {"read"}, perms
             for step in job["steps"]:
                 if step.get("uses", "").startswith("actions/checkout@"):
                     assert step["with"]["persist-credentials"] is False
@@ -888,8 +993,19 @@ def _doc_rows(project: Path) -> list[list[str]]:
     return rows
 
 
-def _required_subjects(project: Path, platform: str, jobs: list[CIJob]) -> set[tuple[str, str]]:
-    """(service principal, federation subject) pairs the jobs sign in with."""
+def _github_branches(job: CIJob, project: Path) -> set[str]:
+    """Branches a GitHub job can sign in from: its push branches, or its environment's
+    deployment branches (docs/ci-setup.md) for a job started by hand."""
+    branches = {t.split(":", 1)[1] for t in job.triggers if t.startswith("push:")}
+    if job.triggers & {"manual", "schedule"}:
+        for row in _doc_rows(project):
+            if row and row[0] == f"`{job.environment}`" and len(row) == 2:
+                branches |= set(re.findall(r"Deployment branches: `([^`]+)` only", row[1]))
+    return branches
+
+
+def _required_subjects(project: Path, platform: str, jobs: list[CIJob]) -> set[tuple[str, str, str]]:
+    """(service principal, subject claim, subject) of the federation policies the jobs need."""
     required = set()
     ci_sp = "00000000-0000-0000-0000-000000000003"
     for job in jobs:
@@ -898,45 +1014,73 @@ def _required_subjects(project: Path, platform: str, jobs: list[CIJob]) -> set[t
         sp = job.env["DATABRICKS_CLIENT_ID"]
         if platform == "github_actions":
             assert job.environment, f"{job.name}: signs in without an environment"
-            required.add((sp, f"repo:<owner>/<repo>:environment:{job.environment}"))
+            if sp == ci_sp:
+                required.add((sp, "repository_id", "<repository-id>"))
+                continue
+            file = layout(project).prefix + job.file  # the workflow's name in the repository
+            for branch in _github_branches(job, project):
+                required.add(
+                    (
+                        sp,
+                        "sub",
+                        f"repository_id:<repository-id>:environment:{job.environment}:job_workflow_ref:"
+                        f"<owner>/<repo>/.github/workflows/{file}@refs/heads/{branch}",
+                    )
+                )
         elif platform == "azure_devops":
-            required.add((sp, f"p://<organization>/<project>/{layout(project).slug}-{Path(job.file).stem}"))
+            if job.connection:
+                required.add((sp, "sub", f"sc://<organization>/<project>/{job.connection}"))
+            else:
+                required.add((sp, "sub", f"p://<organization>/<project>/{layout(project).slug}-{Path(job.file).stem}"))
         elif sp == ci_sp:
-            required.add((sp, "project_path <group>/<project>"))
+            required.add((sp, "project_id", "<project-id>"))
         else:
             for trigger in job.triggers:
                 branch = trigger.split(":", 1)[1]
-                required.add((sp, f"sub project_path:<group>/<project>:ref_type:branch:ref:{branch}"))
+                required.add((sp, "sub", f"project_path:<group>/<project>:ref_type:branch:ref:{branch}"))
     return required
 
 
-def test_ci_setup_lists_exactly_the_federation_subjects(project, platform, jobs):
-    documented = set()
-    audiences: dict[str, set[str]] = {}
+def federation_rows(project: Path) -> list[dict[str, str]]:
+    """The rows of docs/ci-setup.md's federation policy table."""
+    rows = []
     for row in _doc_rows(project):
         sp = re.search(r"\(`([0-9a-f-]{36})`\)", row[0])
-        if not sp or len(row) < 3 or not re.search(r"repo:|p://|gitlab", " ".join(row)):
-            continue
-        if platform == "gitlab":
-            claim, subject = row[3].strip("`"), row[4].strip("`")
-            documented.add((sp.group(1), f"{claim} {subject}"))
-            audiences[sp.group(1)] = set(re.findall(r"`([^`]+)`", row[2]))
-            assert row[1] == "`https://gitlab.com`"
-        else:
-            documented.add((sp.group(1), row[1].strip("`")))
-            if platform == "github_actions":
-                audiences[sp.group(1)] = set(re.findall(r"`([^`]+)`", row[2]))
+        if sp and len(row) == 6:
+            rows.append(
+                {
+                    "sp": sp.group(1),
+                    "issuer": row[1].strip("`"),
+                    "audiences": set(re.findall(r"`([^`]+)`", row[2])),
+                    "claim": row[3].strip("`"),
+                    "subject": row[4].strip("`"),
+                }
+            )
+    return rows
+
+
+def test_ci_setup_lists_exactly_the_federation_subjects(project, platform, jobs):
+    rows = federation_rows(project)
+    documented = {(r["sp"], r["claim"], r["subject"]) for r in rows}
     assert documented == _required_subjects(project, platform, jobs)
-    for job in jobs:  # the audience the CLI requests for a workspace is in its principal's policy
-        if job.signs_in and platform != "azure_devops":
-            assert f"{job.env['DATABRICKS_HOST']}/oidc/v1/token" in audiences[job.env["DATABRICKS_CLIENT_ID"]]
-    if platform == "gitlab":
-        for job in jobs:
-            if job.signs_in:
-                assert (
-                    job.raw["id_tokens"]["DATABRICKS_OIDC_TOKEN"]["aud"]
-                    == f"{job.env['DATABRICKS_HOST']}/oidc/v1/token"
-                )
+    issuers = {
+        "github_actions": "https://token.actions.githubusercontent.com",
+        "azure_devops": "https://vstoken.dev.azure.com/<organization-id>",
+        "gitlab": "https://gitlab.com",
+    }
+    assert {r["issuer"] for r in rows} == {issuers[platform]}
+    for job in jobs:  # the audience the CLI requests for a workspace is in its principal's policies
+        if not job.signs_in:
+            continue
+        audiences = set().union(*(r["audiences"] for r in rows if r["sp"] == job.env["DATABRICKS_CLIENT_ID"]))
+        expected = (
+            "api://AzureADTokenExchange"
+            if platform == "azure_devops"
+            else f"{job.env['DATABRICKS_HOST']}/oidc/v1/token"
+        )
+        assert audiences == {expected}, (job.name, audiences)
+        if platform == "gitlab":
+            assert job.raw["id_tokens"]["DATABRICKS_OIDC_TOKEN"]["aud"] == expected
 
 
 def test_ci_setup_documents_environments_approvals_and_grants(project, platform, pattern, jobs):
@@ -948,8 +1092,9 @@ def test_ci_setup_documents_environments_approvals_and_grants(project, platform,
         "azure_devops": "Approvals",
         "gitlab": "Required approvals",
     }
-    prod_row = [r for r in _doc_rows(project) if r[0].strip("`").endswith("prod") and len(r) == 2]
-    assert prod_row and approval[platform] in prod_row[0][1], prod_row
+    # The prod approval: on the environment (GitHub, GitLab) or the service connection (Azure DevOps).
+    prod_row = [r for r in _doc_rows(project) if r[0].strip("`").endswith("prod") and approval[platform] in r[1]]
+    assert prod_row, "no approval documented for prod"
     _, prod_sp = target_identity(project, "prod")
     _, staging_sp = target_identity(project, "staging")
     assert f"GRANT USE CATALOG ON CATALOG `prod` TO `{prod_sp}`" in doc
@@ -1025,6 +1170,48 @@ def test_a_test_deployment_removes_its_serving_endpoint_before_destroy(baked, pl
     if not serving:
         assert cleanup not in text
         return
-    assert text.count(cleanup) == 1, "one cleanup, in the pull request's test deployment"
+    # One cleanup in the pull request's test deployment, one in the nightly sweeper.
+    assert text.count(cleanup) == 2, "one cleanup per tear-down of a test copy"
     assert '["registered_models"]["model"]["name"] + "-test"' in text  # the name the serve task gives it
-    assert text.index(cleanup) < text.index("databricks bundle destroy -t test")
+    for job in EXTRACT[platform](project):
+        body = job.commands + "\n" + job.always
+        if "databricks bundle destroy -t test" in body:
+            assert body.index(cleanup) < body.index("databricks bundle destroy -t test"), job.name
+
+
+def test_every_ci_script_parses_as_bash(project, platform, jobs):
+    for job in jobs:
+        for body in job.scripts:
+            result = subprocess.run(["bash", "-n"], input=body, capture_output=True, text=True)
+            assert result.returncode == 0, f"{job.file}:{job.name}: {result.stderr}"
+
+
+@pytest.mark.parametrize("pattern", ["deploy_models", "hybrid"])
+def test_github_prod_promotion_records_the_reviewer_and_stops_without_one(baked, pattern, tmp_path):
+    """approved_by holds who approved the prod environment (the run approvals API), not who
+    started the run; a run that nobody approved stops before the promotion."""
+    project = baked(cicd_platform="github_actions", deployment_pattern=pattern)
+    workflow = yaml.safe_load((project / ".github" / "workflows" / "promote.yml").read_text())
+    job = workflow["jobs"]["promote-prod"]
+    assert job["permissions"]["actions"] == "read"
+    (step,) = [s for s in job["steps"] if s.get("id") == "reviewer"]
+    assert "/actions/runs/$GITHUB_RUN_ID/approvals" in step["run"]
+    program = step["run"].split("python3 -c '", 1)[1].rsplit("'", 1)[0]
+    promote = [s for s in job["steps"] if "model_promotion_job" in s.get("run", "")][0]
+    assert promote["env"]["APPROVED_BY"] == "${{ steps.reviewer.outputs.login }}"
+    assert "triggering_actor" not in json.dumps(workflow)
+
+    def reviewer(approvals: list) -> subprocess.CompletedProcess:
+        (tmp_path / "approvals.json").write_text(json.dumps(approvals))
+        env = {"PATH": "/usr/bin:/bin", "PROD_ENVIRONMENT": "prod", "GITHUB_OUTPUT": str(tmp_path / "out")}
+        return subprocess.run(["python3", "-c", program], cwd=tmp_path, env=env, capture_output=True, text=True)
+
+    approved = [
+        {"state": "approved", "user": {"login": "re-viewer"}, "environments": [{"name": "prod"}]},
+        {"state": "rejected", "user": {"login": "other"}, "environments": [{"name": "prod"}]},
+        {"state": "approved", "user": {"login": "staging-only"}, "environments": [{"name": "staging"}]},
+    ]
+    assert reviewer(approved).returncode == 0
+    assert (tmp_path / "out").read_text() == "login=re-viewer\n"
+    nobody = reviewer([])
+    assert nobody.returncode != 0 and "No reviewer approved the prod environment" in nobody.stderr

@@ -123,10 +123,11 @@ def findings_of(hybrid, rule: str, break_it) -> list:
 
 
 def grant_to_workspace_group(config):
-    """The old `principal: ${var.read_group}` (default users)."""
+    """The old `principal: ${var.read_group}`, with read_group users (the old default)."""
     config["resources"]["registered_models"]["model"]["grants"] = [
         {"principal": "${var.read_group}", "privileges": ["EXECUTE"]}
     ]
+    config["variables"]["read_group"]["default"] = "users"
 
 
 def grant_without_privileges(config):

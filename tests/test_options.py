@@ -152,10 +152,11 @@ def test_service_principals_reach_jobs_roots_and_grants(baked):
         ]
         for target in ("dev", "staging", "prod")
     }
+    readers = "sp_check_model_readers"  # the default uc_read_group: <project_slug>_model_readers
     assert grants == {
-        "dev": ["account users", principals["staging"]],
-        "staging": ["account users", principals["prod"]],
-        "prod": ["account users"],
+        "dev": [readers, principals["staging"]],
+        "staging": [readers, principals["prod"]],
+        "prod": [readers],
     }
     dev = module.resolve(config, "dev", user="alice@example.com")
     assert all("run_as" not in job and "email_notifications" not in job for job in dev.jobs.values())
