@@ -16,6 +16,7 @@ import (
 	"github.com/databricks/databricks-sdk-go/service/catalog"
 	"github.com/databricks/databricks-sdk-go/service/jobs"
 	"github.com/databricks/databricks-sdk-go/service/ml"
+	"github.com/databricks/databricks-sdk-go/service/workspace"
 )
 
 // addOverrides registers, before the defaults (the first registration of a route wins),
@@ -32,6 +33,8 @@ import (
 //     task whose model does not exist fails, as it would there.
 //   - Unity Catalog model versions can be listed, read (also by alias) and deleted, and
 //     MLflow runs read (the defaults have no such routes).
+//   - workspace/get-status reports a file's modified_at (epoch milliseconds of its last
+//     import-file), as the Workspace API does for files; the default leaves it out.
 //   - Deleting a registered model that still has versions fails with Unity Catalog's error,
 //     so a bundle destroy of a trained target fails here as it does in a workspace.
 func addOverrides(server *testserver.Server, effects bool) {
@@ -39,6 +42,22 @@ func addOverrides(server *testserver.Server, effects bool) {
 
 	server.Handle("POST", "/api/2.2/jobs/run-now", func(req testserver.Request) any {
 		return runNow(req, server.URL, effects, versions)
+	})
+	modified := &modifiedTimes{at: map[string]int64{}}
+	server.Handle("POST", "/api/2.0/workspace-files/import-file/{path...}", func(req testserver.Request) any {
+		path := req.Vars["path"]
+		response := req.Workspace.WorkspaceFilesImportFile(path, req.Body, req.URL.Query().Get("overwrite") == "true")
+		modified.touch(req.Workspace, "/"+strings.TrimPrefix(path, "/"))
+		return response
+	})
+	server.Handle("GET", "/api/2.0/workspace/get-status", func(req testserver.Request) any {
+		path := req.URL.Query().Get("path")
+		response := req.Workspace.WorkspaceGetStatus(path)
+		if info, ok := response.Body.(workspace.ObjectInfo); ok && info.ObjectType == workspace.ObjectTypeFile {
+			info.ModifiedAt = modified.of(req.Workspace, info.Path)
+			response.Body = info
+		}
+		return response
 	})
 	server.Handle("GET", "/api/2.1/unity-catalog/models/{full_name}/aliases/{alias}", func(req testserver.Request) any {
 		info, ok := versions.byAlias(req.Workspace, req.Vars["full_name"], req.Vars["alias"])
@@ -84,6 +103,28 @@ func addOverrides(server *testserver.Server, effects bool) {
 		}
 		return testserver.MapDelete(req.Workspace, req.Workspace.RegisteredModels, fullName)
 	})
+}
+
+// modifiedTimes records when each workspace file was last imported.
+type modifiedTimes struct {
+	mu sync.Mutex
+	at map[string]int64
+}
+
+func (m *modifiedTimes) key(w *testserver.FakeWorkspace, path string) string {
+	return fmt.Sprintf("%p:%s", w, path)
+}
+
+func (m *modifiedTimes) touch(w *testserver.FakeWorkspace, path string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.at[m.key(w, path)] = time.Now().UnixMilli()
+}
+
+func (m *modifiedTimes) of(w *testserver.FakeWorkspace, path string) int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.at[m.key(w, path)]
 }
 
 var lastRunID atomic.Int64

@@ -126,6 +126,9 @@ def azure_jobs(project: Path, inputs: dict[str, str], head: str) -> list[CiJob]:
         "System.DefaultWorkingDirectory": str(project),
         "System.CollectionUri": "https://dev.azure.com/example/",
         "System.TeamProject": "project",
+        "System.TeamProjectId": "11111111-2222-3333-4444-555555555555",
+        "System.CollectionId": "66666666-7777-8888-9999-000000000000",
+        "System.AccessToken": "",
         "System.DefinitionId": "1",
         "Pipeline.Workspace": str(project.parent / "pipeline"),
         "Agent.TempDirectory": str(project.parent / "agent-temp"),
@@ -161,7 +164,20 @@ def azure_jobs(project: Path, inputs: dict[str, str], head: str) -> list[CiJob]:
                     job.get("strategy", {}).get("runOnce", {}).get("deploy", {}).get("steps", [])
                 )
                 steps = []
+                workspace = predefined["Pipeline.Workspace"]
+                store = project.parent / "artifacts"  # what publish steps keep for later pipelines
                 for step in raw_steps:
+                    if "publish" in step:  # Azure keeps the folder as a named artifact
+                        source = fill(step["publish"], variables)
+                        kept = f'"{store}/{step["artifact"]}"'
+                        copy = f'mkdir -p "{store}" && rm -rf {kept} && cp -r "{source}" {kept}'
+                        steps.append(Step(f"publish {step['artifact']}", copy, AZURE_SHELL, base_env))
+                        continue
+                    if "download" in step:  # into $(Pipeline.Workspace)/<pipeline alias>/<artifact>
+                        folder = workspace if step["download"] == "current" else f"{workspace}/{step['download']}"
+                        copy = f'mkdir -p "{folder}" && cp -r "{store}/{step["artifact"]}" "{folder}/"'
+                        steps.append(Step(f"download {step['artifact']}", copy, AZURE_SHELL, base_env))
+                        continue
                     script = step.get("script") or step.get("bash")
                     inputs_ = step.get("inputs") or {}
                     if script is None and str(step.get("task", "")).startswith("AzureCLI@"):
@@ -170,7 +186,7 @@ def azure_jobs(project: Path, inputs: dict[str, str], head: str) -> list[CiJob]:
                         continue
                     env = {**base_env, **{k: fill(v, variables) for k, v in _strings(step.get("env")).items()}}
                     steps.append(Step(step.get("displayName", "script"), fill(script, variables), AZURE_SHELL, env))
-                if steps:
+                if any(runs_databricks(step.script) for step in steps):
                     jobs.append(CiJob(path.name, job.get("job") or job.get("deployment"), steps))
     return jobs
 

@@ -382,13 +382,13 @@ def platform_env(project: Path, tmp_path: Path) -> dict[str, str]:
     }
 
 
-def run_step(cli, project, step, extra: dict[str, str]) -> subprocess.CompletedProcess:
-    return cli.shell(step.shell, step.script, project, SERVICE_PRINCIPAL, {**extra, **step.env})
+def run_step(cli, project, step, extra: dict[str, str], **overrides: str) -> subprocess.CompletedProcess:
+    return cli.shell(step.shell, step.script, project, SERVICE_PRINCIPAL, {**extra, **step.env, **overrides})
 
 
-def run_job(cli, project, job, extra) -> list[tuple[str, subprocess.CompletedProcess]]:
+def run_job(cli, project, job, extra, **overrides: str) -> list[tuple[str, subprocess.CompletedProcess]]:
     """Every step of a job (each one, also after another failed), and the ones that failed."""
-    results = [(step.name, run_step(cli, project, step, extra)) for step in job.steps]
+    results = [(step.name, run_step(cli, project, step, extra, **overrides)) for step in job.steps]
     return [(name, r) for name, r in results if r.returncode != 0]
 
 
@@ -416,7 +416,7 @@ def test_pull_request_copies_side_by_side_and_the_ci_teardown(baked, cli, tmp_pa
     assert len(teardown) >= 2, [s.name for s in job.steps]
     env = platform_env(project, tmp_path)
     for step in teardown:
-        result = run_step(cli, project, step, {**env, "DEPLOYMENT_ID": "pr1"})
+        result = run_step(cli, project, step, env, DEPLOYMENT_ID="pr1")
         assert result.returncode == 0, f"{step.name}\n{result.stdout}\n{result.stderr}"
 
     gone = copies["pr1"]
@@ -455,17 +455,32 @@ def test_ci_jobs_run_as_written(baked, cli, tmp_path, platform, pattern):
     cli.run(["bundle", "deploy", "-t", "dev"], project, USER)
     cli.run(["bundle", "run", "model_training_job", "-t", "dev"], project, USER)
     dev_model = cli.json(["bundle", "summary", "-t", "dev"], project, USER)["resources"]["registered_models"]["model"]
+    # A test copy that an earlier pipeline (its own checkout) left behind, trained: the sweeper
+    # must remove it.
+    earlier, _ = ci_project(baked, cli, tmp_path, platform, pattern, checkout="earlier")
+    leftover = ["-t", "test", "--var", "deployment_id=old1"]
+    cli.run(["bundle", "deploy", *leftover], earlier, SERVICE_PRINCIPAL)
+    if pattern != "deploy_models":  # the only test target that trains
+        cli.run(["bundle", "run", "model_training_job", *leftover], earlier, SERVICE_PRINCIPAL)
+    left = cli.json(["bundle", "summary", *leftover], earlier, SERVICE_PRINCIPAL)
     jobs = PLATFORM_JOBS[platform](project, MANUAL_INPUTS[platform](dev_model["id"]), head)
     assert jobs, "no CI job runs the Databricks CLI"
     env = platform_env(project, tmp_path)
 
     waiting = []
     for job in jobs:
-        failures = run_job(cli, project, job, env)
+        failures = run_job(cli, project, job, env, MAX_AGE_DAYS="0")  # the sweeper removes every copy
         if failures and all("champion" in r.stdout + r.stderr for _, r in failures):
             waiting.append(job)
             continue
         assert not failures, f"{job}: " + "\n".join(f"{n}\n{r.stdout}\n{r.stderr}" for n, r in failures)
     for job in waiting:
-        failures = run_job(cli, project, job, env)
+        failures = run_job(cli, project, job, env, MAX_AGE_DAYS="0")
         assert not failures, f"{job} (again): " + "\n".join(f"{n}\n{r.stdout}\n{r.stderr}" for n, r in failures)
+    # Nothing of any test copy remains: the pull request's own, and the leftover the sweeper removed.
+    model = left["resources"]["registered_models"]["model"]["id"]
+    assert cli.run(["registered-models", "get", model], project, SERVICE_PRINCIPAL, check=False).returncode != 0
+    copies = cli.json(
+        ["workspace", "list", left["workspace"]["root_path"].rsplit("/", 1)[0]], project, SERVICE_PRINCIPAL
+    )
+    assert [c["path"] for c in copies or [] if c.get("object_type") == "DIRECTORY"] == []
