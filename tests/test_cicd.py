@@ -1102,7 +1102,7 @@ def test_ci_setup_documents_environments_approvals_and_grants(project, platform,
     # The bundle's grants on its models are authoritative (issue 8): the docs never tell an
     # admin to GRANT on a model, since the next deploy would revoke it.
     assert not re.search(r"GRANT [A-Z ,]+ ON FUNCTION", doc), "a hand-made grant on a bundle-managed model"
-    assert ("APPLY TAG" in doc) == (pattern != "deploy_code")
+    assert ("APPLY_TAG" in doc) == (pattern != "deploy_code")
     # Safe order: environments and branch rules come before the federation policies.
     assert doc.index("## 2. Environments and approvals") < doc.index("## 3. Branch protection")
     assert doc.index("## 3. Branch protection") < doc.index("## 4. Federation policies")
