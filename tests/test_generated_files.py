@@ -18,24 +18,17 @@ from pathlib import Path
 import pytest
 import yaml
 from bake import bake
-from databricks.bundles.experiments import MlflowExperiment
 from databricks.bundles.jobs import Job
-from databricks.bundles.model_serving_endpoints import ModelServingEndpoint
-from databricks.bundles.quality_monitors import QualityMonitor
-from databricks.bundles.registered_models import RegisteredModel
 from helpers import BIN
 from matrix import combinations
 
 COMBINATIONS = combinations()
 IDS = ["-".join(str(v) for k, v in combo.items() if k != "project_slug") or "defaults" for combo in COMBINATIONS]
 TARGETS = ("dev", "test", "staging", "prod")
-RESOURCE_CLASSES = {
-    "jobs": Job,
-    "registered_models": RegisteredModel,
-    "experiments": MlflowExperiment,
-    "quality_monitors": QualityMonitor,
-    "model_serving_endpoints": ModelServingEndpoint,
-}
+# databricks-bundles at the pinned CLI's version (1.12.1) models jobs, pipelines, schemas,
+# volumes and catalogs; the bundle's other resources (registered model, experiment) are
+# checked against the pinned CLI's schema here and by the real CLI in test_real_cli.py.
+RESOURCE_CLASSES = {"jobs": Job}
 # Template syntax that must not survive baking: Jinja statements and comments, and any
 # reference to a cookiecutter variable. Databricks job-run values ({{tasks...}}) and CI
 # expressions (${{ ... }}) are meant to be there.
@@ -117,8 +110,8 @@ def test_every_target_resolves_and_loads_strictly(projects, packages, index):
         resolved = bundle_module.resolve(config, target, user="ci@example.com")
         assert "${" not in json.dumps(resolved.config), f"{target}: unresolved reference"
         for kind, resources in resolved.resources.items():
-            cls = RESOURCE_CLASSES[kind]
-            for resource in resources.values():
+            cls = RESOURCE_CLASSES.get(kind)
+            for resource in resources.values() if cls else ():
                 cls.from_dict(with_numeric_job_ids(resource))  # rejects unknown fields at any depth
         assert runner_module.check_wheel_tasks(project, resolved) > 0
 
