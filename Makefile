@@ -2,6 +2,7 @@
 #
 #   make demo                  bake the default project into build/ and run its whole pipeline locally
 #   make demo PATTERN=hybrid   the same with another deployment pattern (deploy_code, deploy_models, hybrid)
+#   make ui                    MLflow's UI on the last demo's runs and models (PATTERN= as for the demo)
 #   make test                  the full test suite
 #   make bench                 speed figures of the generated project, as ratios to a bare Spark start
 
@@ -12,16 +13,16 @@ BUILD ?= build
 PY := $(VENV)/bin/python
 LINT_PATHS := hooks tests tools local_extensions.py
 
-.PHONY: help venv demo test test-fast lint bench clean
+.PHONY: help venv demo ui test test-fast lint bench clean
 
 help:
-	@sed -n '3,6p' Makefile
+	@sed -n '3,7p' Makefile
 
 $(VENV)/.installed: pyproject.toml
 	@echo "Creating $(VENV) and installing the pinned tools (first run: a few minutes)..."
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --progress-bar off --upgrade "pip>=25.1"
-	$(PY) -m pip install --progress-bar off --group dev
+	$(PY) tools/quiet.py --log $(VENV)/install.log -- $(PY) -m pip install --progress-bar off --group dev
 	$(PY) -c "import cookiecutter, pyspark, mlflow, databricks.bundles"
 	@touch $@
 
@@ -29,6 +30,10 @@ venv: $(VENV)/.installed
 
 demo: venv
 	$(PY) tools/demo.py --pattern $(PATTERN) --build-dir $(BUILD)
+
+ui: venv
+	@test -f $(BUILD)/demo-$(PATTERN)/.mlops_local/mlflow.db || { echo "No demo state in $(BUILD)/demo-$(PATTERN): run make demo PATTERN=$(PATTERN) first"; exit 1; }
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(abspath $(BUILD))/demo-$(PATTERN)/.mlops_local/mlflow.db
 
 test: venv
 	$(PY) -m pytest tests
