@@ -25,22 +25,28 @@ from bake import bake
 from helpers import BIN
 
 PATTERNS = ["deploy_code", "deploy_models", "hybrid"]
-BLOCK = re.compile(r"^( *)```(?:bash|sh|shell)\n(.*?)^\1```", re.MULTILINE | re.DOTALL)
+# A fenced shell block, with the HTML comment on the line before it, if any.
+BLOCK = re.compile(r"^(?:[ ]*(<!-- *needs .*?-->)\n)?( *)```(?:bash|sh|shell)\n(.*?)^\2```", re.MULTILINE | re.DOTALL)
 NEEDS = "# needs "
 # Variables of the template's own environment that must not reach the project's commands.
 ISOLATE = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "MLOPS_LOCAL_DIR", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON")
 
 
-def shell_blocks(readme: str) -> list[str]:
-    """Every fenced shell block of ``readme``, dedented, in order."""
-    return [textwrap.dedent(body) for _, body in BLOCK.findall(readme)]
+def shell_blocks(readme: str) -> list[tuple[bool, str]]:
+    """Every fenced shell block of ``readme``, dedented, in order, with whether it is marked as
+    needing more than this machine: a first line ``# needs ...``, or ``<!-- needs ... -->`` just before it."""
+    blocks = []
+    for comment, _, body in BLOCK.findall(readme):
+        body = textwrap.dedent(body)
+        blocks.append((bool(comment) or body.lstrip().startswith(NEEDS), body))
+    return blocks
 
 
 def local_commands(readme: str) -> list[str]:
-    """The commands a user runs on this machine: every line of every block not marked ``# needs ...``."""
+    """The commands a user runs on this machine: every line of every block not marked as needing more."""
     commands = []
-    for block in shell_blocks(readme):
-        if block.lstrip().startswith(NEEDS):
+    for needs_more, block in shell_blocks(readme):
+        if needs_more:
             continue
         for line in block.replace("\\\n", " ").splitlines():
             if line.strip() and not line.lstrip().startswith("#"):
@@ -85,6 +91,11 @@ def test_local_commands_leave_out_only_marked_blocks():
         ```bash
         uv run pytest \\
           -m "not slow"
+        ```
+
+        <!-- needs the template's repository -->
+        ```bash
+        cruft check
         ```
         """
     )
