@@ -156,6 +156,22 @@ def test_a_feature_added_since_the_champion_is_compared_on_each_models_own_colum
     assert alias_version(MlflowClient(), model_ref, CHALLENGER) == second
 
 
+def test_a_champion_needing_a_removed_feature_is_not_compared_and_says_so(
+    champion, weekend_feature, monkeypatch, capsys
+):
+    model_ref, _ = champion
+    with_weekend = train.main([*model_args(model_ref), EXPERIMENT, *data_args()])
+    validate.main(validate_args(model_ref, with_weekend, "--mode=report"))
+    deploy.main(model_args(model_ref))
+    monkeypatch.undo()  # the feature is removed again
+    without = train.main([*model_args(model_ref), EXPERIMENT, *data_args()])
+    capsys.readouterr()
+    assert validate.main(validate_args(model_ref, without)) is True
+    out = capsys.readouterr().out
+    assert f"Champion v{with_weekend} cannot be compared: it needs {weekend_feature}" in out
+    assert alias_version(MlflowClient(), model_ref, CHALLENGER) == without
+
+
 def test_validation_prints_metrics_with_enough_digits_to_see_why(champion, capsys):
     """Two models a hair apart must not read "0.870 vs 0.870": every figure has at least 5 significant digits."""
     model_ref, first = champion
