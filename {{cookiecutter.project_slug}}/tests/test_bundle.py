@@ -164,4 +164,4 @@ def test_the_validation_gate_reports_in_dev_and_enforces_elsewhere(bundles):
             assert mode == ("report" if target == "dev" else "enforce"), (target, key)
             assert "validation_mode" in {p["name"] for p in job["parameters"]}, (target, key)  # run --param
             checked += 1
-    assert checked >= 4
+    assert checked >= 3  # dev trains in every pattern; staging and prod train or promote
