@@ -31,9 +31,11 @@ venv: $(VENV)/.installed
 demo: venv
 	$(PY) tools/demo.py --pattern $(PATTERN) --build-dir $(BUILD)
 
+DEMO_DB = $(firstword $(wildcard $(abspath $(BUILD))/demo-$(PATTERN)/*/.mlops_local/mlflow.db))
+
 ui: venv
-	@test -f $(BUILD)/demo-$(PATTERN)/.mlops_local/mlflow.db || { echo "No demo state in $(BUILD)/demo-$(PATTERN): run make demo PATTERN=$(PATTERN) first"; exit 1; }
-	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(abspath $(BUILD))/demo-$(PATTERN)/.mlops_local/mlflow.db
+	@test -n "$(DEMO_DB)" || { echo "No demo state in $(BUILD)/demo-$(PATTERN): run make demo PATTERN=$(PATTERN) first"; exit 1; }
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(DEMO_DB)
 
 test: venv
 	$(PY) -m pytest tests

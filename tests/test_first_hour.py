@@ -51,12 +51,17 @@ def test_quiet_install_shows_the_end_of_the_log_when_the_command_fails(tmp_path,
     assert "ERROR: no such package" in err and str(log) in err
 
 
-def test_make_ui_opens_the_demo_registry():
-    result = subprocess.run(
-        ["make", "-n", "ui", "PATTERN=hybrid", "BUILD=/tmp/b"], cwd=TEMPLATE_DIR, capture_output=True, text=True
-    )
+def test_make_ui_opens_the_demo_registry(tmp_path):
+    """`make ui` runs this venv's mlflow (not on PATH) on the registry `make demo` left, or says to run the demo."""
+    make = ["make", "-n", "ui", "PATTERN=hybrid", f"BUILD={tmp_path}", f"VENV={BIN.parent}"]
+    missing = subprocess.run(make, cwd=TEMPLATE_DIR, capture_output=True, text=True)
+    assert "run make demo PATTERN=hybrid first" in missing.stdout
+    db = tmp_path / "demo-hybrid" / "my_mlops_project" / ".mlops_local" / "mlflow.db"
+    db.parent.mkdir(parents=True)
+    db.touch()
+    result = subprocess.run(make, cwd=TEMPLATE_DIR, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert "/bin/mlflow ui --backend-store-uri sqlite:////tmp/b/demo-hybrid/.mlops_local/mlflow.db" in result.stdout
+    assert f"{BIN}/mlflow ui --backend-store-uri sqlite:///{db}" in result.stdout
 
 
 @pytest.mark.slow
