@@ -2,7 +2,6 @@
 #
 #   make demo                  bake the default project into build/ and run its whole pipeline locally
 #   make demo PATTERN=hybrid   the same with another deployment pattern (deploy_code, deploy_models, hybrid)
-#   make ui                    MLflow's UI on the last demo's runs and models (PATTERN= as for the demo)
 #   make test                  the full test suite
 #   make bench                 speed figures of the generated project, as ratios to a bare Spark start
 
@@ -13,10 +12,10 @@ BUILD ?= build
 PY := $(VENV)/bin/python
 LINT_PATHS := hooks tests tools local_extensions.py
 
-.PHONY: help venv demo ui test test-fast lint bench clean
+.PHONY: help venv demo test test-fast lint bench clean
 
 help:
-	@sed -n '3,7p' Makefile
+	@sed -n '3,6p' Makefile
 
 $(VENV)/.installed: pyproject.toml
 	@echo "Creating $(VENV) and installing the pinned tools (first run: a few minutes)..."
@@ -30,12 +29,6 @@ venv: $(VENV)/.installed
 
 demo: venv
 	$(PY) tools/demo.py --pattern $(PATTERN) --build-dir $(BUILD)
-
-DEMO_DB = $(firstword $(wildcard $(abspath $(BUILD))/demo-$(PATTERN)/*/.mlops_local/mlflow.db))
-
-ui: venv
-	@test -n "$(DEMO_DB)" || { echo "No demo state in $(BUILD)/demo-$(PATTERN): run make demo PATTERN=$(PATTERN) first"; exit 1; }
-	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(DEMO_DB)
 
 test: venv
 	$(PY) -m pytest tests
@@ -52,3 +45,10 @@ bench: venv
 
 clean:
 	rm -rf $(BUILD) .pytest_cache
+
+# make ui [PATTERN=...]: MLflow's UI on the runs and models of the last `make demo` of that pattern.
+DEMO_DB = $(firstword $(wildcard $(abspath $(BUILD))/demo-$(PATTERN)/*/.mlops_local/mlflow.db))
+.PHONY: ui
+ui: venv
+	@test -n "$(DEMO_DB)" || { echo "No demo state in $(BUILD)/demo-$(PATTERN): run make demo PATTERN=$(PATTERN) first"; exit 1; }
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(DEMO_DB)
