@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 	@echo "Creating $(VENV) and installing the pinned tools (first run: a few minutes)..."
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --progress-bar off --upgrade "pip>=25.1"
-	$(PY) -m pip install --progress-bar off --group dev
+	$(PY) tools/quiet.py --log $(VENV)/install.log -- $(PY) -m pip install --progress-bar off --group dev
 	$(PY) -c "import cookiecutter, pyspark, mlflow, databricks.bundles"
 	@touch $@
 
@@ -53,3 +53,10 @@ bench: venv cli
 
 clean:
 	rm -rf $(BUILD) .pytest_cache
+
+# make ui [PATTERN=...]: MLflow's UI on the runs and models of the last `make demo` of that pattern.
+DEMO_DB = $(firstword $(wildcard $(abspath $(BUILD))/demo-$(PATTERN)/*/.mlops_local/mlflow.db))
+.PHONY: ui
+ui: venv
+	@test -n "$(DEMO_DB)" || { echo "No demo state in $(BUILD)/demo-$(PATTERN): run make demo PATTERN=$(PATTERN) first"; exit 1; }
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(DEMO_DB)

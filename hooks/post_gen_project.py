@@ -171,7 +171,23 @@ def main() -> int:
                 file=sys.stderr,
             )
             return 1
+        project = project.parent / root
+    print(next_steps(project, ctx["project_slug"]))
     return 0
+
+
+def next_steps(project: Path, package: str) -> str:
+    """What to run first, printed at the end of a bake (the generated README.md has the rest)."""
+    return "\n".join(
+        [
+            f"Baked {project}. Next:",
+            f"  cd {project}",
+            "  uv sync                                  # .venv with the dependencies, and uv.lock",
+            '  uv run pytest -m "not slow"              # the quick loop, trains on a small sample',
+            f"  uv run python -m {package}.local scenario   # the whole pipeline, locally",
+            "Then README.md: the local runs, and what to fill in before the first deploy.",
+        ]
+    )
 
 
 def writes_replay_file(ctx: dict) -> bool:

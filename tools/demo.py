@@ -73,6 +73,7 @@ def main() -> int:
     print(f"  cd {project}")
     print("  less README.md                                  # what was generated and how to deploy it")
     print(f"  PYTHONPATH=src {sys.executable} -m {package}.local --help   # run single jobs, approve, reset")
+    print(f"  make ui PATTERN={args.pattern}   # (from the template folder) MLflow's UI on these runs and models")
     print(
         f"  make demo PATTERN={'deploy_models' if args.pattern == 'deploy_code' else 'deploy_code'}"
         "   # (from the template folder) another deployment pattern"

@@ -196,6 +196,24 @@ def scenario(snapshots, _scenario_run) -> tuple[list, list[str]]:
 
 
 @pytest.fixture
+def weekend_feature(monkeypatch):
+    """A feature added as a team adds one: computed in ``data.add_features`` and listed in the
+    features ``train`` fits on. Returns its name, ``pickup_is_weekend``."""
+    from pyspark.sql import functions as F
+
+    from {{ cookiecutter.project_slug }} import data, train
+
+    add_features = data.add_features
+
+    def with_weekend(df):
+        return add_features(df).withColumn("pickup_is_weekend", F.dayofweek(data.PICKUP).isin(1, 7).cast("int"))
+
+    monkeypatch.setattr(data, "add_features", with_weekend)
+    monkeypatch.setattr(train, "FEATURES", [*train.FEATURES, "pickup_is_weekend"])
+    return "pickup_is_weekend"
+
+
+@pytest.fixture
 def workspace():
     """A real ``WorkspaceClient`` talking to the recording HTTP stand-in for a workspace
     (``workspace_stand_in.py``); yields ``(client, stand_in)``."""

@@ -1,5 +1,7 @@
 """The bundle as each target resolves it: layout, names, references, task parameters."""
 
+import re
+
 import pytest
 from conftest import PROJECT_DIR
 
@@ -140,3 +142,26 @@ def test_the_quality_monitor_follows_scoring_and_is_paused_where_schedules_are(b
         assert [dep["task_key"] for dep in monitor["depends_on"]] == ["batch_inference"]
         paused = job["schedule"].get("pause_status") == "PAUSED"
         assert (tasks["quality_monitor"]["named_parameters"]["pause_status"] == "PAUSED") == paused, target
+
+
+def _job_value(job, value: str) -> str:
+    """``value`` with a ``{% raw %}{{job.parameters.<name>}}{% endraw %}`` reference replaced by that parameter's default."""
+    match = re.fullmatch(r"\{\{job\.parameters\.(\w+)\}\}", value)
+    if match is None:
+        return value
+    return next(str(p["default"]) for p in job["parameters"] if p["name"] == match.group(1))
+
+
+def test_the_validation_gate_reports_in_dev_and_enforces_elsewhere(bundles):
+    """Experiments in dev are not blocked by production thresholds; test, staging and prod refuse a worse model."""
+    checked = 0
+    for target, bundle in bundles.items():
+        for key in ("model_training_job", "model_promotion_job"):
+            job = bundle.jobs.get(key)
+            if job is None:
+                continue
+            mode = _job_value(job, _wheel_tasks(job)["validate"]["named_parameters"]["mode"])
+            assert mode == ("report" if target == "dev" else "enforce"), (target, key)
+            assert "validation_mode" in {p["name"] for p in job["parameters"]}, (target, key)  # run --param
+            checked += 1
+    assert checked >= 3  # dev trains in every pattern; staging and prod train or promote

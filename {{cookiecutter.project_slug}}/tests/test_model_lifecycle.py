@@ -1,5 +1,6 @@
 """Train -> validate -> deploy -> rollback, and the ways each refuses to go on."""
 
+import re
 from pathlib import Path
 
 import mlflow
@@ -29,8 +30,13 @@ def test_train_registers_a_version_with_a_full_signature(trained):
     assert tags["training_end_date"] == "2016-02-14"
 
 
-def test_logged_requirements_cover_what_mlflow_infers(trained, tmp_path):
-    """train.MODEL_REQUIREMENTS replaces MLflow's inference; it must list every package the model loads."""
+def test_logged_requirements_cover_what_mlflow_infers(trained, tmp_path, monkeypatch):
+    """train.MODEL_REQUIREMENTS replaces MLflow's inference; it must list every package the model loads.
+
+    MLflow's inference of what the model imports, that is: in a uv project (after `uv sync`)
+    MLflow would otherwise answer with the whole project's lock file (see train.py).
+    """
+    monkeypatch.setenv("MLFLOW_UV_AUTO_DETECT", "false")
     model_ref, version = trained
     local = mlflow.artifacts.download_artifacts(model_ref.uri(version), dst_path=str(tmp_path))
     logged = set(Path(local, "requirements.txt").read_text().split())
@@ -98,9 +104,17 @@ def test_a_model_without_signature_is_refused(spark, fresh_model):
     assert alias_version(MlflowClient(), fresh_model, CHALLENGER) is None
 
 
-def test_rollback_without_a_previous_champion_fails_clearly(champion):
+def test_rollback_with_nothing_to_roll_back_says_so_and_succeeds(champion, capsys):
+    """The first champion has no predecessor: the job says so and ends successfully, champion unchanged."""
     model_ref, version = champion
-    with pytest.raises(JobError, match=f"v{version} has no previous champion"):
+    assert deploy.rollback(model_args(model_ref)) == version
+    assert alias_version(MlflowClient(), model_ref, CHAMPION) == version
+    assert "nothing to roll back" in capsys.readouterr().out
+
+
+def test_rollback_without_a_champion_fails_clearly(trained):
+    model_ref, _ = trained
+    with pytest.raises(JobError, match="has no 'champion' alias"):
         deploy.rollback(model_args(model_ref))
 
 
@@ -108,3 +122,63 @@ def test_unknown_version_is_named(fresh_model, trained):
     model_ref, _ = trained
     with pytest.raises(JobError, match="has no version '99'"):
         validate.main(validate_args(model_ref, "99"))
+
+
+def test_train_validate_deploy_on_a_small_sample(snapshots, fresh_model, tmp_path, monkeypatch):
+    """The training job's three steps on a 5% sample, in seconds: the quick loop's smoke test of training.
+
+    Run from a uv project (a folder with pyproject.toml and uv.lock, as after `uv sync`): the
+    logged model still requires only its own packages, train.MODEL_REQUIREMENTS.
+    """
+    for name in ("pyproject.toml", "uv.lock"):
+        (tmp_path / name).write_text("")
+    monkeypatch.chdir(tmp_path)
+    small = data_args(fraction="0.05")
+    version = train.main([*model_args(fresh_model), EXPERIMENT, *small])
+    assert validate.main([*model_args(fresh_model), f"--model_version={version}", EXPERIMENT, *small]) is True
+    assert deploy.main(model_args(fresh_model)) == version
+    local = mlflow.artifacts.download_artifacts(fresh_model.uri(version), dst_path=str(tmp_path / "model"))
+    assert Path(local, "requirements.txt").read_text().split() == train.pip_requirements()
+
+
+def input_columns(model_ref, version) -> list[str]:
+    return mlflow.models.get_model_info(model_ref.uri(version)).signature.inputs.input_names()
+
+
+def test_a_feature_added_since_the_champion_is_compared_on_each_models_own_columns(champion, weekend_feature, capsys):
+    model_ref, first = champion
+    second = train.main([*model_args(model_ref), EXPERIMENT, *data_args()])
+    assert weekend_feature in input_columns(model_ref, second)
+    assert weekend_feature not in input_columns(model_ref, first)
+    validate.main(validate_args(model_ref, second, "--mode=report"))  # dev's mode
+    out = capsys.readouterr().out
+    assert f"champion v{first}" in out and "RMSE" in out
+    assert alias_version(MlflowClient(), model_ref, CHALLENGER) == second
+
+
+def test_a_champion_needing_a_removed_feature_is_not_compared_and_says_so(
+    champion, weekend_feature, monkeypatch, capsys
+):
+    model_ref, _ = champion
+    with_weekend = train.main([*model_args(model_ref), EXPERIMENT, *data_args()])
+    validate.main(validate_args(model_ref, with_weekend, "--mode=report"))
+    deploy.main(model_args(model_ref))
+    monkeypatch.undo()  # the feature is removed again
+    without = train.main([*model_args(model_ref), EXPERIMENT, *data_args()])
+    capsys.readouterr()
+    assert validate.main(validate_args(model_ref, without)) is True
+    out = capsys.readouterr().out
+    assert f"Champion v{with_weekend} cannot be compared: it needs {weekend_feature}" in out
+    assert alias_version(MlflowClient(), model_ref, CHALLENGER) == without
+
+
+def test_validation_prints_metrics_with_enough_digits_to_see_why(champion, capsys):
+    """Two models a hair apart must not read "0.870 vs 0.870": every figure has at least 5 significant digits."""
+    model_ref, first = champion
+    second = train.main([*model_args(model_ref), EXPERIMENT, *data_args()])
+    with pytest.raises(JobError, match="Validation failed") as failure:
+        validate.main(validate_args(model_ref, second, "--min_r2=0.9999"))
+    out = capsys.readouterr().out + str(failure.value)
+    figures = re.findall(r"RMSE (\d+\.\d+)", out)
+    assert figures and all(len(f.replace(".", "").lstrip("0")) >= 5 for f in figures), out
+    assert f"champion v{first}" in out

@@ -4,7 +4,7 @@ import pytest
 from helpers import data_args, model_args
 from mlflow.tracking import MlflowClient
 
-from {{ cookiecutter.project_slug }} import deploy, promotion, validate
+from {{ cookiecutter.project_slug }} import deploy, promotion, train, validate
 from {{ cookiecutter.project_slug }}.names import CHAMPION, ModelRef
 from {{ cookiecutter.project_slug }}.registry import alias_version
 from {{ cookiecutter.project_slug }}.runtime import JobError
@@ -117,3 +117,18 @@ def test_failed_validation_after_copy_leaves_the_target_champion(champion, desti
     with pytest.raises(JobError, match="Validation failed"):
         validate.main([*validate_args[:3], f"--model_version={third}", *validate_args[4:], "--min_r2=0.9999"])
     assert alias_version(client, destination, CHAMPION) == first
+
+
+def test_a_feature_added_upstream_is_promoted_over_a_champion_without_it(champion, destination, weekend_feature):
+    """Dev trained with a new feature; the destination's champion predates it. Each scores on its own columns."""
+    source, first = champion
+    old = copy(source, destination, first)
+    validate_args = [*model_args(destination), "--experiment_name=/tests/unit", *data_args()]
+    validate.main([*validate_args, f"--model_version={old}"])
+    deploy.main(model_args(destination))
+
+    new = train.main([*model_args(source), "--experiment_name=/tests/unit", *data_args()])
+    copied = copy(source, destination, new)
+    validate.main([*validate_args, f"--model_version={copied}"])  # the promotion job's mode: enforce
+    deploy.main(model_args(destination))
+    assert alias_version(MlflowClient(), destination, CHAMPION) == copied

@@ -1,5 +1,8 @@
 """The whole path to production, run locally exactly as the bundle defines the jobs."""
 
+import re
+from pathlib import Path
+
 from conftest import PROJECT_DIR
 from mlflow.tracking import MlflowClient
 
@@ -38,6 +41,24 @@ def test_scenario_gives_prod_a_champion_with_lineage(scenario, local_state):
     report = summary(PROJECT_DIR, local_state)
     assert f"{prod.model_full_name()} v{champion.version}" in report
     assert "mlflow ui --backend-store-uri sqlite:///" in report
+    ui = re.search(r"(\S*mlflow) ui --backend-store-uri", report).group(1)
+    assert Path(ui).is_file(), f"{ui} is not a file: the printed command would not run"
+
+
+def test_a_retrain_after_drift_learns_from_the_drifted_window(scenario):
+    """Monitoring found drift in prod and retrained there: the new champion saw the new days, the old one did not."""
+    runs, lines = scenario
+    prod = resolve(load_bundle(PROJECT_DIR), "prod")
+    monitoring = next((run for run in runs if run.job_key == "monitoring_job"), None)
+    if monitoring is None or "retrain" not in monitoring.tasks:
+        return  # no monitoring, or prod cannot train in this pattern (it fails with instructions instead)
+    assert monitoring.tasks["retrain"].state == "SUCCESS"
+    client = MlflowClient()
+    champion = client.get_model_version_by_alias(prod.model_full_name(), "champion")
+    previous = client.get_model_version(prod.model_full_name(), champion.tags["previous_champion"])
+    window_end = monitoring.tasks["monitor"].values["window_end"]
+    assert champion.tags["training_end_date"] == window_end > previous.tags["training_end_date"]
+    assert client.get_run(champion.run_id).data.metrics != client.get_run(previous.run_id).data.metrics
 
 
 def test_running_a_promotion_again_reuses_the_copy(scenario, local_state):

@@ -2,8 +2,9 @@
 
 Deploying records the champion it replaces as the tag ``previous_champion`` on the new
 champion, moves ``champion`` (the single step that changes what serves), then removes
-``challenger``. Rolling back points ``champion`` at the recorded previous version. No
-version is ever deleted.
+``challenger``. Rolling back points ``champion`` at the recorded previous version; when the
+champion is the model's first there is nothing to roll back to, which the task says and
+ends successfully with ``champion`` unchanged. No version is ever deleted.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from mlflow.tracking import MlflowClient
 from . import params
 from .names import CHALLENGER, CHAMPION
 from .registry import alias_version, get_version, require_alias
-from .runtime import JobError, configure_mlflow
+from .runtime import configure_mlflow
 
 PREVIOUS = "previous_champion"
 
@@ -64,10 +65,11 @@ def rollback(argv: list[str] | None = None) -> str:
     configure_mlflow()
     client = MlflowClient()
     name = model_ref.full_name
-    current = require_alias(client, model_ref, CHAMPION, "Nothing to roll back.")
+    current = require_alias(client, model_ref, CHAMPION, "Nothing to roll back: no version serves yet.")
     previous = get_version(client, model_ref, current).tags.get(PREVIOUS, "none")
     if previous == "none":
-        raise JobError(f"{name} v{current} has no previous champion to roll back to")
+        print(f"{name}: nothing to roll back; v{current} is the first {CHAMPION} and stays {CHAMPION}")
+        return current
     get_version(client, model_ref, previous)
     client.set_registered_model_alias(name, CHAMPION, previous)
     client.set_model_version_tag(name, current, "rolled_back_at", _now())

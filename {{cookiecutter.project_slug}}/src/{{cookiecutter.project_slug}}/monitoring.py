@@ -6,7 +6,10 @@ table. For every feature and for the prediction the population stability index (
 compares the two, over deciles of the reference; where the inference table has labels,
 the RMSE of the window is compared with the reference RMSE. The figures are appended to
 ``<catalog>.<schema>.<model>_monitoring`` and the task value ``retrain`` tells the job's
-condition task whether to retrain.
+condition task whether to retrain; ``window_end`` (the last day monitored) is where the
+retraining's data ends, so the new model learns from the drifted days. The reference ends
+at the champion's own ``training_end_date`` tag when it has one (a retrained champion saw
+more days than the bundle's default).
 
 ``retraining_needed`` is the entry point of targets that cannot train (deploy models,
 and prod in the hybrid pattern): it fails with a message naming what to run where, so the
@@ -118,7 +121,8 @@ def main(argv: list[str] | None = None) -> bool:
     window_start = last - dt.timedelta(days=args.window_days - 1)
     current = predictions.where(F.to_date(PICKUP) >= F.lit(window_start))
 
-    training_end = parse_date(args.training_end_date, "training_end_date")
+    trained_to = MlflowClient().get_model_version(model_ref.full_name, version).tags.get("training_end_date")
+    training_end = parse_date(trained_to or args.training_end_date, "training_end_date")
     reference = score(add_features(load_trips(spark, args.training_table, end=training_end)), model_ref, version)
     reference = reference.cache()
 
@@ -152,6 +156,7 @@ def main(argv: list[str] | None = None) -> bool:
         print(f"  RMSE {current_rmse:.3f} vs {reference_rmse:.3f} on training data (x{error_ratio:.2f})")
     print(f"  retrain: {str(retrain).lower()}" + (f" (drift in {', '.join(drifted)})" if drifted else ""))
     set_task_value("retrain", str(retrain).lower())
+    set_task_value("window_end", last.isoformat())
     return retrain
 
 

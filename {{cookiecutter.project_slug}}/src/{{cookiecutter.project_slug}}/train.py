@@ -8,8 +8,10 @@ Publishes the new version as the task value ``model_version`` for the validation
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import logging
+import os
 import warnings
 
 import mlflow
@@ -29,11 +31,31 @@ MODEL_PARAMS = {"max_iter": 200, "learning_rate": 0.1, "max_leaf_nodes": 31, "ra
 # versions: what MLflow's requirement inference finds for this model, without the seconds
 # it takes to load the model again in a subprocess. A different model needs its own
 # packages here; tests/test_model_lifecycle.py compares the list with MLflow's inference.
+#
+# These, and not the project's uv.lock, are what the model requires wherever it is logged:
+# the lock also holds Spark, the Databricks SDK and the test tools, which a serving endpoint
+# would install for nothing. MLflow (3.17+) reads a working directory with uv.lock and
+# pyproject.toml as the model's project (MLFLOW_UV_AUTO_DETECT, on by default), so the log
+# call below runs with that detection off.
 MODEL_REQUIREMENTS = ("mlflow", "cloudpickle", "numpy", "pandas", "scikit-learn", "scipy")
 
 
 def pip_requirements() -> list[str]:
     return [f"{name}=={importlib.metadata.version(name)}" for name in MODEL_REQUIREMENTS]
+
+
+@contextlib.contextmanager
+def without_uv_project_detection():
+    """MLFLOW_UV_AUTO_DETECT=false while the model is logged; the previous value afterwards."""
+    previous = os.environ.get("MLFLOW_UV_AUTO_DETECT")
+    os.environ["MLFLOW_UV_AUTO_DETECT"] = "false"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("MLFLOW_UV_AUTO_DETECT", None)
+        else:
+            os.environ["MLFLOW_UV_AUTO_DETECT"] = previous
 
 
 def build_parser():
@@ -79,7 +101,7 @@ def main(argv: list[str] | None = None) -> str:
         signature = infer_signature(example, np.asarray(model.predict(example), dtype="float64"))
     level = logging.getLogger("mlflow.sklearn").level
     logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)  # the cloudpickle notice, see below
-    with mlflow.start_run(run_name=f"train {model_ref.name}") as run:
+    with mlflow.start_run(run_name=f"train {model_ref.name}") as run, without_uv_project_detection():
         mlflow.log_params(MODEL_PARAMS)
         mlflow.log_params(
             {
@@ -109,8 +131,9 @@ def main(argv: list[str] | None = None) -> str:
     client.set_model_version_tag(model_ref.full_name, version, "trained_in", model_ref.catalog)
     tag_version(client, model_ref, version, provenance(args))
     print(
-        f"Registered {model_ref.full_name} version {version} (run {run.info.run_id}); "
-        f"hold-out RMSE {metrics['holdout_root_mean_squared_error']:.3f}, R2 {metrics['holdout_r2_score']:.3f}"
+        f"Registered {model_ref.full_name} version {version} (run {run.info.run_id}), trained on {len(train)} trips "
+        f"to {args.training_end_date}; hold-out RMSE {metrics['holdout_root_mean_squared_error']:.5f}, "
+        f"R2 {metrics['holdout_r2_score']:.5f}"
     )
     set_task_value("model_version", version)
     return version

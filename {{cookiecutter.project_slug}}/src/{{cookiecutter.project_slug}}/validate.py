@@ -8,9 +8,16 @@ Unity Catalog would refuse it, and so is one that cannot answer a serving reques
 of its own input example (``mlflow.models.validate_serving_input``, the check MLflow
 recommends before serving), so nothing unservable becomes ``challenger`` or ``champion``.
 
-``--mode enforce`` (the default) fails the task when a threshold fails, and the version
-does not become ``challenger``. ``--mode report`` only reports: the version becomes
-``challenger`` whatever the result, tagged with the outcome.
+Each model is scored on the columns its own signature names, so a challenger with a
+feature added since the champion was trained is compared with it on the same rows. A
+champion that needs a column the data no longer has cannot be compared: the task says so
+in one line and checks the challenger against the absolute thresholds only.
+
+``--mode enforce`` (the default, and the jobs' mode in test, staging and prod) fails the
+task when a threshold fails, and the version does not become ``challenger``. ``--mode
+report`` (the jobs' mode in dev) only reports: the version becomes ``challenger`` whatever
+the result, tagged with the outcome. The jobs take it as the job parameter
+``validation_mode``.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from mlflow.models.utils import load_serving_example
 from mlflow.tracking import MlflowClient
 
 from . import params
-from .data import FEATURES, LABEL, to_pandas, training_frames
+from .data import LABEL, to_pandas, training_frames
 from .names import CHALLENGER, CHAMPION, ModelRef
 from .registry import alias_version, get_version
 from .runtime import JobError, configure_mlflow, get_spark, use_experiment
@@ -79,6 +86,31 @@ def check_servable(model_ref: ModelRef, version: str) -> None:
         ) from error
 
 
+def input_columns(model_uri: str) -> list[str]:
+    """The columns a model's signature names: what it was trained on and is scored on."""
+    return mlflow.models.get_model_info(model_uri).signature.inputs.input_names()
+
+
+def comparable_champion(model_ref: ModelRef, champion: str | None, version: str, available: list[str]):
+    """The champion's input columns when it can be compared with ``version`` on this data, else None."""
+    if champion is None or champion == version:
+        return None
+    columns = input_columns(model_ref.uri(champion))
+    lacking = [c for c in columns if c not in available]
+    if lacking:
+        print(
+            f"Champion v{champion} cannot be compared: it needs {', '.join(lacking)}, which the data no longer "
+            f"has; v{version} is checked against the absolute thresholds only."
+        )
+        return None
+    return columns
+
+
+def figures(result) -> str:
+    """RMSE and R2 with enough digits to see why two close models were judged apart."""
+    return f"RMSE {result.metrics['root_mean_squared_error']:.5f}, R2 {result.metrics['r2_score']:.5f}"
+
+
 def thresholds(args, with_baseline: bool) -> dict[str, MetricThreshold]:
     relative = {"min_relative_change": 0.0} if with_baseline else {}
     return {
@@ -114,14 +146,24 @@ def main(argv: list[str] | None = None) -> bool:
     spark = get_spark()
     use_experiment(args.experiment_name)
     _, holdout_df = training_frames(spark, args.training_table, args.training_end_date, args.sample_fraction)
-    holdout = to_pandas(holdout_df, FEATURES + [LABEL], "validation (the hold-out days)")
 
+    columns = input_columns(model_ref.uri(version))
+    missing = [c for c in columns if c not in holdout_df.columns]
+    if missing:
+        raise JobError(
+            f"{model_ref.full_name} v{version} needs {', '.join(missing)}, which the hold-out data lacks: "
+            "data.add_features must compute every feature the model was trained on."
+        )
     champion = alias_version(client, model_ref, CHAMPION)
-    compare = champion is not None and champion != version
+    champion_columns = comparable_champion(model_ref, champion, version, holdout_df.columns)
+    compare = champion_columns is not None
+    needed = list(dict.fromkeys([*columns, *(champion_columns or [])]))
+    holdout = to_pandas(holdout_df, [*needed, LABEL], "validation (the hold-out days)")
+
     with mlflow.start_run(run_name=f"validate {model_ref.name} v{version}"):
         mlflow.log_params({"model_version": version, "champion_version": champion or "none", "mode": args.mode})
-        candidate = evaluate(model_ref.uri(version), holdout)
-        baseline = evaluate(model_ref.uri(champion), holdout) if compare else None
+        candidate = evaluate(model_ref.uri(version), holdout[[*columns, LABEL]])
+        baseline = evaluate(model_ref.uri(champion), holdout[[*champion_columns, LABEL]]) if compare else None
         rules = thresholds(args, with_baseline=compare)
         try:
             mlflow.validate_evaluation_results(rules, candidate, baseline)
@@ -130,9 +172,15 @@ def main(argv: list[str] | None = None) -> bool:
             passed, detail = False, str(failure)
         mlflow.log_metric("validation_passed", float(passed))
 
-    rmse, r2 = candidate.metrics["root_mean_squared_error"], candidate.metrics["r2_score"]
-    against = f" and champion v{champion} (RMSE {baseline.metrics['root_mean_squared_error']:.3f})" if compare else ""
-    print(f"{model_ref.full_name} v{version}: RMSE {rmse:.3f}, R2 {r2:.3f}; checked against thresholds{against}")
+    rules_text = f"RMSE <= {args.max_rmse:g}, R2 >= {args.min_r2:g}" + (", RMSE <= the champion's" if compare else "")
+    print(f"{model_ref.full_name} v{version} on {len(holdout)} hold-out trips: {figures(candidate)} ({rules_text})")
+    if compare:
+        champion_rmse = baseline.metrics["root_mean_squared_error"]
+        difference = candidate.metrics["root_mean_squared_error"] - champion_rmse
+        print(
+            f"  champion v{champion} on the same trips: {figures(baseline)}; "
+            f"v{version}'s RMSE differs by {difference:+.5f} ({difference / champion_rmse:+.3%})"
+        )
     status = "passed" if passed else ("failed_report_only" if args.mode == "report" else "failed")
     client.set_model_version_tag(model_ref.full_name, version, "validation_status", status)
     if not passed and args.mode == "enforce":

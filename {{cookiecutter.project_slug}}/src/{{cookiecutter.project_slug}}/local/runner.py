@@ -104,8 +104,30 @@ def wheel_task_argv(task: dict[str, Any]) -> list[str]:
     return [str(value) for value in wheel.get("parameters", [])]
 
 
-def check_wheel_task(project_dir: Path, job_key: str, task: dict[str, Any]) -> Callable[..., Any]:
-    """The task's entry point, after checking that it exists and accepts the parameters."""
+def with_job_parameters(argv: list[str], job_parameters: dict[str, str]) -> list[str]:
+    """``argv`` with ``{% raw %}{{job.parameters.<name>}}{% endraw %}`` replaced by the values in ``job_parameters``."""
+
+    def replace(match: re.Match) -> str:
+        parts = match.group(1).split(".")
+        if parts[:2] == ["job", "parameters"] and len(parts) == 3 and parts[2] in job_parameters:
+            return job_parameters[parts[2]]
+        return match.group(0)
+
+    return [DYNAMIC.sub(replace, arg) for arg in argv]
+
+
+def job_parameter_defaults(job: dict[str, Any]) -> dict[str, str]:
+    return {p["name"]: str(p.get("default", "")) for p in job.get("parameters", []) or []}
+
+
+def check_wheel_task(
+    project_dir: Path, job_key: str, task: dict[str, Any], job_parameters: dict[str, str] | None = None
+) -> Callable[..., Any]:
+    """The task's entry point, after checking that it exists and accepts the parameters.
+
+    Job parameter references are checked with ``job_parameters`` filled in (the values of a
+    run, or the job's defaults), so a parameter with a fixed set of values is checked too.
+    """
     package, scripts = entry_points(project_dir)
     wheel = task["python_wheel_task"]
     where = f"job {job_key!r}, task {task['task_key']!r}"
@@ -126,7 +148,7 @@ def check_wheel_task(project_dir: Path, job_key: str, task: dict[str, Any]) -> C
     errors = io.StringIO()
     try:
         with contextlib.redirect_stderr(errors):
-            parser.parse_args(wheel_task_argv(task))
+            parser.parse_args(with_job_parameters(wheel_task_argv(task), job_parameters or {}))
     except SystemExit:
         message = errors.getvalue().strip().splitlines()[-1] if errors.getvalue().strip() else "invalid"
         raise TaskConfigError(f"{where}: parameters rejected by entry point {entry!r}: {message}") from None
@@ -139,7 +161,7 @@ def check_wheel_tasks(project_dir: Path, bundle: ResolvedBundle) -> int:
     for job_key, job in bundle.jobs.items():
         for task in job.get("tasks", []) or []:
             if "python_wheel_task" in task:
-                check_wheel_task(project_dir, job_key, task)
+                check_wheel_task(project_dir, job_key, task, job_parameter_defaults(job))
                 checked += 1
     return checked
 
@@ -182,7 +204,7 @@ class LocalRunner:
 
     def run(self, job_key: str, parameters: dict[str, str] | None = None, depth: int = 0) -> JobRun:
         job = self.bundle.job(job_key)
-        declared = {p["name"]: str(p.get("default", "")) for p in job.get("parameters", []) or []}
+        declared = job_parameter_defaults(job)
         unknown = set(parameters or {}) - set(declared)
         if unknown:
             names = ", ".join(sorted(unknown))
@@ -290,7 +312,7 @@ class LocalRunner:
 
     def _wheel_task(self, job_key: str, task: dict, results: dict[str, TaskResult], context: dict) -> TaskResult:
         key = task["task_key"]
-        function = check_wheel_task(self.project_dir, job_key, task)
+        function = check_wheel_task(self.project_dir, job_key, task, context["parameters"])
         argv = [
             self._fill(arg, job_key, key, arg.split("=", 1)[0].lstrip("-"), results, context)
             for arg in wheel_task_argv(task)

@@ -12,6 +12,8 @@ champion with MLflow's own scoring server and smoke-tests it (``check_serving``)
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +27,7 @@ from ..registry import alias_version, get_version
 from ..runtime import SCORING_MODULES, configure_mlflow, start_spark_early
 from ..serving import local_endpoint
 from .bundle import ResolvedBundle, load_bundle, resolve
-from .runner import FAILED, JobRun, LocalRunner
+from .runner import FAILED, SUCCESS, JobRun, LocalRunner
 from .scoring_server import ServingError, SmokeResult, scoring_server, smoke_test
 
 ENVIRONMENTS = ("dev", "staging", "prod")
@@ -102,6 +104,10 @@ def run_scenario(project_dir: Path, state: Path, echo: Callable[[str], None] = p
             approve_copied_version(run, bundles[step.target], echo)
             run = runner.run(step.job, step.parameters)
         runs.append(run)
+        retrain = run.tasks.get("retrain")
+        if retrain is not None and retrain.state == SUCCESS:
+            window_end = run.tasks["monitor"].values.get("window_end", "?")
+            echo(f"--> Drift found: {step.target} retrained on trips up to {window_end}, the drifted days included.")
         if not run.succeeded:
             if step.job == "monitoring_job" and _only_failed(run, "retraining_needed"):
                 echo("--> Drift found: this target cannot train, so the job failed to alert the team (expected).")
@@ -156,6 +162,15 @@ def _stopped_at_approval(run: JobRun) -> bool:
     return run.tasks["approval"].state == FAILED and _only_failed(run, "approval")
 
 
+def mlflow_command() -> str:
+    """The ``mlflow`` executable of this environment, which may not be on PATH (e.g. outside ``uv run``)."""
+    executable = Path(sys.executable).with_name("mlflow")
+    if not executable.is_file():
+        return "mlflow"
+    relative = os.path.relpath(executable)
+    return relative if not relative.startswith("..") else str(executable)
+
+
 def summary(project_dir: Path, state: Path) -> str:
     """Each target's champion, its metrics and where it came from; where to look next."""
     config = load_bundle(project_dir)
@@ -173,12 +188,12 @@ def summary(project_dir: Path, state: Path) -> str:
         origin = (
             f"copied from {tags[SOURCE_TAG]}"
             if SOURCE_TAG in tags
-            else f"trained in {tags.get('trained_in', model.catalog)}"
+            else f"trained in {tags.get('trained_in', model.catalog)} on trips to {tags.get('training_end_date', '?')}"
         )
         metrics = client.get_run(version.run_id).data.metrics if version.run_id else {}
         rmse = metrics.get("holdout_root_mean_squared_error")
         r2 = metrics.get("holdout_r2_score")
-        figures = f"RMSE {rmse:.3f}, R2 {r2:.3f}" if rmse is not None and r2 is not None else "no metrics"
+        figures = f"RMSE {rmse:.5f}, R2 {r2:.5f}" if rmse is not None and r2 is not None else "no metrics"
         previous = tags.get(PREVIOUS, "none")
         previous = previous if previous == "none" else f"v{previous}"
         lines.append(
@@ -187,6 +202,6 @@ def summary(project_dir: Path, state: Path) -> str:
     lines += [
         "",
         f"Local state: {state}",
-        f"Browse runs and models: mlflow ui --backend-store-uri sqlite:///{state / 'mlflow.db'}",
+        f"Browse runs and models: {mlflow_command()} ui --backend-store-uri sqlite:///{state / 'mlflow.db'}",
     ]
     return "\n".join(lines)
