@@ -23,8 +23,27 @@ REPLAY_FILE = ".cookiecutter-replay.json"
 
 # (option, values that keep the paths, paths)
 CONDITIONAL_PATHS: tuple[tuple[str, tuple[object, ...], tuple[str, ...]], ...] = (
-    ("include_monitoring", (True,), ("resources/monitoring.yml",)),
-    ("include_serving_endpoint", (True,), ("resources/model_serving.yml",)),
+    (
+        "include_monitoring",
+        (True,),
+        (
+            "resources/monitoring.yml",
+            "src/{package}/monitoring.py",
+            "src/{package}/quality_monitor.py",
+            "tests/test_monitoring.py",
+            "tests/test_quality_monitor.py",
+        ),
+    ),
+    (
+        "include_serving_endpoint",
+        (True,),
+        (
+            "resources/model_serving.yml",
+            "src/{package}/serving.py",
+            "src/{package}/local/scoring_server.py",
+            "tests/test_serving.py",
+        ),
+    ),
     ("deployment_pattern", ("deploy_models", "hybrid"), ("resources/model_promotion_job.yml",)),
     ("cicd_platform", ("github_actions",), (".github",)),
     ("cicd_platform", ("azure_devops",), (".azure",)),

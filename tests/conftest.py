@@ -13,6 +13,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 
 from bake import bake  # noqa: E402
 
+# Golden output of baked projects (test_snapshots.py): their own tests are not the template's.
+collect_ignore = ["snapshots"]
+
 
 @pytest.fixture(scope="session")
 def baked(tmp_path_factory):

@@ -500,7 +500,7 @@ else:
     if name == "curl":
         print(json.dumps({"status": "completed", "state": "closed"}))
 """
-STUBBED = ("databricks", "uv", "uvx", "go", "curl", "git", "python", "pip", "sudo", "az")
+STUBBED = ("databricks", "uv", "uvx", "go", "curl", "git", "python", "pip", "sudo", "az", "make")
 # Calls whose failure a script handles on purpose: "is there an endpoint to delete?", "has any
 # pull request deployed a test copy yet?" (the test root itself, not a copy's state file).
 TOLERATED = re.compile(r"databricks (serving-endpoints get \S+|workspace get-status \S+/test)$")

@@ -169,7 +169,7 @@ def test_every_row_names_an_existing_option_and_existing_paths():
         assert option in DEFAULTS, option
         assert keep, option
         for path in paths:
-            assert (project / path).exists(), path
+            assert (project / path.format(package="{{cookiecutter.project_slug}}")).exists(), path
 
 
 def test_paths_to_remove_follows_the_options():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import tomllib
+from pathlib import Path
 
 import pytest
 import yaml
@@ -160,3 +162,48 @@ def test_service_principals_reach_jobs_roots_and_grants(baked):
     }
     dev = module.resolve(config, "dev", user="alice@example.com")
     assert all("run_as" not in job and "email_notifications" not in job for job in dev.jobs.values())
+
+
+# Per option: the generated files and [project.scripts] entry points that exist only with it.
+OPTION_CODE = {
+    "include_serving_endpoint": (
+        ("src/{pkg}/serving.py", "src/{pkg}/local/scoring_server.py", "tests/test_serving.py"),
+        ("serve", "remove_endpoint"),
+    ),
+    "include_monitoring": (
+        (
+            "src/{pkg}/monitoring.py",
+            "src/{pkg}/quality_monitor.py",
+            "tests/test_monitoring.py",
+            "tests/test_quality_monitor.py",
+        ),
+        ("monitor", "retraining_needed", "quality_monitor", "remove_quality_monitor"),
+    ),
+}
+
+
+@pytest.mark.parametrize("option", sorted(OPTION_CODE))
+@pytest.mark.parametrize("value", [True, False])
+def test_an_option_left_out_leaves_out_its_code(baked, option, value):
+    """Without an option, its modules, tests and entry points are not generated; with it, they are."""
+    other = next(key for key in OPTION_CODE if key != option)
+    project = baked(project_slug="opt_code", **{option: value, other: not value})
+    paths, entry_points = OPTION_CODE[option]
+    present = {path for path in paths if (project / path.format(pkg="opt_code")).exists()}
+    assert present == (set(paths) if value else set()), f"{option}={value}"
+    scripts = tomllib.loads((project / "pyproject.toml").read_text())["project"]["scripts"]
+    assert set(entry_points) & set(scripts) == (set(entry_points) if value else set()), f"{option}={value}"
+    if not value:
+        # Nothing imports what was left out when it loads; the scenario's one import of the
+        # scoring server is inside the branch taken only when the bundle has a `serve` task.
+        gone = {Path(path).stem for path in paths if path.startswith("src/")}
+        for module in sorted((project / "src").rglob("*.py")) + sorted((project / "tests").rglob("*.py")):
+            imported = set()
+            for node in ast.parse(module.read_text()).body:
+                if isinstance(node, ast.ImportFrom):
+                    imported |= set((node.module or "").split(".")) | {alias.name for alias in node.names}
+                elif isinstance(node, ast.Import):
+                    imported |= {part for alias in node.names for part in alias.name.split(".")}
+            assert not imported & gone, f"{module.relative_to(project)} imports {sorted(imported & gone)}"
+    for entry_point in scripts.values():
+        assert (project / "src" / (entry_point.split(":")[0].replace(".", "/") + ".py")).is_file(), entry_point

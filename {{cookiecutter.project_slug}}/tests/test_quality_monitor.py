@@ -1,15 +1,15 @@
 """The quality monitor on the inference table: created once the table exists, updated, refreshed.
 
 The workspace is ``workspace_stand_in``'s HTTP server and a real ``WorkspaceClient``
-(see test_serving.py); locally the monitor is recorded in the local state folder.
+(the ``workspace`` fixture of conftest.py); locally the monitor is recorded in the local state folder.
 """
 
 import pytest
 from helpers import model_args
 
-from {{ cookiecutter.project_slug }} import quality_monitor
+from {{ cookiecutter.project_slug }} import batch_inference, quality_monitor
 from {{ cookiecutter.project_slug }}.names import ModelRef
-from {{ cookiecutter.project_slug }}.runtime import JobError, write_table
+from {{ cookiecutter.project_slug }}.runtime import JobError, read_table, write_table
 
 MODEL = ModelRef("prod", "ml", "fares")
 MONITORS = "/api/data-quality/v1/monitors"
@@ -78,3 +78,12 @@ def test_locally_the_monitor_is_recorded_after_each_scoring_run(spark, fresh_mod
     assert record["config"]["schedule"] is None and len(record["refreshes"]) == 3
     assert quality_monitor.remove(model_args(fresh_model)) is True
     assert quality_monitor.local_monitor(fresh_model.predictions_table) is None
+
+
+def test_the_inference_table_has_the_columns_the_monitor_reads(spark, champion):
+    model_ref, _ = champion
+    batch_inference.main([*model_args(model_ref), "--score_from_date=2016-02-20"])
+    columns = read_table(spark, model_ref.predictions_table).columns
+    log = quality_monitor.MonitorSpec(model_ref, "/Workspace/x", None).inference_log()
+    for column in (log.timestamp_column, log.prediction_column, log.model_id_column, log.label_column):
+        assert column in columns

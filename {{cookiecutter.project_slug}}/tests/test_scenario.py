@@ -14,7 +14,6 @@ from {{ cookiecutter.project_slug }}.local.scenario import (
     serve_task_parameters,
     summary,
 )
-from {{ cookiecutter.project_slug }}.serving import local_endpoint
 
 
 def test_scenario_gives_prod_a_champion_with_lineage(scenario, local_state):
@@ -36,6 +35,8 @@ def test_scenario_gives_prod_a_champion_with_lineage(scenario, local_state):
         assert client.get_run(champion.run_id).data.tags["job_run_id"] == champion.tags["job_run_id"]
     serve = serve_task_parameters(prod)
     if serve is not None:  # serving included: prod's endpoint serves its champion, smoke-tested
+        from {{ cookiecutter.project_slug }}.serving import local_endpoint
+
         assert local_endpoint(serve["endpoint_name"])["served"]["entity_version"] == str(champion.version)
         assert any("a malformed request got HTTP 4" in line for line in lines), lines[-5:]
     report = summary(PROJECT_DIR, local_state)

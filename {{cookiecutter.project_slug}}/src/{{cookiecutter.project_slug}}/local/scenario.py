@@ -7,7 +7,7 @@ deployment pattern the project was generated with, and any change made to the bu
 
 When the jobs have a ``serve`` task (serving endpoint included), the scenario then checks
 that prod's endpoint (as the local run recorded it) serves prod's champion, serves that
-champion with MLflow's own scoring server and smoke-tests it (``check_serving``).
+champion with MLflow's own scoring server and smoke-tests it (``scoring_server.check_serving``).
 """
 
 from __future__ import annotations
@@ -25,10 +25,8 @@ from ..names import CHAMPION, ModelRef
 from ..promotion import APPROVAL_TAG, APPROVED, SOURCE_TAG, approve
 from ..registry import alias_version, get_version
 from ..runtime import SCORING_MODULES, configure_mlflow, start_spark_early
-from ..serving import local_endpoint
 from .bundle import ResolvedBundle, load_bundle, resolve
 from .runner import FAILED, SUCCESS, JobRun, LocalRunner
-from .scoring_server import ServingError, SmokeResult, scoring_server, smoke_test
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 
@@ -113,7 +111,15 @@ def run_scenario(project_dir: Path, state: Path, echo: Callable[[str], None] = p
                 echo("--> Drift found: this target cannot train, so the job failed to alert the team (expected).")
                 continue
             raise ScenarioError(f"{step.job} failed in {step.target}: see the task output above")
-    check_serving(bundles["prod"], echo)
+    serve = serve_task_parameters(bundles["prod"])
+    if serve is not None:
+        # Only projects generated with the serving endpoint have the scoring server.
+        from .scoring_server import ServingError, check_serving
+
+        try:
+            check_serving(bundles["prod"].model_full_name(), serve["endpoint_name"], echo)
+        except ServingError as error:
+            raise ScenarioError(str(error)) from None
     return runs
 
 
@@ -125,33 +131,6 @@ def serve_task_parameters(bundle: ResolvedBundle) -> dict[str, str] | None:
             if wheel.get("entry_point") == "serve":
                 return wheel.get("named_parameters", {})
     return None
-
-
-def check_serving(bundle: ResolvedBundle, echo: Callable[[str], None] = print) -> SmokeResult | None:
-    """Prod's endpoint follows its champion; the champion answers like an endpoint would."""
-    parameters = serve_task_parameters(bundle)
-    if parameters is None:
-        return None
-    model = ModelRef.parse(bundle.model_full_name())
-    champion = alias_version(MlflowClient(), model, CHAMPION)
-    endpoint = local_endpoint(parameters["endpoint_name"])
-    if endpoint is None or endpoint["served"]["entity_version"] != champion:
-        served = "nothing" if endpoint is None else f"v{endpoint['served']['entity_version']}"
-        raise ScenarioError(f"endpoint {parameters['endpoint_name']} serves {served}, not the champion v{champion}")
-    echo(f"\n[serving] endpoint {endpoint['name']} serves {model.full_name} v{champion} (the champion)")
-    uri = model.uri(alias=CHAMPION)
-    echo(f"[serving] mlflow models serve -m {uri} --env-manager local: smoke test")
-    try:
-        with scoring_server(uri) as url:
-            result = smoke_test(url, uri)
-    except ServingError as error:
-        raise ScenarioError(f"serving the champion locally failed: {error}") from None
-    echo(
-        f"[serving] {url}: the input example's {result.rows} rows match predict() "
-        f"(max difference {result.max_difference:.1e}); a malformed request got HTTP "
-        f"{result.malformed_status}: {result.malformed_message[:120]}"
-    )
-    return result
 
 
 def _only_failed(run: JobRun, task_key: str) -> bool:

@@ -5,6 +5,8 @@ interpreter on 127.0.0.1 and a free port, waits until it answers ``/ping``, and 
 when the ``with`` block ends, also when a step inside fails. ``smoke_test`` sends the
 model's own serving input example (what ``validate`` checked) and a malformed request,
 and compares the served predictions with ``predict`` in this process on the same rows.
+``check_serving`` is the local scenario's last step: prod's endpoint (as the local run
+recorded it) serves prod's champion, and that champion passes the smoke test.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +29,11 @@ import numpy as np
 import pandas as pd
 import requests
 from mlflow.models.utils import load_serving_example
+from mlflow.tracking import MlflowClient
+
+from ..names import CHAMPION, ModelRef
+from ..registry import alias_version
+from ..serving import local_endpoint
 
 # A request the model must refuse: a column its signature does not have.
 MALFORMED = {"dataframe_split": {"columns": ["no_such_feature"], "data": [[1.0]]}}
@@ -154,3 +161,27 @@ def smoke_test(url: str, model_uri: str) -> SmokeResult:
             "expected a 4xx with a readable message"
         )
     return SmokeResult(len(rows), float(np.max(np.abs(served - expected))), refused.status_code, message)
+
+
+def check_serving(model_name: str, endpoint_name: str, echo: Callable[[str], None] = print) -> SmokeResult:
+    """The endpoint follows the champion of ``model_name``; the champion answers like an endpoint would."""
+    model = ModelRef.parse(model_name)
+    champion = alias_version(MlflowClient(), model, CHAMPION)
+    endpoint = local_endpoint(endpoint_name)
+    if endpoint is None or endpoint["served"]["entity_version"] != champion:
+        served = "nothing" if endpoint is None else f"v{endpoint['served']['entity_version']}"
+        raise ServingError(f"endpoint {endpoint_name} serves {served}, not the champion v{champion}")
+    echo(f"\n[serving] endpoint {endpoint['name']} serves {model.full_name} v{champion} (the champion)")
+    uri = model.uri(alias=CHAMPION)
+    echo(f"[serving] mlflow models serve -m {uri} --env-manager local: smoke test")
+    try:
+        with scoring_server(uri) as url:
+            result = smoke_test(url, uri)
+    except ServingError as error:
+        raise ServingError(f"serving the champion locally failed: {error}") from None
+    echo(
+        f"[serving] {url}: the input example's {result.rows} rows match predict() "
+        f"(max difference {result.max_difference:.1e}); a malformed request got HTTP "
+        f"{result.malformed_status}: {result.malformed_message[:120]}"
+    )
+    return result

@@ -1,0 +1,183 @@
+"""Monitoring: drift and error of recent predictions against the training data.
+
+The reference is the training table up to ``training_end_date``, scored by the current
+``champion``; the current window is the last ``window_days`` days of the inference
+table. For every feature and for the prediction the population stability index (PSI)
+compares the two, over deciles of the reference; where the inference table has labels,
+the RMSE of the window is compared with the reference RMSE. The figures are appended to
+``<catalog>.<schema>.<model>_monitoring`` and the task value ``retrain`` tells the job's
+condition task whether to retrain; ``window_end`` (the last day monitored) is where the
+retraining's data ends, so the new model learns from the drifted days. The reference ends
+at the champion's own ``training_end_date`` tag when it has one (a retrained champion saw
+more days than the bundle's default).
+
+``retraining_needed`` is the entry point of targets that cannot train (deploy models,
+and prod in the hybrid pattern): it fails with a message naming what to run where, so the
+job's failure notification reaches the team.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+from mlflow.tracking import MlflowClient
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from . import params
+from .batch_inference import score
+from .data import FEATURES, LABEL, PICKUP, add_features, load_trips, parse_date
+from .names import CHAMPION
+from .registry import require_alias
+from .runtime import JobError, configure_mlflow, get_spark, read_table, set_task_value, write_table
+
+PREDICTION = "prediction"
+EPSILON = 1e-4
+
+
+def build_parser():
+    p = params.parser("monitor", "Compare recent predictions with the training data.")
+    params.add_model(p)
+    p.add_argument("--training_table", default="samples.nyctaxi.trips")
+    p.add_argument("--training_end_date", required=True)
+    p.add_argument("--window_days", type=int, default=14, help="days of recent predictions to check")
+    p.add_argument("--psi_threshold", type=float, default=0.2, help="PSI above which a column has drifted")
+    p.add_argument("--max_error_increase", type=float, default=0.25, help="allowed relative RMSE increase")
+    return p
+
+
+def build_retraining_needed_parser():
+    p = params.parser("retraining_needed", "Fail with instructions where training cannot run.")
+    p.add_argument("--model_name", required=True)
+    p.add_argument("--target", required=True)
+    p.add_argument("--pattern", required=True, choices=("deploy_code", "deploy_models", "hybrid"))
+    return p
+
+
+def _bucket(column: str, cuts: list[float]):
+    """Index of the reference decile a value falls in (0 .. len(cuts))."""
+    expr = F.lit(0)
+    for cut in cuts:
+        expr = expr + (F.col(column) > F.lit(cut)).cast("int")
+    return expr
+
+
+def _bucket_shares(df: DataFrame, cuts: dict[str, list[float]]) -> dict[str, dict[int, float]]:
+    """For each column, the share of rows per bucket, in one pass over ``df``."""
+    pairs = F.array(*[F.struct(F.lit(c).alias("column"), _bucket(c, cuts[c]).alias("bucket")) for c in cuts])
+    rows = df.select(F.explode(pairs).alias("pair")).groupBy("pair.column", "pair.bucket").count().collect()
+    totals: dict[str, int] = {}
+    for row in rows:
+        totals[row["column"]] = totals.get(row["column"], 0) + row["count"]
+    shares: dict[str, dict[int, float]] = {c: {} for c in cuts}
+    for row in rows:
+        shares[row["column"]][row["bucket"]] = row["count"] / totals[row["column"]]
+    return shares
+
+
+def population_stability(
+    reference: DataFrame, current: DataFrame, columns: list[str], bins: int = 10
+) -> dict[str, float]:
+    """PSI of each column of ``current`` against ``reference``, over the reference's quantiles."""
+    probabilities = [i / bins for i in range(1, bins)]
+    quantiles = reference.approxQuantile(columns, probabilities, 0.001)
+    cuts = {column: sorted(set(q)) for column, q in zip(columns, quantiles, strict=True)}
+    ref_shares, cur_shares = _bucket_shares(reference, cuts), _bucket_shares(current, cuts)
+    result = {}
+    for column in columns:
+        psi = 0.0
+        for bucket in range(len(cuts[column]) + 1):
+            r = max(ref_shares[column].get(bucket, 0.0), EPSILON)
+            c = max(cur_shares[column].get(bucket, 0.0), EPSILON)
+            psi += (c - r) * math.log(c / r)
+        result[column] = psi
+    return result
+
+
+def rmse(df: DataFrame) -> float | None:
+    if LABEL not in df.columns:
+        return None
+    row = (
+        df.where(F.col(LABEL).isNotNull())
+        .select(F.sqrt(F.avg((F.col(PREDICTION) - F.col(LABEL)) ** 2)).alias("rmse"))
+        .first()
+    )
+    return None if row is None or row["rmse"] is None else float(row["rmse"])
+
+
+@params.entry_point(build_parser)
+def main(argv: list[str] | None = None) -> bool:
+    args = build_parser().parse_args(argv)
+    model_ref = params.model_ref(args)
+    configure_mlflow()
+    spark = get_spark()
+    version = require_alias(MlflowClient(), model_ref, CHAMPION, "Nothing to monitor yet.")
+
+    predictions = read_table(spark, model_ref.predictions_table)
+    last = predictions.select(F.max(F.to_date(PICKUP))).first()[0]
+    if last is None:
+        raise JobError(f"{model_ref.predictions_table} is empty: run the batch inference job first")
+    window_start = last - dt.timedelta(days=args.window_days - 1)
+    current = predictions.where(F.to_date(PICKUP) >= F.lit(window_start))
+
+    trained_to = MlflowClient().get_model_version(model_ref.full_name, version).tags.get("training_end_date")
+    training_end = parse_date(trained_to or args.training_end_date, "training_end_date")
+    reference = score(add_features(load_trips(spark, args.training_table, end=training_end)), model_ref, version)
+    reference = reference.cache()
+
+    columns = [*FEATURES, PREDICTION]
+    psi = population_stability(reference, current, columns)
+    current_rmse, reference_rmse = rmse(current), rmse(reference)
+    reference.unpersist()
+
+    drifted = sorted(c for c, value in psi.items() if value > args.psi_threshold)
+    error_ratio = current_rmse / reference_rmse if current_rmse and reference_rmse else None
+    error_grew = error_ratio is not None and error_ratio > 1 + args.max_error_increase
+    retrain = bool(drifted) or error_grew
+
+    metrics = [("psi", column, value) for column, value in psi.items()]
+    if current_rmse is not None:
+        metrics += [("rmse", LABEL, current_rmse), ("reference_rmse", LABEL, reference_rmse)]
+    metrics.append(("retrain", "", float(retrain)))
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    rows = [(now, model_ref.full_name, version, window_start, last, m, c, float(v)) for m, c, v in metrics]
+    schema = (
+        "monitored_at timestamp, model_name string, model_version string, window_start date, "
+        "window_end date, metric string, column string, value double"
+    )
+    write_table(spark.createDataFrame(rows, schema), model_ref.monitoring_table, mode="append")
+
+    print(f"Monitoring {model_ref.full_name} v{version}, predictions {window_start} to {last}:")
+    for column, value in psi.items():
+        flag = "  DRIFT" if value > args.psi_threshold else ""
+        print(f"  PSI {column:<15} {value:7.3f}{flag}")
+    if error_ratio is not None:
+        print(f"  RMSE {current_rmse:.3f} vs {reference_rmse:.3f} on training data (x{error_ratio:.2f})")
+    print(f"  retrain: {str(retrain).lower()}" + (f" (drift in {', '.join(drifted)})" if drifted else ""))
+    set_task_value("retrain", str(retrain).lower())
+    set_task_value("window_end", last.isoformat())
+    return retrain
+
+
+@params.entry_point(build_retraining_needed_parser)
+def retraining_needed(argv: list[str] | None = None) -> None:
+    args = build_retraining_needed_parser().parse_args(argv)
+    if args.pattern == "hybrid":
+        how = (
+            "Retrain in staging on production data: databricks bundle run model_training_job -t staging, "
+            "then promote: databricks bundle run model_promotion_job -t prod"
+        )
+    else:
+        how = (
+            "Retrain in dev: databricks bundle run model_training_job -t dev, then promote: "
+            "databricks bundle run model_promotion_job -t staging, then -t prod"
+        )
+    raise JobError(
+        f"Drift detected for {args.model_name} in {args.target}. The {args.pattern} pattern does not "
+        f"train in {args.target}. {how}."
+    )
+
+
+if __name__ == "__main__":
+    main()

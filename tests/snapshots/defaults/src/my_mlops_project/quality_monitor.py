@@ -1,0 +1,223 @@
+"""Quality monitor: a Databricks data profiling monitor on the inference table, kept current.
+
+The ``quality_monitor`` task runs after each batch inference run, when the inference table
+``<catalog>.<schema>.<model>_predictions`` exists. It creates the monitor (inference-log
+analysis: regression, prediction ``prediction``, label, model version, ``scored_at``) when
+there is none (a new monitor computes its first metrics by itself), or else updates it when
+its analysis, schedule or output schema differ and asks for a refresh, so the metrics follow
+every scoring run.
+
+A paused schedule means no schedule: monitors cannot be paused, which is also what the
+Databricks CLI does to a bundle monitor in a paused target (``ApplyPresets`` drops its
+schedule). The bundle passes ``PAUSED`` in dev and test.
+
+The monitor is not a bundle resource (it cannot be declared before its table exists), so
+``databricks bundle destroy`` leaves it; ``remove_quality_monitor`` deletes it. The API is
+``WorkspaceClient.data_quality`` (``/api/data-quality/v1/monitors``): the older
+``quality_monitors`` API is deprecated in favour of it. Locally no workspace is called: the
+monitor's configuration and refreshes are recorded in
+``<local state>/quality_monitors/<table>.json``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+
+from databricks.sdk.errors import NotFound, ResourceConflict
+from databricks.sdk.service.dataquality import (
+    AggregationGranularity,
+    CronSchedule,
+    DataProfilingConfig,
+    InferenceLogConfig,
+    InferenceProblemType,
+    Monitor,
+    Refresh,
+)
+
+from . import params
+from .data import LABEL
+from .names import ModelRef
+from .runtime import JobError, get_spark, is_local, local_record, read_local_record, table_exists, workspace_client
+
+CREATED, UPDATED, UNCHANGED = "created", "updated", "unchanged"
+TABLE = "table"
+MANAGED_FIELDS = ("output_schema_id", "inference_log", "schedule")
+
+
+def build_parser():
+    p = params.parser("quality_monitor", "Create or update the inference table's monitor, then refresh it.")
+    params.add_model(p)
+    p.add_argument("--assets_dir", required=True, help="workspace folder for the monitor's dashboard")
+    p.add_argument("--schedule", default="0 0 9 * * ?", help="quartz cron expression of scheduled refreshes")
+    p.add_argument("--pause_status", choices=("PAUSED", "UNPAUSED"), default="UNPAUSED")
+    return p
+
+
+def build_remove_parser():
+    p = params.parser("remove_quality_monitor", "Delete the inference table's monitor (bundle destroy does not).")
+    params.add_model(p)
+    return p
+
+
+@dataclass(frozen=True)
+class MonitorSpec:
+    model: ModelRef
+    assets_dir: str
+    schedule: str | None  # None: no scheduled refreshes (paused)
+    timezone: str = "UTC"
+
+    @property
+    def table(self) -> str:
+        return self.model.predictions_table
+
+    @property
+    def output_schema(self) -> str:
+        return f"{self.model.catalog}.{self.model.schema}"
+
+    def inference_log(self) -> InferenceLogConfig:
+        return InferenceLogConfig(
+            problem_type=InferenceProblemType.INFERENCE_PROBLEM_TYPE_REGRESSION,
+            timestamp_column="scored_at",
+            granularities=[AggregationGranularity.AGGREGATION_GRANULARITY_1_DAY],
+            prediction_column="prediction",
+            model_id_column="model_version",
+            label_column=LABEL,
+        )
+
+    def cron(self) -> CronSchedule | None:
+        if self.schedule is None:
+            return None
+        return CronSchedule(quartz_cron_expression=self.schedule, timezone_id=self.timezone)
+
+    def profiling(self, output_schema_id: str) -> DataProfilingConfig:
+        return DataProfilingConfig(
+            output_schema_id=output_schema_id,
+            assets_dir=self.assets_dir,
+            inference_log=self.inference_log(),
+            schedule=self.cron(),
+        )
+
+
+def _managed(config: DataProfilingConfig | None) -> dict:
+    """The fields this module manages, comparable between what is wanted and what exists."""
+    if config is None:
+        return {}
+    schedule = config.schedule
+    return {
+        "output_schema_id": config.output_schema_id,
+        "inference_log": config.inference_log.as_dict() if config.inference_log else None,
+        "schedule": (schedule.quartz_cron_expression, schedule.timezone_id) if schedule else None,
+    }
+
+
+def changed_fields(current: DataProfilingConfig | None, wanted: DataProfilingConfig) -> list[str]:
+    now, then = _managed(current), _managed(wanted)
+    return [field for field in MANAGED_FIELDS if now.get(field) != then[field]]
+
+
+def ensure_monitor(w, spec: MonitorSpec) -> tuple[str, str]:
+    """Create or update the monitor of ``spec.table``; return (what was done, the table's id)."""
+    try:
+        table_id = w.tables.get(spec.table).table_id
+    except NotFound:
+        raise JobError(f"{spec.table} does not exist yet: run the batch inference job first") from None
+    schema_id = w.schemas.get(spec.output_schema).schema_id
+    wanted = spec.profiling(schema_id)
+    try:
+        current = w.data_quality.get_monitor(TABLE, table_id)
+    except NotFound:
+        w.data_quality.create_monitor(Monitor(object_type=TABLE, object_id=table_id, data_profiling_config=wanted))
+        return CREATED, table_id
+    fields = changed_fields(current.data_profiling_config, wanted)
+    if not fields:
+        return UNCHANGED, table_id
+    w.data_quality.update_monitor(
+        TABLE,
+        table_id,
+        Monitor(object_type=TABLE, object_id=table_id, data_profiling_config=wanted),
+        update_mask=",".join(f"data_profiling_config.{field}" for field in fields),
+    )
+    return UPDATED, table_id
+
+
+def request_refresh(w, table_id: str) -> int | None:
+    """Start a refresh; None when one is already running (it will see the new rows)."""
+    try:
+        refresh = w.data_quality.create_refresh(TABLE, table_id, Refresh(object_type=TABLE, object_id=table_id))
+    except ResourceConflict:
+        return None
+    return refresh.refresh_id
+
+
+def record_local(spec: MonitorSpec) -> tuple[str, int]:
+    """Locally: record the monitor and a refresh; return (what would be done, refresh number)."""
+    path = local_record("quality_monitors", spec.table)
+    current = read_local_record("quality_monitors", spec.table)
+    wanted = {
+        "table_name": spec.table,
+        "output_schema_name": spec.output_schema,
+        "assets_dir": spec.assets_dir,
+        "inference_log": spec.inference_log().as_dict(),
+        "schedule": spec.cron().as_dict() if spec.cron() else None,
+    }
+    if current is None:
+        action, refreshes = CREATED, []
+    else:
+        action = UNCHANGED if current["config"] == wanted else UPDATED
+        refreshes = current["refreshes"]
+    refreshes.append(dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+    path.write_text(json.dumps({"config": wanted, "refreshes": refreshes}, indent=2) + "\n")
+    return action, len(refreshes)
+
+
+def local_monitor(table: str) -> dict | None:
+    return read_local_record("quality_monitors", table)
+
+
+@params.entry_point(build_parser)
+def main(argv: list[str] | None = None) -> str:
+    args = build_parser().parse_args(argv)
+    model_ref = params.model_ref(args)
+    spec = MonitorSpec(model_ref, args.assets_dir, None if args.pause_status == "PAUSED" else args.schedule)
+    schedule = "no schedule (paused)" if spec.schedule is None else f"schedule {spec.schedule} {spec.timezone}"
+    if is_local():
+        if not table_exists(get_spark(), spec.table):
+            raise JobError(f"{spec.table} does not exist yet: run the batch inference job first")
+        action, refresh = record_local(spec)
+        print(f"Monitor on {spec.table} {action}, {schedule}; refresh {refresh} recorded locally (no workspace)")
+        return action
+    w = workspace_client()
+    action, table_id = ensure_monitor(w, spec)
+    if action == CREATED:  # a new monitor computes its first metrics by itself
+        started = "its first refresh starts with it"
+    else:
+        refresh = request_refresh(w, table_id)
+        started = f"refresh {refresh} started" if refresh is not None else "a refresh is already running"
+    print(f"Monitor on {spec.table} {action}, {schedule}; {started}")
+    return action
+
+
+@params.entry_point(build_remove_parser)
+def remove(argv: list[str] | None = None) -> bool:
+    """Delete the monitor (its metric tables and dashboard stay); True if there was one."""
+    args = build_remove_parser().parse_args(argv)
+    table = params.model_ref(args).predictions_table
+    if is_local():
+        path = local_record("quality_monitors", table)
+        existed = path.exists()
+        path.unlink(missing_ok=True)
+    else:
+        w = workspace_client()
+        try:
+            w.data_quality.delete_monitor(TABLE, w.tables.get(table).table_id)
+            existed = True
+        except NotFound:
+            existed = False
+    print(f"Monitor on {table}: {'deleted' if existed else 'did not exist'}")
+    return existed
+
+
+if __name__ == "__main__":
+    main()

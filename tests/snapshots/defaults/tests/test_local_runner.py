@@ -1,0 +1,110 @@
+"""The local runner follows the job definition: order, conditions, outcomes, parameters."""
+
+import copy
+
+import pytest
+from conftest import PROJECT_DIR
+
+from my_mlops_project.local.bundle import BundleError, ResolvedBundle, load_bundle, resolve
+from my_mlops_project.local.runner import (
+    EXCLUDED,
+    FAILED,
+    SUCCESS,
+    UPSTREAM_FAILED,
+    LocalRunner,
+    TaskConfigError,
+)
+
+
+def bundle_with(jobs: dict) -> ResolvedBundle:
+    resources = {"jobs": jobs}
+    return ResolvedBundle("b", "dev", None, {}, {}, resources, {"resources": resources})
+
+
+def condition(key, left, right, depends_on=()):
+    return {
+        "task_key": key,
+        "depends_on": [dict(d) for d in depends_on],
+        "condition_task": {"left": left, "op": "EQUAL_TO", "right": right},
+    }
+
+
+def test_conditions_outcomes_and_run_if(local_state):
+    job = {
+        "parameters": [{"name": "flag", "default": "yes"}],
+        "tasks": [
+            # Listed out of order on purpose: the runner sorts by depends_on.
+            condition("when_true", "1", "1", [{"task_key": "check", "outcome": "true"}]),
+            condition("when_false", "1", "1", [{"task_key": "check", "outcome": "false"}]),
+            condition("check", "{{job.parameters.flag}}", "yes"),
+            {"task_key": "child", "depends_on": [{"task_key": "when_true"}], "run_job_task": {"job_id": "local:child"}},
+            {**condition("always", "1", "1", [{"task_key": "when_false"}]), "run_if": "ALL_DONE"},
+        ],
+    }
+    child = {"tasks": [condition("inner", "a", "a")]}
+    runner = LocalRunner(PROJECT_DIR, bundle_with({"parent": job, "child": child}), local_state, echo=lambda _: None)
+    run = runner.run("parent")
+    states = {key: task.state for key, task in run.tasks.items()}
+    assert run.tasks["check"].outcome == "true"
+    assert states == {
+        "check": SUCCESS,
+        "when_true": SUCCESS,
+        "when_false": EXCLUDED,
+        "child": SUCCESS,
+        "always": SUCCESS,
+    }
+    assert runner.run("parent", {"flag": "no"}).tasks["when_true"].state == EXCLUDED
+    with pytest.raises(TaskConfigError, match="has no parameter nope"):
+        runner.run("parent", {"nope": "1"})
+
+
+def test_a_failed_task_fails_the_job_and_skips_its_dependants(local_state):
+    job = {
+        "tasks": [
+            {"task_key": "broken", "run_job_task": {"job_id": "local:failing"}},
+            condition("after", "1", "1", [{"task_key": "broken"}]),
+        ]
+    }
+    failing = {
+        "tasks": [
+            {
+                "task_key": "needs_champion",
+                "python_wheel_task": {
+                    "package_name": "my_mlops_project",
+                    "entry_point": "deploy",
+                    "named_parameters": {"catalog": "unit", "schema": "ml", "model_name": "never_trained"},
+                },
+            }
+        ]
+    }
+    runner = LocalRunner(PROJECT_DIR, bundle_with({"job": job, "failing": failing}), local_state, echo=lambda _: None)
+    run = runner.run("job")
+    assert not run.succeeded
+    assert run.tasks["broken"].state == FAILED
+    assert run.tasks["after"].state == UPSTREAM_FAILED
+
+
+def test_a_parameter_the_entry_point_does_not_accept_names_job_task_and_parameter(local_state):
+    bundle = resolve(load_bundle(PROJECT_DIR), "dev")
+    job = copy.deepcopy(bundle.job("batch_inference_job"))
+    job["tasks"][0]["python_wheel_task"]["named_parameters"]["colour"] = "blue"
+    runner = LocalRunner(PROJECT_DIR, bundle_with({"batch_inference_job": job}), local_state, echo=lambda _: None)
+    with pytest.raises(TaskConfigError, match="job 'batch_inference_job', task 'batch_inference'.*'colour'"):
+        runner.run("batch_inference_job")
+
+
+def test_an_unknown_job_run_value_names_the_parameter(local_state):
+    job = {"tasks": [condition("check", "{{tasks.nowhere.values.x}}", "1")]}
+    runner = LocalRunner(PROJECT_DIR, bundle_with({"job": job}), local_state, echo=lambda _: None)
+    with pytest.raises(TaskConfigError, match="task 'check', parameter 'left'"):
+        runner.run("job")
+
+
+def test_an_unresolved_reference_fails_with_its_location():
+    config = load_bundle(PROJECT_DIR)
+    config["resources"]["jobs"]["batch_inference_job"]["tasks"][0]["python_wheel_task"]["named_parameters"][
+        "catalog"
+    ] = "${var.not_defined}"
+    where = r"batch_inference_job\.tasks\[batch_inference\]\.python_wheel_task\.named_parameters\.catalog"
+    with pytest.raises(BundleError, match=where + r": \$\{var.not_defined\} does not resolve"):
+        resolve(config, "dev")

@@ -1,0 +1,184 @@
+"""Train -> validate -> deploy -> rollback, and the ways each refuses to go on."""
+
+import re
+from pathlib import Path
+
+import mlflow
+import pytest
+from helpers import data_args, model_args
+from mlflow.tracking import MlflowClient
+from sklearn.linear_model import LinearRegression
+
+from my_mlops_project import deploy, train, validate
+from my_mlops_project.names import CHALLENGER, CHAMPION
+from my_mlops_project.registry import alias_version
+from my_mlops_project.runtime import JobError
+
+EXPERIMENT = "--experiment_name=/tests/unit"
+
+
+def validate_args(model_ref, version, *extra):
+    return [*model_args(model_ref), f"--model_version={version}", EXPERIMENT, *data_args(), *extra]
+
+
+def test_train_registers_a_version_with_a_full_signature(trained):
+    model_ref, version = trained
+    info = mlflow.models.get_model_info(model_ref.uri(version))
+    assert info.signature.inputs is not None and info.signature.outputs is not None
+    tags = MlflowClient().get_model_version(model_ref.full_name, version).tags
+    assert tags["trained_in"] == model_ref.catalog
+    assert tags["training_end_date"] == "2016-02-14"
+
+
+def test_logged_requirements_cover_what_mlflow_infers(trained, tmp_path, monkeypatch):
+    """train.MODEL_REQUIREMENTS replaces MLflow's inference; it must list every package the model loads.
+
+    MLflow's inference of what the model imports, that is: in a uv project (after `uv sync`)
+    MLflow would otherwise answer with the whole project's lock file (see train.py).
+    """
+    monkeypatch.setenv("MLFLOW_UV_AUTO_DETECT", "false")
+    model_ref, version = trained
+    local = mlflow.artifacts.download_artifacts(model_ref.uri(version), dst_path=str(tmp_path))
+    logged = set(Path(local, "requirements.txt").read_text().split())
+    inferred = set(mlflow.models.infer_pip_requirements(local, "sklearn"))
+    assert inferred and inferred <= logged, sorted(inferred - logged)
+
+
+def test_validate_deploy_and_rollback(trained):
+    model_ref, first = trained
+    client = MlflowClient()
+    assert validate.main(validate_args(model_ref, first)) is True
+    assert alias_version(client, model_ref, CHALLENGER) == first
+    deploy.main(model_args(model_ref))
+    assert alias_version(client, model_ref, CHAMPION) == first
+    assert alias_version(client, model_ref, CHALLENGER) is None
+
+    second = train.main([*model_args(model_ref), EXPERIMENT, *data_args()])
+    validate.main(validate_args(model_ref, second))  # same data, same model: not worse than the champion
+    deploy.main(model_args(model_ref))
+    assert alias_version(client, model_ref, CHAMPION) == second
+    assert client.get_model_version(model_ref.full_name, second).tags["previous_champion"] == first
+
+    assert deploy.rollback(model_args(model_ref)) == first
+    assert alias_version(client, model_ref, CHAMPION) == first
+    versions = {str(v.version) for v in client.search_model_versions(f"name='{model_ref.full_name}'")}
+    assert versions == {first, second}  # nothing deleted
+
+
+def test_failed_validation_leaves_the_champion_unchanged(champion):
+    model_ref, version = champion
+    candidate = train.main([*model_args(model_ref), EXPERIMENT, *data_args()])
+    with pytest.raises(JobError, match="Validation failed.*champion unchanged"):
+        validate.main(validate_args(model_ref, candidate, "--min_r2=0.9999"))
+    client = MlflowClient()
+    assert alias_version(client, model_ref, CHAMPION) == version
+    assert alias_version(client, model_ref, CHALLENGER) is None
+    assert client.get_model_version(model_ref.full_name, candidate).tags["validation_status"] == "failed"
+    with pytest.raises(JobError, match="Nothing to deploy"):
+        deploy.main(model_args(model_ref))
+
+
+def test_report_mode_reports_and_continues(trained):
+    model_ref, version = trained
+    assert validate.main(validate_args(model_ref, version, "--min_r2=0.9999", "--mode=report")) is False
+    client = MlflowClient()
+    assert alias_version(client, model_ref, CHALLENGER) == version
+    assert client.get_model_version(model_ref.full_name, version).tags["validation_status"] == "failed_report_only"
+
+
+@pytest.mark.slow
+def test_a_model_without_signature_is_refused(spark, fresh_model):
+    import pandas as pd
+
+    X = pd.DataFrame({"trip_distance": [1.0, 2.0, 3.0]})
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(
+            LinearRegression().fit(X, [3.0, 5.0, 7.0]),
+            name="model",
+            registered_model_name=fresh_model.full_name,
+            serialization_format="cloudpickle",
+            pip_requirements=train.pip_requirements(),  # skips MLflow's requirement inference
+        )
+    with pytest.raises(JobError, match="no signature with both inputs and outputs"):
+        validate.main(validate_args(fresh_model, info.registered_model_version))
+    assert alias_version(MlflowClient(), fresh_model, CHALLENGER) is None
+
+
+def test_rollback_with_nothing_to_roll_back_says_so_and_succeeds(champion, capsys):
+    """The first champion has no predecessor: the job says so and ends successfully, champion unchanged."""
+    model_ref, version = champion
+    assert deploy.rollback(model_args(model_ref)) == version
+    assert alias_version(MlflowClient(), model_ref, CHAMPION) == version
+    assert "nothing to roll back" in capsys.readouterr().out
+
+
+def test_rollback_without_a_champion_fails_clearly(trained):
+    model_ref, _ = trained
+    with pytest.raises(JobError, match="has no 'champion' alias"):
+        deploy.rollback(model_args(model_ref))
+
+
+def test_unknown_version_is_named(fresh_model, trained):
+    model_ref, _ = trained
+    with pytest.raises(JobError, match="has no version '99'"):
+        validate.main(validate_args(model_ref, "99"))
+
+
+def test_train_validate_deploy_on_a_small_sample(snapshots, fresh_model, tmp_path, monkeypatch):
+    """The training job's three steps on a 5% sample, in seconds: the quick loop's smoke test of training.
+
+    Run from a uv project (a folder with pyproject.toml and uv.lock, as after `uv sync`): the
+    logged model still requires only its own packages, train.MODEL_REQUIREMENTS.
+    """
+    for name in ("pyproject.toml", "uv.lock"):
+        (tmp_path / name).write_text("")
+    monkeypatch.chdir(tmp_path)
+    small = data_args(fraction="0.05")
+    version = train.main([*model_args(fresh_model), EXPERIMENT, *small])
+    assert validate.main([*model_args(fresh_model), f"--model_version={version}", EXPERIMENT, *small]) is True
+    assert deploy.main(model_args(fresh_model)) == version
+    local = mlflow.artifacts.download_artifacts(fresh_model.uri(version), dst_path=str(tmp_path / "model"))
+    assert Path(local, "requirements.txt").read_text().split() == train.pip_requirements()
+
+
+def input_columns(model_ref, version) -> list[str]:
+    return mlflow.models.get_model_info(model_ref.uri(version)).signature.inputs.input_names()
+
+
+def test_a_feature_added_since_the_champion_is_compared_on_each_models_own_columns(champion, weekend_feature, capsys):
+    model_ref, first = champion
+    second = train.main([*model_args(model_ref), EXPERIMENT, *data_args()])
+    assert weekend_feature in input_columns(model_ref, second)
+    assert weekend_feature not in input_columns(model_ref, first)
+    validate.main(validate_args(model_ref, second, "--mode=report"))  # dev's mode
+    out = capsys.readouterr().out
+    assert f"champion v{first}" in out and "RMSE" in out
+    assert alias_version(MlflowClient(), model_ref, CHALLENGER) == second
+
+
+def test_a_champion_needing_a_removed_feature_is_not_compared_and_says_so(
+    champion, weekend_feature, monkeypatch, capsys
+):
+    model_ref, _ = champion
+    with_weekend = train.main([*model_args(model_ref), EXPERIMENT, *data_args()])
+    validate.main(validate_args(model_ref, with_weekend, "--mode=report"))
+    deploy.main(model_args(model_ref))
+    monkeypatch.undo()  # the feature is removed again
+    without = train.main([*model_args(model_ref), EXPERIMENT, *data_args()])
+    capsys.readouterr()
+    assert validate.main(validate_args(model_ref, without)) is True
+    out = capsys.readouterr().out
+    assert f"Champion v{with_weekend} cannot be compared: it needs {weekend_feature}" in out
+    assert alias_version(MlflowClient(), model_ref, CHALLENGER) == without
+
+
+def test_validation_prints_metrics_with_enough_digits_to_see_why(champion, capsys):
+    """Two models a hair apart must not read "0.870 vs 0.870": every figure has at least 5 significant digits."""
+    model_ref, first = champion
+    second = train.main([*model_args(model_ref), EXPERIMENT, *data_args()])
+    with pytest.raises(JobError, match="Validation failed") as failure:
+        validate.main(validate_args(model_ref, second, "--min_r2=0.9999"))
+    out = capsys.readouterr().out + str(failure.value)
+    figures = re.findall(r"RMSE (\d+\.\d+)", out)
+    assert figures and all(len(f.replace(".", "").lstrip("0")) >= 5 for f in figures), out
+    assert f"champion v{first}" in out

@@ -1,0 +1,130 @@
+"""Command line of the local runner.
+
+python -m <package>.local run model_training_job --target dev
+python -m <package>.local run model_promotion_job --target prod --param source_version=3
+python -m <package>.local scenario      # the whole path to production
+python -m <package>.local summary       # champions per catalog
+python -m <package>.local approve <catalog>.<schema>.<model> <version>
+python -m <package>.local reset         # forget all local state
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+
+from ..runtime import JobError
+from . import activate, find_project_dir, state_dir
+from .bundle import BundleError, load_bundle, resolve
+from .rules import check
+from .runner import LocalRunner, check_wheel_tasks
+from .scenario import ScenarioError, run_scenario, summary
+
+
+def _pairs(values: list[str], option: str) -> dict[str, str]:
+    result = {}
+    for value in values:
+        key, sep, item = value.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"{option} {value!r}: expected NAME=VALUE")
+        result[key] = item
+    return result
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"python -m {__package__}", description=__doc__.split("\n")[0])
+    parser.add_argument("--project-dir", help="project folder (default: the nearest with a databricks.yml)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run one job of a target, as the bundle defines it")
+    run.add_argument("job", help="job resource key, e.g. model_training_job")
+    run.add_argument("-t", "--target", help="bundle target (default: the bundle's default target)")
+    run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="job parameter")
+    run.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="bundle variable")
+
+    validate = commands.add_parser(
+        "validate", help="resolve every target, check every task's parameters and the CLI's deploy-time rules"
+    )
+    validate.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="bundle variable")
+
+    commands.add_parser("scenario", help="train, promote, score and monitor across all targets")
+    commands.add_parser("summary", help="show each catalog's champion and where it came from")
+
+    approve = commands.add_parser("approve", help="tag a model version approval=approved, as a reviewer would")
+    approve.add_argument("model", help="<catalog>.<schema>.<model>")
+    approve.add_argument("version")
+
+    commands.add_parser("reset", help="delete all local state (registry, artifacts, tables)")
+    return parser
+
+
+def validate(project, variables: dict[str, str]) -> int:
+    """An offline ``databricks bundle validate --strict`` for every target.
+
+    References, task parameters, and the CLI's deploy-time rules (``rules.py``).
+    """
+    try:
+        config = load_bundle(project)
+        bundles = {}
+        for target in config["targets"]:
+            bundle = bundles[target] = resolve(config, target, variables, project_dir=project)
+            check_wheel_tasks(project, bundle)
+            jobs = ", ".join(sorted(bundle.jobs)) or "no jobs"
+            print(f"{target:<8} {bundle.mode or 'default':<12} {bundle.variables['catalog']:<10} {jobs}")
+    except BundleError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    findings = check(bundles)
+    for finding in findings:
+        print(f"error: {finding}", file=sys.stderr)
+    if findings:
+        print(f"{len(findings)} deploy-time rule(s) broken (each rule's source: local/rules.py)", file=sys.stderr)
+        return 1
+    print("Bundle OK: every reference resolves, every task's parameters are accepted, no deploy-time rule is broken.")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    project = find_project_dir(args.project_dir)
+    if args.command == "validate":
+        return validate(project, _pairs(args.var, "--var"))
+    if args.command == "reset":
+        folder = state_dir(project)
+        shutil.rmtree(folder, ignore_errors=True)
+        print(f"Removed {folder}")
+        return 0
+    state = activate(project)
+    started = time.perf_counter()
+    try:
+        if args.command == "run":
+            bundle = resolve(load_bundle(project), args.target, _pairs(args.var, "--var"), project_dir=project)
+            run = LocalRunner(project, bundle, state).run(args.job, _pairs(args.param, "--param"))
+            print(summary(project, state))
+            return 0 if run.succeeded else 1
+        if args.command == "scenario":
+            run_scenario(project, state)
+            print(summary(project, state))
+            print(f"\nScenario finished in {time.perf_counter() - started:.0f}s")
+            return 0
+        if args.command == "summary":
+            print(summary(project, state))
+            return 0
+        if args.command == "approve":
+            from ..promotion import APPROVAL_TAG, APPROVED, approve
+            from ..runtime import configure_mlflow
+
+            configure_mlflow()
+            approve(args.model, args.version)
+            print(f"{args.model} v{args.version}: {APPROVAL_TAG}={APPROVED}")
+            return 0
+    except (BundleError, ScenarioError, JobError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
