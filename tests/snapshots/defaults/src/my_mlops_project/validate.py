@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> bool:
         difference = candidate.metrics["root_mean_squared_error"] - champion_rmse
         print(
             f"  champion v{champion} on the same trips: {figures(baseline)}; "
-            f"v{version}'s RMSE differs by {difference:+.5f} ({difference / champion_rmse:+.3%})"
+            f"v{version}'s RMSE differs by {difference:+.5f} ({100 * difference / champion_rmse:+.3f}%)"
         )
     status = "passed" if passed else ("failed_report_only" if args.mode == "report" else "failed")
     client.set_model_version_tag(model_ref.full_name, version, "validation_status", status)

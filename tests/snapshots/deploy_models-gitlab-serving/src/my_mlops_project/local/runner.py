@@ -105,7 +105,7 @@ def wheel_task_argv(task: dict[str, Any]) -> list[str]:
 
 
 def with_job_parameters(argv: list[str], job_parameters: dict[str, str]) -> list[str]:
-    """``argv`` with ``{% raw %}{{job.parameters.<name>}}{% endraw %}`` replaced by the values in ``job_parameters``."""
+    """``argv`` with ``{{job.parameters.<name>}}`` replaced by the values in ``job_parameters``."""
 
     def replace(match: re.Match) -> str:
         parts = match.group(1).split(".")
