@@ -55,6 +55,11 @@ def _strings(env: dict) -> dict[str, str]:
     return out
 
 
+def _in_order(paths, order: list[str]) -> list[Path]:
+    """The files named in ``order`` in that order (the order CI runs them), then the rest by name."""
+    return sorted(paths, key=lambda p: (p.name not in order, order.index(p.name) if p.name in order else 0, p.name))
+
+
 # --- GitHub Actions ---------------------------------------------------------------------
 
 
@@ -83,10 +88,7 @@ def github_jobs(project: Path, inputs: dict[str, str], head: str) -> list[CiJob]
         return re.sub(r"\$\{\{(.*?)\}\}", value, text)
 
     order = ["ci.yml", "cd.yml", "promote.yml", "sweep.yml"]
-    files = sorted(
-        (project / ".github" / "workflows").glob("*.yml"),
-        key=lambda p: (p.name not in order, order.index(p.name) if p.name in order else 0, p.name),
-    )
+    files = _in_order((project / ".github" / "workflows").glob("*.yml"), order)
     jobs = []
     for path in files:
         workflow = yaml.safe_load(path.read_text())
@@ -138,10 +140,7 @@ def azure_jobs(project: Path, inputs: dict[str, str], head: str) -> list[CiJob]:
         return name.upper().replace(".", "_")
 
     order = ["ci.yml", "cd.yml", "promote-staging.yml", "cd-prod.yml", "promote.yml", "sweep.yml"]
-    files = sorted(
-        (project / ".azure" / "pipelines").glob("*.yml"),
-        key=lambda p: (p.name not in order, order.index(p.name) if p.name in order else 0, p.name),
-    )
+    files = _in_order((project / ".azure" / "pipelines").glob("*.yml"), order)
     jobs = []
     for path in files:
         pipeline = yaml.safe_load(path.read_text())

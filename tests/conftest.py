@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -33,6 +34,7 @@ def baked(tmp_path_factory):
     return _bake
 
 
+@functools.cache
 def _real_cli():
     """The built CLI and fake workspace, or the reason they are missing (None, reason)."""
     import cli_build

@@ -131,8 +131,7 @@ def pointed_at_fake(project: Path, url: str, dest: Path, git: bool = True, princ
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(project, dest, ignore=shutil.ignore_patterns(".venv", ".databricks", "dist", "__pycache__"))
-    bundle = dest / "databricks.yml"
-    bundle.write_text(HOST_LINE.sub(lambda m: m.group(1) + url, bundle.read_text()))
+    point_bundle_at(dest, url)
     for path in dest.rglob("*") if principals else ():
         if path.is_file() and path.suffix in (".yml", ".yaml", ".md", ".json", ".toml", ".txt"):
             text = path.read_text()
@@ -142,6 +141,16 @@ def pointed_at_fake(project: Path, url: str, dest: Path, git: bool = True, princ
     if git:
         commit_all(dest)
     return dest
+
+
+def point_bundle_at(project: Path, url: str) -> None:
+    """Rewrite the targets' hosts in ``project``'s databricks.yml to the fake's ``url``."""
+    bundle = project / "databricks.yml"
+    bundle.write_text(HOST_LINE.sub(lambda m: m.group(1) + url, bundle.read_text()))
+
+
+def head_of(repo: Path) -> str:
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
 
 
 def commit_all(repo: Path, message: str = "baked") -> None:

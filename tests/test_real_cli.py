@@ -21,7 +21,7 @@ import yaml
 from cli_build import FAKE_SERVICE_PRINCIPAL
 from helpers import DEFAULTS as DEFAULT_ANSWERS
 from matrix import combinations
-from realcli import SERVICE_PRINCIPAL, USER, identity_of, pointed_at_fake
+from realcli import SERVICE_PRINCIPAL, USER, commit_all, head_of, identity_of, point_bundle_at, pointed_at_fake
 
 TARGETS = ("dev", "test", "staging", "prod")
 PATTERNS = ("deploy_code", "deploy_models", "hybrid")
@@ -83,7 +83,7 @@ def test_deploy_every_target_and_read_it_back(baked, cli, tmp_path, pattern):
         "notification_emails": EMAILS,
     }
     project = deployable(baked, cli, tmp_path, **answers)
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True).stdout.strip()
+    head = head_of(project)
     models, promotion_sources = {}, {}
     variables = yaml.safe_load((project / "databricks.yml").read_text())["variables"]
     read_group, uc_read_group = variables["read_group"]["default"], variables["uc_read_group"]["default"]
@@ -234,14 +234,15 @@ def broken_copy(rules_project, name: str, url: str, dest: Path) -> Path:
     project = pointed_at_fake(rules_project, url, dest, git=False)
     shutil.rmtree(project / "resources")
     (project / "databricks.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-    pointed_at_fake(project, url, dest.with_name(dest.name + "-git"))
-    return dest.with_name(dest.name + "-git")
+    point_bundle_at(project, url)
+    commit_all(project)
+    return project
 
 
 def local_validate(project: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(project / "src")}
     return subprocess.run(
-        [sys.executable, "-m", f"{project.name.removesuffix('-git')}.local", "--project-dir", str(project), "validate"],
+        [sys.executable, "-m", f"{project.name}.local", "--project-dir", str(project), "validate"],
         env=env,
         capture_output=True,
         text=True,
@@ -365,7 +366,7 @@ def ci_project(baked, cli, tmp_path, platform: str, pattern: str, checkout: str 
         "include_serving_endpoint": True,
     }
     project = pointed_at_fake(baked(**answers), cli.fake.url, tmp_path / checkout, principals=PRINCIPALS)
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True).stdout.strip()
+    head = head_of(project)
     return project, head
 
 

@@ -64,24 +64,29 @@ class Binaries:
     version: str
 
 
-def built() -> Binaries | None:
+def _paths() -> Binaries:
+    """Where the cache keeps the CLI, its schema and the fake workspace (built or not)."""
     folder = cache_dir()
-    binaries = Binaries(
+    return Binaries(
         databricks=folder / "databricks",
         fakeworkspace=folder / f"fakeworkspace-{digest(('.go', '.mod', '.sum'))}",
         schema=folder / "bundle.schema.json",
         version=cli_version(),
     )
+
+
+def built() -> Binaries | None:
+    binaries = _paths()
     return binaries if binaries.databricks.exists() and binaries.fakeworkspace.exists() else None
 
 
-def _go_build(args: list[str], output: Path) -> None:
+def _go_build(package: str, output: Path, *flags: str) -> None:
     """`go build` into a temporary file renamed into place: the output is whole or absent."""
     partial = output.with_name(output.name + ".partial")
     env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=readonly"}
     try:
         subprocess.run(
-            ["go", "build", "-trimpath", *args[:-1], "-o", str(partial), args[-1]], cwd=CLITEST, env=env, check=True
+            ["go", "build", "-trimpath", *flags, "-o", str(partial), package], cwd=CLITEST, env=env, check=True
         )
         partial.rename(output)
     finally:
@@ -94,16 +99,17 @@ def build(log=print) -> Binaries:
         return ready
     if shutil.which("go") is None:
         raise RuntimeError(NO_GO)
-    version = cli_version()
-    folder = cache_dir()
+    binaries = _paths()
+    folder = binaries.databricks.parent
     started = time.monotonic()
-    if not (folder / "databricks").exists():
+    if not binaries.databricks.exists():
         folder.parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
         try:
+            version = binaries.version
             log(f"Building the Databricks CLI {version} from the Go module proxy (first time: several minutes)...")
             ldflags = f"-X github.com/databricks/cli/internal/build.buildVersion={version}"
-            _go_build(["-ldflags", ldflags, "github.com/databricks/cli"], work / "databricks")
+            _go_build("github.com/databricks/cli", work / "databricks", "-ldflags", ldflags)
             schema = subprocess.run(
                 [str(work / "databricks"), "bundle", "schema"], check=True, capture_output=True, text=True
             ).stdout
@@ -112,12 +118,13 @@ def build(log=print) -> Binaries:
             work.rename(folder)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-    fake = folder / f"fakeworkspace-{digest(('.go', '.mod', '.sum'))}"
-    if not fake.exists():
+    if not binaries.fakeworkspace.exists():
         log("Building the fake workspace...")
-        _go_build(["."], fake)
-    log(f"Databricks CLI {version} and the fake workspace ready in {time.monotonic() - started:.0f}s: {folder}")
-    return built()
+        _go_build(".", binaries.fakeworkspace)
+    log(
+        f"Databricks CLI {binaries.version} and the fake workspace ready in {time.monotonic() - started:.0f}s: {folder}"
+    )
+    return binaries
 
 
 def main(argv: list[str]) -> int:
