@@ -221,11 +221,38 @@ def table_exists(spark: SparkSession, name: str) -> bool:
 
 
 def read_table(spark: SparkSession, name: str) -> DataFrame:
+    if is_local():
+        _ensure_stand_in(spark, name)
     if not table_exists(spark, name):
         raise JobError(f"Table {name} does not exist. Check the table parameter, or run the job that writes it first.")
     if is_local():
         return spark.read.parquet(str(_local_table_path(name)))
     return spark.table(name)
+
+
+def _ensure_stand_in(spark: SparkSession, name: str) -> None:
+    """Locally, make ``model.SOURCE_TABLE`` from ``model.stand_in_table`` the first time it is read.
+
+    The rows are cached under a key made of ``model.py`` and the Spark version, so a change
+    to the stand-in makes a new table.
+    """
+    from . import model
+
+    if name != model.SOURCE_TABLE or table_exists(spark, name):
+        return
+    import hashlib
+    import inspect
+
+    import pyspark
+
+    made_of = inspect.getsource(model) + pyspark.__version__
+    key = "stand-in-" + hashlib.sha256(made_of.encode()).hexdigest()[:16]
+
+    def generate(folder: Path) -> None:
+        print(f"Generating the local stand-in for {name} (model.stand_in_table) into {folder.parent}")
+        model.stand_in_table(spark).write.parquet(str(folder))
+
+    copy_local_table(cached(key, generate), name)
 
 
 def copy_local_table(folder: Path, name: str) -> None:
