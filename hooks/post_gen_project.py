@@ -40,7 +40,7 @@ CONDITIONAL_PATHS: tuple[tuple[str, tuple[object, ...], tuple[str, ...]], ...] =
         (
             "resources/model_serving.yml",
             "src/{package}/serving.py",
-            "src/{package}/local/scoring_server.py",
+            "src/mlops_local/scoring_server.py",
             "tests/test_serving.py",
         ),
     ),
@@ -203,7 +203,7 @@ def next_steps(project: Path, package: str) -> str:
             f"  cd {project}",
             "  uv sync                                  # .venv with the dependencies, and uv.lock",
             '  uv run pytest -m "not slow"              # the quick loop, trains on a small sample',
-            f"  uv run python -m {package}.local scenario   # the whole pipeline, locally",
+            "  uv run python -m mlops_local scenario   # the whole pipeline, locally",
             "Then README.md: the local runs, and what to fill in before the first deploy.",
         ]
     )

@@ -4,10 +4,9 @@ import re
 
 import pytest
 from conftest import PROJECT_DIR
-
-from {{ cookiecutter.project_slug }}.local.bundle import BundleError, load_bundle, resolve
-from {{ cookiecutter.project_slug }}.local.rules import check
-from {{ cookiecutter.project_slug }}.local.runner import check_wheel_tasks
+from mlops_local.bundle import BundleError, load_bundle, resolve
+from mlops_local.rules import check
+from mlops_local.runner import check_wheel_tasks
 
 PATTERN = "{{ cookiecutter.deployment_pattern }}"
 TARGETS = ("dev", "test", "staging", "prod")

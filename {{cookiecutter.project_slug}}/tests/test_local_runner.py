@@ -4,9 +4,8 @@ import copy
 
 import pytest
 from conftest import PROJECT_DIR
-
-from {{ cookiecutter.project_slug }}.local.bundle import BundleError, ResolvedBundle, load_bundle, resolve
-from {{ cookiecutter.project_slug }}.local.runner import (
+from mlops_local.bundle import BundleError, ResolvedBundle, load_bundle, resolve
+from mlops_local.runner import (
     EXCLUDED,
     FAILED,
     SUCCESS,

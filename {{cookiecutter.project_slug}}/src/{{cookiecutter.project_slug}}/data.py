@@ -12,15 +12,11 @@ preparation is Spark code so it scales on a cluster.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import inspect
-from pathlib import Path
 
-import pyspark
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from .runtime import JobError, cached, copy_local_table, is_local, read_table, table_exists
+from .runtime import JobError, read_table
 
 SAMPLE_TABLE = "samples.nyctaxi.trips"
 PICKUP = "tpep_pickup_datetime"
@@ -103,28 +99,6 @@ def generate_trips(
     )
 
 
-def local_sample_key() -> str:
-    """Cache key of the local sample table: it changes whenever anything the table depends on does."""
-    made_of = [
-        inspect.getsource(generate_trips),
-        repr((SAMPLE_ROWS, SAMPLE_SEED, LOCAL_START, LOCAL_END, DRIFT_START, MANHATTAN_ZIPS)),
-        pyspark.__version__,
-    ]
-    return "nyctaxi-trips-" + hashlib.sha256("\n".join(made_of).encode()).hexdigest()[:16]
-
-
-def ensure_local_sample(spark: SparkSession, table: str) -> None:
-    """Locally, create the stand-in for ``samples.nyctaxi.trips`` the first time it is read."""
-    if not (is_local() and table == SAMPLE_TABLE and not table_exists(spark, table)):
-        return
-
-    def generate(folder: Path) -> None:
-        print(f"Generating the local sample table {table} (seeded, {LOCAL_START} to {LOCAL_END}) into {folder.parent}")
-        generate_trips(spark, rows=SAMPLE_ROWS, seed=SAMPLE_SEED).write.parquet(str(folder))
-
-    copy_local_table(cached(local_sample_key(), generate), table)
-
-
 def load_trips(
     spark: SparkSession,
     table: str,
@@ -136,7 +110,6 @@ def load_trips(
     """Trips picked up between ``start`` and ``end`` (inclusive), optionally sampled."""
     if not 0 < sample_fraction <= 1:
         raise JobError(f"sample_fraction={sample_fraction} must be in (0, 1]")
-    ensure_local_sample(spark, table)
     df = read_table(spark, table)
     missing = {PICKUP, DROPOFF, "trip_distance", "pickup_zip", "dropoff_zip"} - set(df.columns)
     if missing:
