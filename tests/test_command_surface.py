@@ -21,11 +21,11 @@ TARGETS = {
     "lint": ["uv run ruff check .", "uv run ruff format --check ."],
     "test": ["uv run pytest"],
     "test-fast": ['uv run pytest -m "not slow"'],
-    "validate": ["uv run python -m {pkg}.local validate"],
-    "scenario": ["uv run python -m {pkg}.local scenario"],
+    "validate": ["uv run python -m mlops_local validate"],
+    "scenario": ["uv run python -m mlops_local scenario"],
 }
 # The commands the targets own: no CI file repeats them.
-OWNED = ("uv sync --locked", "uv run ruff", "uv run pytest", ".local validate", ".local scenario")
+OWNED = ("uv sync --locked", "uv run ruff", "uv run pytest", "mlops_local validate", "mlops_local scenario")
 # `make <target>` as a command: at the start of a line or a CI step, after `&&`, or in backticks.
 MAKE_CALL = re.compile(r"(?:^\s*|`|run: |script: |- |&& )make ([a-z][a-z-]*)", re.MULTILINE)
 
@@ -62,7 +62,7 @@ def test_the_readme_calls_the_targets(baked):
     called = set(MAKE_CALL.findall(readme))
     assert {"lint", "test", "test-fast", "validate", "scenario"} <= called
     assert called <= set(makefile_targets(project)), called - set(makefile_targets(project))
-    for command in ('uv run pytest -m "not slow"', "uv run ruff check", ".local validate  ", ".local scenario  "):
+    for command in ('uv run pytest -m "not slow"', "uv run ruff check", "mlops_local validate  ", "mlops_local scenario  "):
         assert command not in readme, f"README repeats {command!r} instead of calling make"
 
 

@@ -195,7 +195,7 @@ def test_cruft_update_merges_template_changes_with_local_work(template_repo, tmp
 
     # The project's own fast checks: the bundle resolves in every target and its fast tests pass.
     checks_env = {**project_env(project, state=tmp_path / "state"), **{k: env[k] for k in ("HOME",)}}
-    run([sys.executable, "-m", f"{SLUG}.local", "validate"], project, checks_env)
+    run([sys.executable, "-m", "mlops_local", "validate"], project, checks_env)
     fast = [name for name in ("tests/test_bundle.py", "tests/test_names.py") if (project / name).is_file()]
     assert fast, "no fast test file of the generated project found"
     result = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *fast], project, checks_env, False)

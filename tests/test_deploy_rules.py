@@ -1,4 +1,4 @@
-"""The Databricks CLI's deploy-time rules, checked offline (the generated ``local/rules.py``).
+"""The Databricks CLI's deploy-time rules, checked offline (the generated ``mlops_local/rules.py``).
 
 Over the option matrix, with every optional resource included, no target breaks a rule:
 offline, that is what ``databricks bundle validate --strict`` being clean means. Each rule
@@ -64,8 +64,8 @@ def matrix(tmp_path_factory):
 def modules(project: Path):
     if str(project / "src") not in sys.path:
         sys.path.insert(0, str(project / "src"))
-    bundle = importlib.import_module(f"{project.name}.local.bundle")
-    rules = importlib.import_module(f"{project.name}.local.rules")
+    bundle = importlib.import_module("mlops_local.bundle")
+    rules = importlib.import_module("mlops_local.rules")
     return bundle, rules
 
 
@@ -344,9 +344,9 @@ def test_git_commit_resolves_to_head(hybrid, tmp_path):
 
 
 def test_local_validate_reports_a_broken_bundle(hybrid, capsys):
-    """`python -m <package>.local validate` fails, naming the rule, when a team breaks one."""
+    """`python -m mlops_local validate` fails, naming the rule, when a team breaks one."""
     project, bundle_module, _ = hybrid
-    main = importlib.import_module(f"{project.name}.local.__main__").main
+    main = importlib.import_module("mlops_local.__main__").main
     assert main(["--project-dir", str(project), "validate"]) == 0
     artifacts = project / "databricks.yml"
     original = artifacts.read_text()

@@ -24,7 +24,7 @@ def test_a_bake_ends_with_the_next_steps(tmp_path):
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert f"cd {tmp_path / 'fares'}" in out
-    for command in ("uv sync", 'uv run pytest -m "not slow"', "uv run python -m fares.local scenario"):
+    for command in ("uv sync", 'uv run pytest -m "not slow"', "uv run python -m mlops_local scenario"):
         assert command in out, out
 
 

@@ -49,8 +49,8 @@ def packages(projects):
         sys.path.insert(0, str(project / "src"))
         modules.append(
             (
-                importlib.import_module(f"{project.name}.local.bundle"),
-                importlib.import_module(f"{project.name}.local.runner"),
+                importlib.import_module("mlops_local.bundle"),
+                importlib.import_module("mlops_local.runner"),
             )
         )
     return modules

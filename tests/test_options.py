@@ -138,7 +138,7 @@ def test_service_principals_reach_jobs_roots_and_grants(baked):
 
     project = baked(project_slug="sp_check", deployment_pattern="deploy_models", notification_emails="a@example.com")
     sys.path.insert(0, str(project / "src"))
-    module = importlib.import_module("sp_check.local.bundle")
+    module = importlib.import_module("mlops_local.bundle")
     config = module.load_bundle(project)
     principals = {"test": "00000000-0000-0000-0000-000000000003", "staging": "00000000-0000-0000-0000-000000000001"}
     principals["prod"] = "00000000-0000-0000-0000-000000000002"
@@ -167,7 +167,7 @@ def test_service_principals_reach_jobs_roots_and_grants(baked):
 # Per option: the generated files and [project.scripts] entry points that exist only with it.
 OPTION_CODE = {
     "include_serving_endpoint": (
-        ("src/{pkg}/serving.py", "src/{pkg}/local/scoring_server.py", "tests/test_serving.py"),
+        ("src/{pkg}/serving.py", "src/mlops_local/scoring_server.py", "tests/test_serving.py"),
         ("serve", "remove_endpoint"),
     ),
     "include_monitoring": (

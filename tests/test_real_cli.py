@@ -193,7 +193,7 @@ def test_renaming_the_experiment_is_an_update_not_a_recreate(baked, cli, tmp_pat
 # What the real CLI says about each broken bundle of test_deploy_rules.py: the words its
 # `bundle validate --strict` output must contain, or None where it accepts the bundle (the
 # rule is then the template's policy, or a check only a real workspace makes: see the
-# rule's docstring and local/rules.py KINDS).
+# rule's docstring and mlops_local/rules.py KINDS).
 REAL_CLI_VERDICTS = {
     "grant_to_workspace_group": None,  # server: Unity Catalog refuses `users`; the fake stores it
     "grant_without_privileges": "grant privileges is required",
@@ -242,7 +242,7 @@ def broken_copy(rules_project, name: str, url: str, dest: Path) -> Path:
 def local_validate(project: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(project / "src")}
     return subprocess.run(
-        [sys.executable, "-m", f"{project.name}.local", "--project-dir", str(project), "validate"],
+        [sys.executable, "-m", "mlops_local", "--project-dir", str(project), "validate"],
         env=env,
         capture_output=True,
         text=True,
@@ -288,14 +288,14 @@ def with_resource_references(resources: dict) -> dict:
 
     def value(m: re.Match) -> str:
         kind, key, field = m.groups()
-        return f"local:{key}" if field == "id" else resources[kind][key][field]  # local/bundle.py's job ids
+        return f"local:{key}" if field == "id" else resources[kind][key][field]  # mlops_local/bundle.py's job ids
 
     text = RESOURCE_REFERENCE.sub(value, text)
     return json.loads(text)
 
 
 def comparable(resources: dict) -> dict:
-    """What both the real CLI and local/bundle.py say about a target's resources."""
+    """What both the real CLI and mlops_local/bundle.py say about a target's resources."""
     jobs = {
         key: {
             "name": job["name"],
@@ -321,7 +321,7 @@ def comparable(resources: dict) -> dict:
 
 
 def test_local_resolver_agrees_with_the_real_cli(rules_project, cli, tmp_path):
-    """local/bundle.py resolves every target as `bundle validate -o json` does, grants merged by principal."""
+    """mlops_local/bundle.py resolves every target as `bundle validate -o json` does, grants merged by principal."""
     from test_deploy_rules import modules
 
     bundle_module, _ = modules(rules_project)

@@ -8,7 +8,7 @@ process that runs one tiny job. Ratios hold on any machine; the goals are ratios
 
 - the floor, measured before and after the other figures (the machine may be shared);
 - the project's own Spark session start (a fresh process each time);
-- the local scenario (``python -m <package>.local scenario``, fresh state, fresh process):
+- the local scenario (``python -m mlops_local scenario``, fresh state, fresh process):
   total wall time and each job's time;
 - batch-inference throughput at --rows rows: the job's scoring path (``spark_udf``) next to
   the same model's plain pandas ``predict`` on the same rows, and their ratio;
@@ -113,18 +113,18 @@ def spark_start(project: Path, state: Path, repeat: int) -> list[float]:
 
 
 def scenario(project: Path, state: Path, repeat: int) -> tuple[list[float], dict[str, list[float]]]:
-    """`python -m <package>.local scenario` from a fresh state, in a fresh process (what `make demo` runs)."""
+    """`python -m mlops_local scenario` from a fresh state, in a fresh process (what `make demo` runs)."""
     totals, jobs = [], defaultdict(list)
     env = project_env(project, state)
     for i in range(repeat):
         subprocess.run(
-            [sys.executable, "-m", f"{project.name}.local", "reset"],
+            [sys.executable, "-m", "mlops_local", "reset"],
             cwd=project,
             env=env,
             check=True,
             capture_output=True,
         )
-        seconds, out = timed([sys.executable, "-m", f"{project.name}.local", "scenario"], cwd=project, env=env)
+        seconds, out = timed([sys.executable, "-m", "mlops_local", "scenario"], cwd=project, env=env)
         check(out, "scenario")
         totals.append(seconds)
         for job, target, job_seconds in JOB_LINE.findall(out.stdout):

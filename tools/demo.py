@@ -64,15 +64,15 @@ def main() -> int:
     run([str(BIN / "ruff"), "format", "--check", "."], project, env)
 
     step("Validating the bundle offline for every target")
-    run([sys.executable, "-m", f"{package}.local", "validate"], project, env)
+    run([sys.executable, "-m", "mlops_local", "validate"], project, env)
 
     step("Running the pipeline locally, as CI and the schedules would")
-    run([sys.executable, "-m", f"{package}.local", "scenario"], project, env)
+    run([sys.executable, "-m", "mlops_local", "scenario"], project, env)
 
     print(f"\nDemo finished in {time.perf_counter() - started:.0f}s. Next:")
     print(f"  cd {project}")
     print("  less README.md                                  # what was generated and how to deploy it")
-    print(f"  PYTHONPATH=src {sys.executable} -m {package}.local --help   # run single jobs, approve, reset")
+    print(f"  PYTHONPATH=src {sys.executable} -m mlops_local --help   # run single jobs, approve, reset")
     print(f"  make ui PATTERN={args.pattern}   # (from the template folder) MLflow's UI on these runs and models")
     print(
         f"  make demo PATTERN={'deploy_models' if args.pattern == 'deploy_code' else 'deploy_code'}"

@@ -1,6 +1,6 @@
 """The quality monitor on the inference table: created once the table exists, updated, refreshed.
 
-The workspace is ``workspace_stand_in``'s HTTP server and a real ``WorkspaceClient``
+The workspace is ``mlops_local.workspace``'s HTTP server and a real ``WorkspaceClient``
 (the ``workspace`` fixture of conftest.py); local runs keep the monitor in their own stand-in.
 """
 
