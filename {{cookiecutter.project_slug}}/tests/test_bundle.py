@@ -101,7 +101,7 @@ def test_errors_name_the_problem(config):
 
 
 def test_no_deploy_time_rule_is_broken(bundles):
-    """The Databricks CLI's deploy-time rules (mlops_local/rules.py): what `bundle validate --strict` and deploy enforce."""
+    """The CLI's deploy-time rules (mlops_local/rules.py), as `bundle validate --strict` and deploy apply them."""
     findings = check(bundles)
     assert findings == [], "\n".join(map(str, findings))
 

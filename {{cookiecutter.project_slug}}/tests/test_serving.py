@@ -15,12 +15,12 @@ import requests
 from helpers import model_args
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
+from mlops_local.scoring_server import scoring_server, served_version, smoke_test
+from mlops_local.workspace import local_endpoint
 from sklearn.linear_model import LinearRegression
 from test_model_lifecycle import validate_args
 
 from {{ cookiecutter.project_slug }} import deploy, serving, train, validate
-from mlops_local.scoring_server import scoring_server, served_version, smoke_test
-from mlops_local.workspace import local_endpoint
 from {{ cookiecutter.project_slug }}.names import CHALLENGER, CHAMPION, ModelRef
 from {{ cookiecutter.project_slug }}.registry import alias_version
 from {{ cookiecutter.project_slug }}.runtime import JobError, local_dir
