@@ -299,3 +299,64 @@ def test_the_documented_cruft_commands_pin_the_tested_versions():
         assert uvx and pip, readme
         assert set(uvx) == {(pins["typer"], pins["cruft"])}, (readme, uvx)
         assert set(pip) == {(pins["cruft"], pins["typer"])}, (readme, pip)
+
+
+# main before the job package was restructured (model.py, the local runner moved to src/mlops_local).
+BEFORE_RESTRUCTURE = "cedac425909e70aea89f14283f585c463c29abb1"
+
+
+def test_cruft_update_from_before_the_restructure_moves_the_local_runner(tmp_path):
+    """A project made before ``local/`` moved out of the job package updates to this template cleanly.
+
+    Commit A is this repository at ``BEFORE_RESTRUCTURE`` (from its own git history), commit B
+    the working tree. The update must move the local runner and the workspace stand-in, bring
+    ``model.py``, keep the team's own work, and leave a project whose checks pass.
+    """
+    archive = subprocess.run(["git", "archive", BEFORE_RESTRUCTURE], cwd=TEMPLATE_DIR, capture_output=True)
+    if archive.returncode != 0:
+        pytest.skip(f"commit {BEFORE_RESTRUCTURE[:7]} is not in this clone's history (a shallow clone?)")
+    env = git_env(tmp_path)
+    repo = tmp_path / "template"
+    repo.mkdir()
+    subprocess.run(["tar", "-x", "-C", str(repo)], input=archive.stdout, check=True)
+    run(["git", "-c", "init.defaultBranch=main", "init", "-q"], repo, env)
+    commit_a = commit_all(repo, "A: before the restructure", env)
+    for entry in repo.iterdir():
+        if entry.name != ".git":
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    shutil.copytree(TEMPLATE_DIR, repo, ignore=IGNORED, dirs_exist_ok=True)
+    commit_b = commit_all(repo, "B: this template", env)
+
+    out = tmp_path / "out"
+    out.mkdir()
+    args = ["create", str(repo), "--checkout", commit_a, "--no-input", "--output-dir", str(out)]
+    cruft([*args, "--extra-context", json.dumps(ANSWERS)], tmp_path, env)
+    project = out / SLUG
+    assert (project / "src" / SLUG / "local" / "runner.py").is_file()
+    run(["git", "-c", "init.defaultBranch=main", "init", "-q"], project, env)
+    commit_all(project, "baked from the template", env)
+    readme = project / "README.md"
+    readme.write_text(readme.read_text() + "\nOwned by the fares team.\n")
+    own_module = project / "src" / SLUG / "extra_features.py"
+    own_module.write_text('"""Features only this project has."""\n')
+    commit_all(project, "local work", env)
+
+    cruft(["update", "-y"], project, env)
+
+    assert json.loads((project / ".cruft.json").read_text())["commit"] == commit_b
+    assert not (project / "src" / SLUG / "local").exists()
+    assert not (project / "tests" / "workspace_stand_in.py").exists()
+    for moved in ("runner.py", "bundle.py", "rules.py", "scenario.py", "workspace.py", "environment.py"):
+        assert (project / "src" / "mlops_local" / moved).is_file(), moved
+    assert (project / "src" / SLUG / "model.py").is_file()
+    assert "Owned by the fares team." in readme.read_text() and own_module.is_file()
+    leftovers = [p for p in project.rglob("*") if p.suffix in (".rej", ".orig")]
+    assert leftovers == []
+    conflicted = [p for p in project.rglob("*") if p.is_file() and ".git" not in p.parts and "<<<<<<<" in p.read_text()]
+    assert conflicted == []
+
+    checks_env = {**project_env(project, state=tmp_path / "state"), **{k: env[k] for k in ("HOME",)}}
+    run([sys.executable, "-m", "mlops_local", "validate"], project, checks_env)
+    fast = ["tests/test_bundle.py", "tests/test_names.py", "tests/test_local_runner.py"]
+    result = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *fast], project, checks_env, False)
+    assert result.returncode == 0, result.stdout + result.stderr
