@@ -12,8 +12,8 @@ nothing a test does is seen by the next:
 
 A new test that needs a trained model or a champion takes ``trained`` or ``champion`` and
 then trains, validates, copies or scores as it likes. Tests that only need a model name
-nobody else uses take ``fresh_model``. The local sample table is generated once per
-machine (see ``data.ensure_local_sample``) and is in every snapshot.
+nobody else uses take ``fresh_model``. The local stand-in of ``model.SOURCE_TABLE`` is
+generated once per machine (see ``runtime.read_table``) and is in every snapshot.
 
 The quick loop, ``pytest -m "not slow"``, leaves out the tests marked ``slow``: every test
 that takes ``trained``, ``champion`` or ``scenario`` is marked so here (they need the
@@ -202,20 +202,20 @@ def scenario(snapshots, _scenario_run) -> tuple[list, list[str]]:
 
 @pytest.fixture
 def weekend_feature(monkeypatch):
-    """A feature added as a team adds one: computed in ``data.add_features`` and listed in the
-    features ``train`` fits on. Returns its name, ``pickup_is_weekend``."""
+    """A feature added as a team adds one: computed in ``model.add_features`` and listed in
+    ``model.FEATURES``. Returns its name, ``is_weekend``."""
     from pyspark.sql import functions as F
 
-    from {{ cookiecutter.project_slug }} import data, train
+    from {{ cookiecutter.project_slug }} import model
 
-    add_features = data.add_features
+    add_features = model.add_features
 
     def with_weekend(df):
-        return add_features(df).withColumn("pickup_is_weekend", F.dayofweek(data.PICKUP).isin(1, 7).cast("int"))
+        return add_features(df).withColumn("is_weekend", F.dayofweek(model.TIMESTAMP).isin(1, 7).cast("int"))
 
-    monkeypatch.setattr(data, "add_features", with_weekend)
-    monkeypatch.setattr(train, "FEATURES", [*train.FEATURES, "pickup_is_weekend"])
-    return "pickup_is_weekend"
+    monkeypatch.setattr(model, "add_features", with_weekend)
+    monkeypatch.setattr(model, "FEATURES", [*model.FEATURES, "is_weekend"])
+    return "is_weekend"
 
 
 @pytest.fixture

@@ -107,6 +107,19 @@ def metrics(y_true, y_pred) -> dict[str, float]:
     }
 
 
+def headline_metric() -> str:
+    """The first of THRESHOLDS: the figure job output leads with."""
+    return next(iter(THRESHOLDS))
+
+
+# What mlflow.models.evaluate calls each PROBLEM_TYPE (its ``model_type``).
+MLFLOW_MODEL_TYPES = {"regression": "regressor", "classification": "classifier"}
+
+
+def mlflow_model_type() -> str:
+    return MLFLOW_MODEL_TYPES[PROBLEM_TYPE]
+
+
 # Change this with PROBLEM_TYPE: the error monitoring compares between the recent window and
 # the training data (where the scored rows have labels), as a Spark aggregate.
 MONITORED_ERROR = "rmse"

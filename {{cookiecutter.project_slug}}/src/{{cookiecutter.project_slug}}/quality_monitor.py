@@ -34,7 +34,7 @@ from databricks.sdk.service.dataquality import (
 )
 
 from . import params
-from .data import LABEL
+from .model import LABEL, PROBLEM_TYPE
 from .names import ModelRef
 from .runtime import JobError, workspace_client
 
@@ -75,7 +75,7 @@ class MonitorSpec:
 
     def inference_log(self) -> InferenceLogConfig:
         return InferenceLogConfig(
-            problem_type=InferenceProblemType.INFERENCE_PROBLEM_TYPE_REGRESSION,
+            problem_type=InferenceProblemType(f"INFERENCE_PROBLEM_TYPE_{PROBLEM_TYPE.upper()}"),
             timestamp_column="scored_at",
             granularities=[AggregationGranularity.AGGREGATION_GRANULARITY_1_DAY],
             prediction_column="prediction",
