@@ -68,10 +68,10 @@ def test_make_ui_opens_the_demo_registry(tmp_path):
 def test_the_quick_loop_catches_a_change_that_breaks_training(baked, tmp_path):
     """A hyperparameter the estimator refuses: `pytest -m "not slow"` must fail, in its training smoke test."""
     project = shutil.copytree(baked(), tmp_path / "project")
-    train = next(project.glob("src/*/train.py"))
-    source = train.read_text()
+    problem = next(project.glob("src/*/model.py"))
+    source = problem.read_text()
     assert '"max_iter": 200' in source
-    train.write_text(source.replace('"max_iter": 200', '"max_iter": 0'))
+    problem.write_text(source.replace('"max_iter": 200', '"max_iter": 0'))
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-m", "not slow"],
         cwd=project,

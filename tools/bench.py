@@ -90,11 +90,11 @@ def spark_floor(repeat: int) -> list[float]:
 
 
 def warm_cache(project: Path, state: Path) -> float:
-    """Fill the local cache (sample table, empty registry) as any first run does; not a figure."""
+    """Fill the local cache (stand-in table, empty registry) as any first run does; not a figure."""
     code = (
-        f"from {project.name}.runtime import configure_mlflow, get_spark\n"
-        f"from {project.name}.data import SAMPLE_TABLE, ensure_local_sample\n"
-        "configure_mlflow(); ensure_local_sample(get_spark(), SAMPLE_TABLE)\n"
+        f"from {project.name}.runtime import configure_mlflow, get_spark, read_table\n"
+        f"from {project.name}.model import SOURCE_TABLE\n"
+        "configure_mlflow(); read_table(get_spark(), SOURCE_TABLE)\n"
     )
     seconds, result = timed([sys.executable, "-c", code], env=project_env(project, state))
     check(result, "filling the local cache")
@@ -167,7 +167,7 @@ def test_suite(project: Path, repeat: int, marker: str | None = None) -> list[fl
 
 
 def throughput(project: Path, state: Path, rows: int, repeat: int) -> dict[str, list[float]]:
-    """Scoring ``rows`` trips through spark_udf and through pandas predict, in this process."""
+    """Scoring ``rows`` stand-in rows through spark_udf and through pandas predict, in this process."""
     os.environ["MLOPS_LOCAL_DIR"] = str(state)
     os.environ["PYSPARK_PYTHON"] = sys.executable
     sys.path.insert(0, str(project / "src"))
@@ -176,22 +176,24 @@ def throughput(project: Path, state: Path, rows: int, repeat: int) -> dict[str, 
     def module(name: str):
         return importlib.import_module(f"{project.name}.{name}")
 
-    runtime, data, names, train, batch_inference = map(module, ("runtime", "data", "names", "train", "batch_inference"))
+    runtime, problem, names, train, batch_inference = map(
+        module, ("runtime", "model", "names", "train", "batch_inference")
+    )
 
     spark = runtime.get_spark()
     runtime.configure_mlflow()
     model = names.ModelRef("bench", "ml", "fares")
     args = [f"--catalog={model.catalog}", f"--schema={model.schema}", f"--model_name={model.name}"]
     version = train.main([*args, "--experiment_name=/bench", "--training_end_date=2016-02-14"])
-    trips = data.add_features(data.generate_trips(spark, rows=rows, seed=5)).cache()
-    assert trips.count() == rows
-    features = trips.select(*data.FEATURES).toPandas()
+    scored = problem.add_features(problem.stand_in_table(spark, rows=rows, seed=5)).cache()
+    assert scored.count() == rows
+    features = scored.select(*problem.FEATURES).toPandas()
     pyfunc = mlflow.pyfunc.load_model(model.uri(version))
 
     results = defaultdict(list)
     for i in range(repeat):
         started = time.perf_counter()
-        batch_inference.score(trips, model, version).write.format("noop").mode("overwrite").save()
+        batch_inference.score(scored, model, version).write.format("noop").mode("overwrite").save()
         results["spark_udf"].append(time.perf_counter() - started)
         started = time.perf_counter()
         predictions = pyfunc.predict(features)
@@ -202,7 +204,7 @@ def throughput(project: Path, state: Path, rows: int, repeat: int) -> dict[str, 
             f"pandas {results['pandas'][-1]:.2f}s",
             flush=True,
         )
-    trips.unpersist()
+    scored.unpersist()
     return results
 
 
@@ -233,7 +235,7 @@ def serving_latency(project: Path, state: Path, singles: int = 200, batch_rows: 
     def module(name: str):
         return importlib.import_module(f"{project.name}.{name}")
 
-    runtime, data, names, train, registry = map(module, ("runtime", "data", "names", "train", "registry"))
+    runtime, problem, names, train, registry = map(module, ("runtime", "model", "names", "train", "registry"))
     scoring_server = module("local.scoring_server")
     runtime.configure_mlflow()
     model = names.ModelRef("bench", "ml", "fares")
@@ -246,7 +248,8 @@ def serving_latency(project: Path, state: Path, singles: int = 200, batch_rows: 
         version = train.main([*args, "--experiment_name=/bench", "--training_end_date=2016-02-14"])
     uri = model.uri(version)
     spark = runtime.get_spark()
-    rows = data.add_features(data.generate_trips(spark, rows=batch_rows, seed=11)).select(*data.FEATURES).toPandas()
+    stand_in = problem.add_features(problem.stand_in_table(spark, rows=batch_rows, seed=11))
+    rows = stand_in.select(*problem.FEATURES).toPandas()
     pyfunc = mlflow.pyfunc.load_model(uri)
     rows = rows.astype({spec.name: spec.type.to_numpy() for spec in pyfunc.metadata.get_input_schema().inputs})
 
