@@ -4,7 +4,7 @@ A default bake gets tests/fixtures/classifier_model.py as its model.py (urgent o
 ``samples.tpch.orders``, a HistGradientBoostingClassifier judged on accuracy and F1) and
 the bundle's table variables pointed at that table; nothing else changes. The project's
 own test suite, the local scenario included, must then pass as it does for the default
-problem, and no other module of the package may still name the default one.
+problem, and no other module (job package or local runner) may still name the default one.
 """
 
 from __future__ import annotations
@@ -23,10 +23,8 @@ FIXTURE = Path(__file__).resolve().parent / "fixtures" / "classifier_model.py"
 TABLE = "samples.tpch.orders"
 # How the default problem shows through: its columns, table, estimator and metric.
 DEFAULT_PROBLEM = re.compile(r"fare_amount|tpep_|nyctaxi|Regressor|rmse", re.IGNORECASE)
-# Still naming the default problem, in modules being rewritten at the time of writing (the
-# local scenario's summary prints RMSE and R2); remove each entry when its module is fixed.
-KNOWN_LEFTOVERS = {"local/scenario.py"}
-# Tests of the generated suite that still expect the default problem, for the same reason.
+# Generated tests that still expect the default problem (the quality monitor's regression
+# analysis on fare_amount) instead of reading it from model.py; remove each when it does.
 KNOWN_LEFTOVER_TESTS = ["tests/test_quality_monitor.py::test_created_then_unchanged_then_updated_when_paused"]
 
 
@@ -49,14 +47,14 @@ def classifier_project(baked, tmp_path_factory) -> Path:
 
 
 def test_only_model_py_knows_the_problem(classifier_project):
-    package = next(p for p in (classifier_project / "src").iterdir() if p.is_dir())
-    mentions = {
-        path.relative_to(package).as_posix()
-        for path in package.rglob("*.py")
-        if path.name != "model.py" or path.parent != package
-        if DEFAULT_PROBLEM.search(path.read_text())
-    }
-    assert mentions <= KNOWN_LEFTOVERS, sorted(mentions - KNOWN_LEFTOVERS)
+    src = classifier_project / "src"
+    problem = next(src.glob("*/model.py"))
+    mentions = [
+        path.relative_to(src).as_posix()
+        for path in sorted(src.rglob("*.py"))
+        if path != problem and DEFAULT_PROBLEM.search(path.read_text())
+    ]
+    assert mentions == []
     assert TABLE in (classifier_project / "databricks.yml").read_text()
 
 

@@ -10,9 +10,10 @@ import shutil
 import pytest
 import yaml
 from conftest import PROJECT_DIR
+from mlops_local.environment import CACHE_DIR_ENV, table_path
 from pyspark.sql import functions as F
 
-from {{ cookiecutter.project_slug }} import model, runtime
+from {{ cookiecutter.project_slug }} import model
 from {{ cookiecutter.project_slug }}.data import load_rows, split_by_date, training_frames
 from {{ cookiecutter.project_slug }}.monitoring import population_stability
 from {{ cookiecutter.project_slug }}.runtime import JobError, write_table
@@ -48,18 +49,18 @@ def test_the_metrics_name_every_threshold(spark):
     assert model.mlflow_model_type() in ("regressor", "classifier")
 
 
-def test_the_stand_in_is_made_on_first_read(spark):
-    shutil.rmtree(runtime._local_table_path(model.SOURCE_TABLE), ignore_errors=True)
+def test_the_stand_in_is_made_on_first_read(spark, local_state):
+    shutil.rmtree(table_path(local_state, model.SOURCE_TABLE), ignore_errors=True)
     rows = load_rows(spark, model.SOURCE_TABLE)
     assert rows.count() > 0
     assert set(model.SOURCE_COLUMNS) <= set(rows.columns)
 
 
-def test_the_stand_in_is_generated_once_then_copied_from_the_cache(spark, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv(runtime.CACHE_DIR_ENV, str(tmp_path / "cache"))  # empty: generated here
+def test_the_stand_in_is_generated_once_then_copied_from_the_cache(spark, local_state, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "cache"))  # empty: generated here
     stand_in_table = model.stand_in_table
     monkeypatch.setattr(model, "stand_in_table", lambda spark: stand_in_table(spark, rows=500))  # the behaviour only
-    table = runtime._local_table_path(model.SOURCE_TABLE)
+    table = table_path(local_state, model.SOURCE_TABLE)
     shutil.rmtree(table, ignore_errors=True)
     first = sorted(load_rows(spark, model.SOURCE_TABLE).collect())
     assert len(first) == 500 and any((tmp_path / "cache").iterdir())

@@ -1,8 +1,9 @@
 import pytest
 from helpers import model_args
+from mlops_local import environment
 from pyspark.sql import functions as F
 
-from {{ cookiecutter.project_slug }} import batch_inference, model, monitoring, runtime
+from {{ cookiecutter.project_slug }} import batch_inference, model, monitoring
 from {{ cookiecutter.project_slug }}.runtime import JobError, read_table, write_table
 
 
@@ -21,7 +22,7 @@ def test_population_stability_is_near_zero_without_drift_and_large_with_it(spark
 @pytest.fixture
 def task_values(monkeypatch):
     values = {}
-    monkeypatch.setattr(runtime, "task_value_sink", values.__setitem__)
+    monkeypatch.setattr(environment, "task_value_sink", values.__setitem__)
     return values
 
 
