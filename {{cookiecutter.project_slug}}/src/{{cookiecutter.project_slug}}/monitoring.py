@@ -5,12 +5,12 @@ The reference is the training table up to ``training_end_date``, scored by the c
 table. For every feature and for the prediction the population stability index (PSI)
 compares the two, over deciles of the reference; where the inference table has labels,
 the error of the window (``model.monitored_error``, named ``model.MONITORED_ERROR``) is
-compared with the error on the reference. Columns and days are read from ``model.py``. The figures are appended to
-``<catalog>.<schema>.<model>_monitoring`` and the task value ``retrain`` tells the job's
-condition task whether to retrain; ``window_end`` (the last day monitored) is where the
-retraining's data ends, so the new model learns from the drifted days. The reference ends
-at the champion's own ``training_end_date`` tag when it has one (a retrained champion saw
-more days than the bundle's default).
+compared with the error on the reference. The columns are read from ``model.py``. The
+figures are appended to ``<catalog>.<schema>.<model>_monitoring`` and the task value
+``retrain`` tells the job's condition task whether to retrain; ``window_end`` (the last
+day monitored) is where the retraining's data ends, so the new model learns from the
+drifted days. The reference ends at the champion's own ``training_end_date`` tag when it
+has one (a retrained champion saw more days than the bundle's default).
 
 ``retraining_needed`` is the entry point of targets that cannot train (deploy models,
 and prod in the hybrid pattern): it fails with a message naming what to run where, so the

@@ -124,13 +124,12 @@ def thresholds(with_baseline: bool) -> dict[str, MetricThreshold]:
 
 def rules_text(with_baseline: bool) -> str:
     """The thresholds as a reader checks them, e.g. ``accuracy_score >= 0.8``."""
-    rules = [f"{name} {'>=' if t.greater_is_better else '<='} {t.value:g}" for name, t in model.THRESHOLDS.items()]
-    if with_baseline:
-        rules += [
-            f"{name} {'>=' if t.greater_is_better else '<='} the champion's"
-            for name, t in model.THRESHOLDS.items()
-            if t.vs_champion
-        ]
+    rules = []
+    for name, t in model.THRESHOLDS.items():
+        sign = ">=" if t.greater_is_better else "<="
+        rules.append(f"{name} {sign} {t.value:g}")
+        if t.vs_champion and with_baseline:
+            rules.append(f"{name} {sign} the champion's")
     return ", ".join(rules)
 
 
