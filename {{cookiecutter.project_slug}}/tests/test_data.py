@@ -15,7 +15,6 @@ from pyspark.sql import functions as F
 
 from {{ cookiecutter.project_slug }} import model
 from {{ cookiecutter.project_slug }}.data import load_rows, split_by_date, training_frames
-from {{ cookiecutter.project_slug }}.monitoring import population_stability
 from {{ cookiecutter.project_slug }}.runtime import JobError, write_table
 
 
@@ -34,12 +33,14 @@ def test_the_stand_in_has_the_source_columns_and_is_reproducible(spark):
 def test_the_stand_in_spans_the_bundle_dates_and_drifts_after_training(spark):
     """Local runs use the bundle's dates: days to train and hold out up to training_end_date, days to
     score from score_from_date, and drift in those, so that monitoring has something to find."""
+    monitoring = pytest.importorskip("{{ cookiecutter.project_slug }}.monitoring", reason="generated without monitoring")
     end, score_from = bundle_date("training_end_date"), bundle_date("score_from_date")
     rows = model.add_features(model.stand_in_table(spark))
     day = F.to_date(model.TIMESTAMP)
     first, last = rows.agg(F.min(day), F.max(day)).first()
     assert first <= end - dt.timedelta(days=2 * model.HOLDOUT_DAYS) and last >= score_from + dt.timedelta(days=7)
-    psi = population_stability(rows.where(day <= F.lit(end)), rows.where(day >= F.lit(score_from)), model.FEATURES)
+    before, after = rows.where(day <= F.lit(end)), rows.where(day >= F.lit(score_from))
+    psi = monitoring.population_stability(before, after, model.FEATURES)
     assert max(psi.values()) > 0.2, psi  # monitoring's default psi_threshold
 
 

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from helpers import data_args, model_args
+from helpers import data_args, model_args, unmeetable_thresholds
 from mlflow.tracking import MlflowClient
 from sklearn.linear_model import LinearRegression
 
-from my_mlops_project import deploy, train, validate
+from my_mlops_project import deploy, model, train, validate
 from my_mlops_project.names import CHALLENGER, CHAMPION
 from my_mlops_project.registry import alias_version
 from my_mlops_project.runtime import JobError
@@ -30,8 +30,15 @@ def test_train_registers_a_version_with_a_full_signature(trained):
     assert tags["training_end_date"] == "2016-02-14"
 
 
+def test_train_logs_the_model_params_and_every_threshold_metric(trained):
+    model_ref, version = trained
+    run = MlflowClient().get_run(MlflowClient().get_model_version(model_ref.full_name, version).run_id)
+    assert {k: str(v) for k, v in model.MODEL_PARAMS.items()}.items() <= run.data.params.items()
+    assert {f"holdout_{name}" for name in model.THRESHOLDS} <= set(run.data.metrics)
+
+
 def test_logged_requirements_cover_what_mlflow_infers(trained, tmp_path, monkeypatch):
-    """train.MODEL_REQUIREMENTS replaces MLflow's inference; it must list every package the model loads.
+    """model.MODEL_REQUIREMENTS replaces MLflow's inference; it must list every package the model loads.
 
     MLflow's inference of what the model imports, that is: in a uv project (after `uv sync`)
     MLflow would otherwise answer with the whole project's lock file (see train.py).
@@ -65,11 +72,12 @@ def test_validate_deploy_and_rollback(trained):
     assert versions == {first, second}  # nothing deleted
 
 
-def test_failed_validation_leaves_the_champion_unchanged(champion):
+def test_failed_validation_leaves_the_champion_unchanged(champion, monkeypatch):
     model_ref, version = champion
     candidate = train.main([*model_args(model_ref), EXPERIMENT, *data_args()])
+    unmeetable_thresholds(monkeypatch)
     with pytest.raises(JobError, match="Validation failed.*champion unchanged"):
-        validate.main(validate_args(model_ref, candidate, "--min_r2=0.9999"))
+        validate.main(validate_args(model_ref, candidate))
     client = MlflowClient()
     assert alias_version(client, model_ref, CHAMPION) == version
     assert alias_version(client, model_ref, CHALLENGER) is None
@@ -78,9 +86,10 @@ def test_failed_validation_leaves_the_champion_unchanged(champion):
         deploy.main(model_args(model_ref))
 
 
-def test_report_mode_reports_and_continues(trained):
+def test_report_mode_reports_and_continues(trained, monkeypatch):
     model_ref, version = trained
-    assert validate.main(validate_args(model_ref, version, "--min_r2=0.9999", "--mode=report")) is False
+    unmeetable_thresholds(monkeypatch)
+    assert validate.main(validate_args(model_ref, version, "--mode=report")) is False
     client = MlflowClient()
     assert alias_version(client, model_ref, CHALLENGER) == version
     assert client.get_model_version(model_ref.full_name, version).tags["validation_status"] == "failed_report_only"
@@ -90,7 +99,7 @@ def test_report_mode_reports_and_continues(trained):
 def test_a_model_without_signature_is_refused(spark, fresh_model):
     import pandas as pd
 
-    X = pd.DataFrame({"trip_distance": [1.0, 2.0, 3.0]})
+    X = pd.DataFrame({"x": [1.0, 2.0, 3.0]})
     with mlflow.start_run():
         info = mlflow.sklearn.log_model(
             LinearRegression().fit(X, [3.0, 5.0, 7.0]),
@@ -128,7 +137,7 @@ def test_train_validate_deploy_on_a_small_sample(snapshots, fresh_model, tmp_pat
     """The training job's three steps on a 5% sample, in seconds: the quick loop's smoke test of training.
 
     Run from a uv project (a folder with pyproject.toml and uv.lock, as after `uv sync`): the
-    logged model still requires only its own packages, train.MODEL_REQUIREMENTS.
+    logged model still requires only its own packages, model.MODEL_REQUIREMENTS.
     """
     for name in ("pyproject.toml", "uv.lock"):
         (tmp_path / name).write_text("")
@@ -152,7 +161,7 @@ def test_a_feature_added_since_the_champion_is_compared_on_each_models_own_colum
     assert weekend_feature not in input_columns(model_ref, first)
     validate.main(validate_args(model_ref, second, "--mode=report"))  # dev's mode
     out = capsys.readouterr().out
-    assert f"champion v{first}" in out and "RMSE" in out
+    assert f"champion v{first}" in out and f"{model.headline_metric()} differs by" in out
     assert alias_version(MlflowClient(), model_ref, CHALLENGER) == second
 
 
@@ -172,13 +181,16 @@ def test_a_champion_needing_a_removed_feature_is_not_compared_and_says_so(
     assert alias_version(MlflowClient(), model_ref, CHALLENGER) == without
 
 
-def test_validation_prints_metrics_with_enough_digits_to_see_why(champion, capsys):
-    """Two models a hair apart must not read "0.870 vs 0.870": every figure has at least 5 significant digits."""
+def test_validation_prints_metrics_with_enough_digits_to_see_why(champion, monkeypatch, capsys):
+    """Two models a hair apart must not read "0.870 vs 0.870": every figure has 5 decimals."""
     model_ref, first = champion
     second = train.main([*model_args(model_ref), EXPERIMENT, *data_args()])
+    unmeetable_thresholds(monkeypatch)
     with pytest.raises(JobError, match="Validation failed") as failure:
-        validate.main(validate_args(model_ref, second, "--min_r2=0.9999"))
+        validate.main(validate_args(model_ref, second))
     out = capsys.readouterr().out + str(failure.value)
-    figures = re.findall(r"RMSE (\d+\.\d+)", out)
-    assert figures and all(len(f.replace(".", "").lstrip("0")) >= 5 for f in figures), out
+    names = "|".join(map(re.escape, model.THRESHOLDS))
+    decimals = re.findall(rf"(?:{names}) -?\d+\.(\d+)", out)
+    assert len(decimals) >= 2 * len(model.THRESHOLDS), out  # the version's and the champion's
+    assert all(len(d) >= 5 for d in decimals), out
     assert f"champion v{first}" in out

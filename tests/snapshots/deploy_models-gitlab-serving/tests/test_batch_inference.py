@@ -2,22 +2,25 @@ import pytest
 from helpers import model_args
 from pyspark.sql import functions as F
 
-from my_mlops_project import batch_inference
+from my_mlops_project import batch_inference, model
 from my_mlops_project.runtime import JobError, read_table
 
 
 def test_scores_with_the_champion_and_appends(spark, champion):
     model_ref, version = champion
-    args = [*model_args(model_ref), "--input_table=samples.nyctaxi.trips", "--score_from_date=2016-02-20"]
+    args = [*model_args(model_ref), f"--input_table={model.SOURCE_TABLE}", "--score_from_date=2016-02-20"]
     first = batch_inference.main(args)
     assert first > 0
     batch_inference.main(args)
     table = read_table(spark, model_ref.predictions_table)
     assert table.count() == 2 * first  # appended, not overwritten
+    assert {model.TIMESTAMP, *model.FEATURES, model.LABEL} <= set(table.columns)
+    expected = spark.createDataFrame([], f"prediction {model.PREDICTION_TYPE}").schema["prediction"]
+    assert table.schema["prediction"].dataType == expected.dataType
     row = table.select("model_name", "model_version", "scored_at", "prediction").first()
     assert row["model_name"] == model_ref.full_name and row["model_version"] == version
-    assert row["scored_at"] is not None and row["prediction"] > 0
-    assert table.where(F.to_date("tpep_pickup_datetime") < F.lit("2016-02-20")).count() == 0
+    assert row["scored_at"] is not None and row["prediction"] is not None
+    assert table.where(F.to_date(model.TIMESTAMP) < F.lit("2016-02-20")).count() == 0
 
 
 def test_without_a_champion_it_says_what_to_run(fresh_model):

@@ -4,10 +4,9 @@ import re
 
 import pytest
 from conftest import PROJECT_DIR
-
-from my_mlops_project.local.bundle import BundleError, load_bundle, resolve
-from my_mlops_project.local.rules import check
-from my_mlops_project.local.runner import check_wheel_tasks
+from mlops_local.bundle import BundleError, load_bundle, resolve
+from mlops_local.rules import check
+from mlops_local.runner import check_wheel_tasks
 
 PATTERN = "deploy_models"
 TARGETS = ("dev", "test", "staging", "prod")
@@ -102,7 +101,7 @@ def test_errors_name_the_problem(config):
 
 
 def test_no_deploy_time_rule_is_broken(bundles):
-    """The Databricks CLI's deploy-time rules (local/rules.py): what `bundle validate --strict` and deploy enforce."""
+    """The CLI's deploy-time rules (mlops_local/rules.py), as `bundle validate --strict` and deploy apply them."""
     findings = check(bundles)
     assert findings == [], "\n".join(map(str, findings))
 

@@ -1,8 +1,8 @@
 """The serving endpoint follows the champion: create, update, nothing to do, rollback, removal.
 
-There is no workspace here: ``workspace_stand_in`` is an HTTP server standing in for one,
+There is no workspace here: ``mlops_local.workspace`` is an HTTP server standing in for one,
 and a real ``databricks-sdk`` ``WorkspaceClient`` talks to it, so the requests below are
-the SDK's own serialization of the request types (see workspace_stand_in.py).
+the SDK's own serialization of the request types (see mlops_local/workspace.py).
 """
 
 import warnings
@@ -15,14 +15,15 @@ import requests
 from helpers import model_args
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
+from mlops_local.scoring_server import scoring_server, served_version, smoke_test
+from mlops_local.workspace import local_endpoint
 from sklearn.linear_model import LinearRegression
 from test_model_lifecycle import validate_args
 
 from my_mlops_project import deploy, serving, train, validate
-from my_mlops_project.local.scoring_server import scoring_server, smoke_test
 from my_mlops_project.names import CHALLENGER, CHAMPION, ModelRef
 from my_mlops_project.registry import alias_version
-from my_mlops_project.runtime import JobError
+from my_mlops_project.runtime import JobError, local_dir
 
 MODEL = ModelRef("prod", "ml", "fares")
 LISTED_REQUIREMENTS = train.pip_requirements()
@@ -107,7 +108,8 @@ def _deploy_new_version(model_ref) -> str:
 
 
 def test_the_endpoint_follows_deploy_and_rollback(workspace, fresh_model, monkeypatch):
-    """Real registry moves (deploy, rollback); the endpoint and the local record follow each."""
+    """Real registry moves (deploy, rollback); the endpoint follows each, through ``sync_endpoint``
+    with a given client and through the job's entry point with the local stand-in workspace."""
     w, stand_in = workspace
     model_ref = fresh_model
     args = [*model_args(model_ref), "--endpoint_name=fares-test", "--read_group=users"]
@@ -122,27 +124,31 @@ def test_the_endpoint_follows_deploy_and_rollback(workspace, fresh_model, monkey
 
     first = _deploy_new_version(model_ref)
     assert sync() == serving.CREATED and served() == first
-    assert serving.main(args) == serving.CREATED  # locally: recorded, no workspace called
+    assert serving.main(args) == serving.CREATED  # the local run's own stand-in workspace
     second = _deploy_new_version(model_ref)
     assert sync() == serving.UPDATED and served() == second
     assert serving.main(args) == serving.UPDATED
-    assert serving.local_endpoint("fares-test")["served"]["entity_version"] == second
+    assert served_locally("fares-test") == second
 
     deploy.rollback(model_args(model_ref))
     assert sync() == serving.UPDATED and served() == first
     assert serving.main(args) == serving.UPDATED
-    assert serving.local_endpoint("fares-test")["served"]["entity_version"] == first
+    assert served_locally("fares-test") == first
     assert serving.main(args) == serving.UNCHANGED
 
-    # Removal, as the README documents it: the workspace's endpoint, then the local record.
-    monkeypatch.setattr(serving, "is_local", lambda: False)
+    # Removal, as the README documents it: the same entry point in both workspaces.
     monkeypatch.setattr(serving, "workspace_client", lambda: w)
     assert serving.remove(["--endpoint_name=fares-test"]) is True
     assert ("DELETE", f"{ENDPOINTS}/fares-test") in stand_in.writes()
     assert serving.remove(["--endpoint_name=fares-test"]) is False
     monkeypatch.undo()
     assert serving.remove(["--endpoint_name=fares-test"]) is True
-    assert serving.local_endpoint("fares-test") is None
+    assert served_locally("fares-test") is None
+
+
+def served_locally(name: str) -> str | None:
+    """The version the local stand-in workspace's endpoint ``name`` serves, as a later process sees it."""
+    return served_version(local_endpoint(local_dir(), name))
 
 
 def test_nothing_to_serve_without_a_champion(fresh_model):

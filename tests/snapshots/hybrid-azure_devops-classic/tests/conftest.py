@@ -12,8 +12,8 @@ nothing a test does is seen by the next:
 
 A new test that needs a trained model or a champion takes ``trained`` or ``champion`` and
 then trains, validates, copies or scores as it likes. Tests that only need a model name
-nobody else uses take ``fresh_model``. The local sample table is generated once per
-machine (see ``data.ensure_local_sample``) and is in every snapshot.
+nobody else uses take ``fresh_model``. The local stand-in of ``model.SOURCE_TABLE`` is
+generated once per machine (see ``runtime.read_table``) and is in every snapshot.
 
 The quick loop, ``pytest -m "not slow"``, leaves out the tests marked ``slow``: every test
 that takes ``trained``, ``champion`` or ``scenario`` is marked so here (they need the
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 from helpers import data_args, model_args
-from workspace_stand_in import StandIn, serve
+from mlops_local.workspace import StandIn, serve
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 REGISTRY_FILE = "mlflow.db"
@@ -45,11 +45,13 @@ SLOW_FIXTURES = {"trained", "champion", "scenario"}
 
 def pytest_configure(config):
     """Point the run at a fresh local state folder and start Spark while the test modules import."""
-    from my_mlops_project.runtime import LOCAL_DIR_ENV, start_spark_early
+    from mlops_local.environment import start_spark_early
+
+    from my_mlops_project.runtime import LOCAL_DIR_ENV
 
     config.stash[_previous_state_key] = os.environ.get(LOCAL_DIR_ENV)
     os.environ[LOCAL_DIR_ENV] = tempfile.mkdtemp(prefix="mlops_local_")
-    start_spark_early()
+    start_spark_early(Path(os.environ[LOCAL_DIR_ENV]))
 
 
 def pytest_unconfigure(config):
@@ -71,10 +73,12 @@ def pytest_collection_modifyitems(items):
 
 def pytest_collection_finish(session):
     """When tests that score are selected, have a Spark Python worker import MLflow ahead of them."""
-    from my_mlops_project.runtime import SCORING_MODULES, warm_up_python_worker
+    from mlops_local.environment import scoring_modules, warm_up_python_worker
+
+    from my_mlops_project.runtime import local_dir
 
     if any(item.get_closest_marker("slow") for item in session.items):
-        warm_up_python_worker(SCORING_MODULES)
+        warm_up_python_worker(local_dir(), scoring_modules())
 
 
 class StateSnapshots:
@@ -129,10 +133,11 @@ def spark(local_state):
 @pytest.fixture(scope="session")
 def snapshots(local_state, spark, tmp_path_factory) -> StateSnapshots:
     """Saved states: ``baseline`` (empty registry and the sample table), and what other fixtures add."""
-    from my_mlops_project.data import SAMPLE_TABLE, ensure_local_sample
+    from my_mlops_project.model import SOURCE_TABLE
+    from my_mlops_project.runtime import read_table
 
     saved = StateSnapshots(local_state, tmp_path_factory.mktemp("snapshots"))
-    ensure_local_sample(spark, SAMPLE_TABLE)
+    read_table(spark, SOURCE_TABLE)  # makes the local stand-in
     saved.save("baseline")
     return saved
 
@@ -179,7 +184,7 @@ def champion(snapshots, _trained_states):
 
 @pytest.fixture(scope="session")
 def _scenario_run(snapshots) -> tuple[list, list[str]]:
-    from my_mlops_project.local.scenario import run_scenario
+    from mlops_local.scenario import run_scenario
 
     snapshots.restore("baseline")
     lines: list[str] = []
@@ -197,26 +202,26 @@ def scenario(snapshots, _scenario_run) -> tuple[list, list[str]]:
 
 @pytest.fixture
 def weekend_feature(monkeypatch):
-    """A feature added as a team adds one: computed in ``data.add_features`` and listed in the
-    features ``train`` fits on. Returns its name, ``pickup_is_weekend``."""
+    """A feature added as a team adds one: computed in ``model.add_features`` and listed in
+    ``model.FEATURES``. Returns its name, ``is_weekend``."""
     from pyspark.sql import functions as F
 
-    from my_mlops_project import data, train
+    from my_mlops_project import model
 
-    add_features = data.add_features
+    add_features = model.add_features
 
     def with_weekend(df):
-        return add_features(df).withColumn("pickup_is_weekend", F.dayofweek(data.PICKUP).isin(1, 7).cast("int"))
+        return add_features(df).withColumn("is_weekend", F.dayofweek(model.TIMESTAMP).isin(1, 7).cast("int"))
 
-    monkeypatch.setattr(data, "add_features", with_weekend)
-    monkeypatch.setattr(train, "FEATURES", [*train.FEATURES, "pickup_is_weekend"])
-    return "pickup_is_weekend"
+    monkeypatch.setattr(model, "add_features", with_weekend)
+    monkeypatch.setattr(model, "FEATURES", [*model.FEATURES, "is_weekend"])
+    return "is_weekend"
 
 
 @pytest.fixture
 def workspace():
-    """A real ``WorkspaceClient`` talking to the recording HTTP stand-in for a workspace
-    (``workspace_stand_in.py``); yields ``(client, stand_in)``."""
+    """A real ``WorkspaceClient`` talking to an empty, in-memory stand-in for a workspace
+    (``mlops_local/workspace.py``, which local runs use too); yields ``(client, stand_in)``."""
     stand_in = StandIn()
     server, client = serve(stand_in)
     yield client, stand_in

@@ -1,95 +1,103 @@
+"""The source table as model.py defines it: its local stand-in, the dates, the features and the hold-out split.
+
+Written against model.py's definitions, so the tests hold for whatever problem it describes.
+"""
+
 import datetime as dt
+import re
 import shutil
 
 import pytest
+import yaml
+from conftest import PROJECT_DIR
+from mlops_local.environment import CACHE_DIR_ENV, table_path
 from pyspark.sql import functions as F
 
-from my_mlops_project import data, runtime
-from my_mlops_project.data import (
-    DRIFT_START,
-    FEATURES,
-    LABEL,
-    PICKUP,
-    SAMPLE_TABLE,
-    add_features,
-    generate_trips,
-    load_trips,
-    local_sample_key,
-    split_by_date,
-    training_frames,
-)
-from my_mlops_project.runtime import JobError
-
-# The columns of samples.nyctaxi.trips that the project uses, with their types.
-SAMPLE_SCHEMA = {
-    "tpep_pickup_datetime": "timestamp",
-    "tpep_dropoff_datetime": "timestamp",
-    "trip_distance": "double",
-    "fare_amount": "double",
-    "pickup_zip": "int",
-    "dropoff_zip": "int",
-}
+from my_mlops_project import model
+from my_mlops_project.data import load_rows, split_by_date, training_frames
+from my_mlops_project.runtime import JobError, write_table
 
 
-def test_generated_trips_have_the_sample_schema_and_are_reproducible(spark):
-    first = generate_trips(spark, rows=2_000, seed=3)
-    assert dict(first.dtypes) == SAMPLE_SCHEMA
-    second = generate_trips(spark, rows=2_000, seed=3)
-    assert first.orderBy(PICKUP, "trip_distance").collect() == second.orderBy(PICKUP, "trip_distance").collect()
+def bundle_date(variable: str) -> dt.date:
+    """The default of one of the bundle's date variables (databricks.yml), which local runs use too."""
+    variables = yaml.safe_load((PROJECT_DIR / "databricks.yml").read_text())["variables"]
+    return dt.date.fromisoformat(variables[variable]["default"])
 
 
-def test_generated_trips_drift_after_the_drift_date(spark):
-    trips = generate_trips(spark, rows=20_000)
-    after = F.to_date(PICKUP) >= F.lit(DRIFT_START)
-    before_mean = trips.where(~after).agg(F.avg("trip_distance")).first()[0]
-    after_mean = trips.where(after).agg(F.avg("trip_distance")).first()[0]
-    assert after_mean > 1.3 * before_mean
+def test_the_stand_in_has_the_source_columns_and_is_reproducible(spark):
+    first = model.stand_in_table(spark, rows=2_000, seed=3)
+    assert set(model.SOURCE_COLUMNS) <= set(first.columns)
+    assert sorted(first.collect()) == sorted(model.stand_in_table(spark, rows=2_000, seed=3).collect())
 
 
-def test_local_sample_table_is_created_on_first_read(spark):
-    shutil.rmtree(runtime._local_table_path(SAMPLE_TABLE), ignore_errors=True)
-    trips = load_trips(spark, SAMPLE_TABLE)
-    assert trips.count() == 30_000
-    assert set(SAMPLE_SCHEMA) <= set(trips.columns)
+def test_the_stand_in_spans_the_bundle_dates_and_drifts_after_training(spark):
+    """Local runs use the bundle's dates: days to train and hold out up to training_end_date, days to
+    score from score_from_date, and drift in those, so that monitoring has something to find."""
+    monitoring = pytest.importorskip("my_mlops_project.monitoring", reason="generated without monitoring")
+    end, score_from = bundle_date("training_end_date"), bundle_date("score_from_date")
+    rows = model.add_features(model.stand_in_table(spark))
+    day = F.to_date(model.TIMESTAMP)
+    first, last = rows.agg(F.min(day), F.max(day)).first()
+    assert first <= end - dt.timedelta(days=2 * model.HOLDOUT_DAYS) and last >= score_from + dt.timedelta(days=7)
+    before, after = rows.where(day <= F.lit(end)), rows.where(day >= F.lit(score_from))
+    psi = monitoring.population_stability(before, after, model.FEATURES)
+    assert max(psi.values()) > 0.2, psi  # monitoring's default psi_threshold
 
 
-def test_the_sample_table_is_generated_once_then_copied_from_the_cache(spark, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv(runtime.CACHE_DIR_ENV, str(tmp_path / "cache"))  # empty: generated here
-    monkeypatch.setattr(data, "SAMPLE_ROWS", 500)  # the behaviour, not the statistics
-    shutil.rmtree(runtime._local_table_path(SAMPLE_TABLE), ignore_errors=True)
-    first = sorted(load_trips(spark, SAMPLE_TABLE).collect())
-    assert len(first) == 500 and (tmp_path / "cache" / local_sample_key()).is_dir()
-    assert "Generating the local sample table" in capsys.readouterr().out
+def test_the_metrics_name_every_threshold(spark):
+    labels = model.add_features(model.stand_in_table(spark, rows=500)).select(model.LABEL).toPandas()[model.LABEL]
+    assert set(model.THRESHOLDS) <= set(model.metrics(labels, labels))
+    assert model.mlflow_model_type() in ("regressor", "classifier")
 
-    shutil.rmtree(runtime._local_table_path(SAMPLE_TABLE))  # a later run, with a fresh state
-    assert sorted(load_trips(spark, SAMPLE_TABLE).collect()) == first
+
+def test_the_stand_in_is_made_on_first_read(spark, local_state):
+    shutil.rmtree(table_path(local_state, model.SOURCE_TABLE), ignore_errors=True)
+    rows = load_rows(spark, model.SOURCE_TABLE)
+    assert rows.count() > 0
+    assert set(model.SOURCE_COLUMNS) <= set(rows.columns)
+
+
+def test_the_stand_in_is_generated_once_then_copied_from_the_cache(spark, local_state, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "cache"))  # empty: generated here
+    stand_in_table = model.stand_in_table
+    monkeypatch.setattr(model, "stand_in_table", lambda spark: stand_in_table(spark, rows=500))  # the behaviour only
+    table = table_path(local_state, model.SOURCE_TABLE)
+    shutil.rmtree(table, ignore_errors=True)
+    first = sorted(load_rows(spark, model.SOURCE_TABLE).collect())
+    assert len(first) == 500 and any((tmp_path / "cache").iterdir())
+    assert "Generating" in capsys.readouterr().out
+
+    shutil.rmtree(table)  # a later run, with a fresh state
+    assert sorted(load_rows(spark, model.SOURCE_TABLE).collect()) == first
     assert "Generating" not in capsys.readouterr().out
-    shutil.rmtree(runtime._local_table_path(SAMPLE_TABLE))  # the next test reads the full-size table
-
-
-def test_the_sample_cache_key_follows_the_generator_settings(monkeypatch):
-    key = local_sample_key()
-    monkeypatch.setattr(data, "SAMPLE_SEED", data.SAMPLE_SEED + 1)
-    assert local_sample_key() != key
+    shutil.rmtree(table)  # the next test reads the full-size table
 
 
 def test_missing_table_fails_with_its_name(spark):
-    with pytest.raises(JobError, match="unit.nowhere.trips does not exist"):
-        load_trips(spark, "unit.nowhere.trips")
+    with pytest.raises(JobError, match="unit.nowhere.rows does not exist"):
+        load_rows(spark, "unit.nowhere.rows")
+
+
+def test_a_table_without_the_source_columns_is_refused_naming_them(spark):
+    lacking = model.SOURCE_COLUMNS[-1]
+    write_table(model.stand_in_table(spark, rows=100).drop(lacking), "unit.ml.incomplete", mode="overwrite")
+    with pytest.raises(JobError, match=re.escape(f"unit.ml.incomplete lacks the columns ['{lacking}']")):
+        load_rows(spark, "unit.ml.incomplete")
 
 
 def test_features_and_date_split(spark):
-    trips = add_features(generate_trips(spark, rows=3_000))
-    assert set(FEATURES + [LABEL]) <= set(trips.columns)
-    assert trips.where(F.col("trip_minutes") < 0).count() == 0
-    train, holdout = split_by_date(trips, dt.date(2016, 2, 14))
-    assert train.agg(F.max(F.to_date(PICKUP))).first()[0] == dt.date(2016, 2, 7)
-    assert holdout.agg(F.min(F.to_date(PICKUP))).first()[0] == dt.date(2016, 2, 8)
-    assert holdout.agg(F.max(F.to_date(PICKUP))).first()[0] == dt.date(2016, 2, 14)
+    rows = model.add_features(model.stand_in_table(spark, rows=3_000))
+    assert {*model.FEATURES, model.LABEL} <= set(rows.columns)
+    end = bundle_date("training_end_date")
+    cutoff = end - dt.timedelta(days=model.HOLDOUT_DAYS)
+    train, holdout = split_by_date(rows, end)
+    day = F.to_date(model.TIMESTAMP)
+    assert train.agg(F.max(day)).first()[0] == cutoff
+    assert tuple(holdout.agg(F.min(day), F.max(day)).first()) == (cutoff + dt.timedelta(days=1), end)
 
 
 def test_bad_parameters_are_named(spark):
     with pytest.raises(JobError, match="training_end_date='14/02/2016'"):
-        training_frames(spark, SAMPLE_TABLE, "14/02/2016", 1.0)
+        training_frames(spark, model.SOURCE_TABLE, "14/02/2016", 1.0)
     with pytest.raises(JobError, match="sample_fraction=0"):
-        training_frames(spark, SAMPLE_TABLE, "2016-02-14", 0.0)
+        training_frames(spark, model.SOURCE_TABLE, "2016-02-14", 0.0)

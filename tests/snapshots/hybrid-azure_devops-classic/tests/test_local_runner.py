@@ -4,9 +4,8 @@ import copy
 
 import pytest
 from conftest import PROJECT_DIR
-
-from my_mlops_project.local.bundle import BundleError, ResolvedBundle, load_bundle, resolve
-from my_mlops_project.local.runner import (
+from mlops_local.bundle import BundleError, ResolvedBundle, load_bundle, resolve
+from mlops_local.runner import (
     EXCLUDED,
     FAILED,
     SUCCESS,

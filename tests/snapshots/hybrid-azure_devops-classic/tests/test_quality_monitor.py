@@ -1,15 +1,16 @@
 """The quality monitor on the inference table: created once the table exists, updated, refreshed.
 
-The workspace is ``workspace_stand_in``'s HTTP server and a real ``WorkspaceClient``
-(the ``workspace`` fixture of conftest.py); locally the monitor is recorded in the local state folder.
+The workspace is ``mlops_local.workspace``'s HTTP server and a real ``WorkspaceClient``
+(the ``workspace`` fixture of conftest.py); local runs keep the monitor in their own stand-in.
 """
 
 import pytest
 from helpers import model_args
+from mlops_local.workspace import StandIn
 
 from my_mlops_project import batch_inference, quality_monitor
 from my_mlops_project.names import ModelRef
-from my_mlops_project.runtime import JobError, read_table, write_table
+from my_mlops_project.runtime import JobError, local_dir, read_table, write_table
 
 MODEL = ModelRef("prod", "ml", "fares")
 MONITORS = "/api/data-quality/v1/monitors"
@@ -65,7 +66,7 @@ def test_refresh_is_requested_unless_one_is_running(workspace):
     assert quality_monitor.request_refresh(w, "t-1") is None
 
 
-def test_locally_the_monitor_is_recorded_after_each_scoring_run(spark, fresh_model):
+def test_locally_the_monitor_is_kept_by_the_stand_in_workspace(spark, fresh_model):
     args = [*model_args(fresh_model), "--assets_dir=/Workspace/x"]
     with pytest.raises(JobError, match="run the batch inference job first"):
         quality_monitor.main(args)
@@ -74,10 +75,11 @@ def test_locally_the_monitor_is_recorded_after_each_scoring_run(spark, fresh_mod
     assert quality_monitor.main(args) == quality_monitor.CREATED
     assert quality_monitor.main(args) == quality_monitor.UNCHANGED
     assert quality_monitor.main([*args, "--pause_status=PAUSED"]) == quality_monitor.UPDATED
-    record = quality_monitor.local_monitor(fresh_model.predictions_table)
-    assert record["config"]["schedule"] is None and len(record["refreshes"]) == 3
+    kept = StandIn.open(local_dir())  # what a later process sees
+    (monitor,) = [m for m in kept.monitors.values() if m["object_id"] == kept.table_id(fresh_model.predictions_table)]
+    assert "schedule" not in monitor["data_profiling_config"]
     assert quality_monitor.remove(model_args(fresh_model)) is True
-    assert quality_monitor.local_monitor(fresh_model.predictions_table) is None
+    assert StandIn.open(local_dir()).monitors == {}
 
 
 def test_the_inference_table_has_the_columns_the_monitor_reads(spark, champion):

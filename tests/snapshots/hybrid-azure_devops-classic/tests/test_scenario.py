@@ -5,10 +5,9 @@ from pathlib import Path
 
 from conftest import PROJECT_DIR
 from mlflow.tracking import MlflowClient
-
-from my_mlops_project.local.bundle import load_bundle, resolve
-from my_mlops_project.local.runner import LocalRunner
-from my_mlops_project.local.scenario import (
+from mlops_local.bundle import load_bundle, resolve
+from mlops_local.runner import LocalRunner
+from mlops_local.scenario import (
     promotion_source,
     resolve_all,
     serve_task_parameters,
@@ -35,9 +34,10 @@ def test_scenario_gives_prod_a_champion_with_lineage(scenario, local_state):
         assert client.get_run(champion.run_id).data.tags["job_run_id"] == champion.tags["job_run_id"]
     serve = serve_task_parameters(prod)
     if serve is not None:  # serving included: prod's endpoint serves its champion, smoke-tested
-        from my_mlops_project.serving import local_endpoint
+        from mlops_local.scoring_server import served_version
+        from mlops_local.workspace import local_endpoint
 
-        assert local_endpoint(serve["endpoint_name"])["served"]["entity_version"] == str(champion.version)
+        assert served_version(local_endpoint(local_state, serve["endpoint_name"])) == str(champion.version)
         assert any("a malformed request got HTTP 4" in line for line in lines), lines[-5:]
     report = summary(PROJECT_DIR, local_state)
     assert f"{prod.model_full_name()} v{champion.version}" in report

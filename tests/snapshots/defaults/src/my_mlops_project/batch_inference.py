@@ -1,9 +1,10 @@
-"""Batch inference: score trips with the ``champion`` and append to the inference table.
+"""Batch inference: score a table with the ``champion`` and append to the inference table.
 
 Scoring goes through ``mlflow.pyfunc.spark_udf``, so it runs on the cluster's workers.
-Each row of ``<catalog>.<schema>.<model>_predictions`` keeps the trip's features and
-label (when the input has one, for monitoring), the prediction, the model's full name
-and version, and when it was scored.
+Each row of ``<catalog>.<schema>.<model>_predictions`` keeps the row's timestamp, features
+and label (when the input has one, for monitoring), the prediction, the model's full name
+and version, and when it was scored. Which columns those are, and the type of a
+prediction, are read from ``model.py``.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from mlflow.tracking import MlflowClient
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from . import params
-from .data import FEATURES, LABEL, PICKUP, add_features, load_trips, parse_date
+from . import model, params
+from .data import load_rows, parse_date
 from .names import CHAMPION, ModelRef
 from .registry import require_alias
 from .runtime import configure_mlflow, get_spark, write_table
@@ -23,18 +24,20 @@ from .runtime import configure_mlflow, get_spark, write_table
 def build_parser():
     p = params.parser("batch_inference", "Score a table with the champion model.")
     params.add_model(p)
-    p.add_argument("--input_table", default="samples.nyctaxi.trips")
-    p.add_argument("--score_from_date", default="", help="first pickup date to score (yyyy-mm-dd)")
+    p.add_argument("--input_table", default=model.SOURCE_TABLE)
+    p.add_argument("--score_from_date", default="", help="first day to score (yyyy-mm-dd)")
     return p
 
 
 def score(df: DataFrame, model_ref: ModelRef, version: str) -> DataFrame:
     """``df`` with ``prediction``, ``model_name``, ``model_version`` and ``scored_at``."""
-    predict = mlflow.pyfunc.spark_udf(get_spark(), model_ref.uri(version), result_type="double", env_manager="local")
-    keep = [PICKUP, *FEATURES] + ([LABEL] if LABEL in df.columns else [])
+    predict = mlflow.pyfunc.spark_udf(
+        get_spark(), model_ref.uri(version), result_type=model.PREDICTION_TYPE, env_manager="local"
+    )
+    keep = [model.TIMESTAMP, *model.FEATURES] + ([model.LABEL] if model.LABEL in df.columns else [])
     return df.select(*keep).withColumns(
         {
-            "prediction": predict(F.struct(*FEATURES)),
+            "prediction": predict(F.struct(*model.FEATURES)),
             "model_name": F.lit(model_ref.full_name),
             "model_version": F.lit(str(version)),
             "scored_at": F.current_timestamp(),
@@ -54,16 +57,16 @@ def main(argv: list[str] | None = None) -> int:
         "Run the training job (or the promotion job) in this environment first.",
     )
     spark = get_spark()
-    trips = load_trips(spark, args.input_table, start=parse_date(args.score_from_date, "score_from_date"))
-    scored = score(add_features(trips), model_ref, version).cache()
-    rows = scored.count()
+    rows = load_rows(spark, args.input_table, start=parse_date(args.score_from_date, "score_from_date"))
+    scored = score(model.add_features(rows), model_ref, version).cache()
+    count = scored.count()
     write_table(scored, model_ref.predictions_table, mode="append")
     scored.unpersist()
     print(
-        f"Scored {rows} trips of {args.input_table} with {model_ref.full_name} v{version} "
+        f"Scored {count} rows of {args.input_table} with {model_ref.full_name} v{version} "
         f"into {model_ref.predictions_table}"
     )
-    return rows
+    return count
 
 
 if __name__ == "__main__":

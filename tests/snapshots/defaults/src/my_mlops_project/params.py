@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from .model import SOURCE_TABLE
 from .names import ModelRef
 
 
@@ -23,8 +24,8 @@ def add_model(p: argparse.ArgumentParser) -> None:
 
 
 def add_training_data(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--training_table", default="samples.nyctaxi.trips")
-    p.add_argument("--training_end_date", required=True, help="last pickup date used (yyyy-mm-dd)")
+    p.add_argument("--training_table", default=SOURCE_TABLE)
+    p.add_argument("--training_end_date", required=True, help="last day used (yyyy-mm-dd)")
     p.add_argument("--sample_fraction", type=float, default=1.0)
 
 

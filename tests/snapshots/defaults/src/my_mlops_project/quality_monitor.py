@@ -14,15 +14,12 @@ schedule). The bundle passes ``PAUSED`` in dev and test.
 The monitor is not a bundle resource (it cannot be declared before its table exists), so
 ``databricks bundle destroy`` leaves it; ``remove_quality_monitor`` deletes it. The API is
 ``WorkspaceClient.data_quality`` (``/api/data-quality/v1/monitors``): the older
-``quality_monitors`` API is deprecated in favour of it. Locally no workspace is called: the
-monitor's configuration and refreshes are recorded in
-``<local state>/quality_monitors/<table>.json``.
+``quality_monitors`` API is deprecated in favour of it. Locally the stand-in workspace
+(``runtime.workspace_client``) keeps the monitor.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 from dataclasses import dataclass
 
 from databricks.sdk.errors import NotFound, ResourceConflict
@@ -37,9 +34,9 @@ from databricks.sdk.service.dataquality import (
 )
 
 from . import params
-from .data import LABEL
+from .model import LABEL, PROBLEM_TYPE
 from .names import ModelRef
-from .runtime import JobError, get_spark, is_local, local_record, read_local_record, table_exists, workspace_client
+from .runtime import JobError, workspace_client
 
 CREATED, UPDATED, UNCHANGED = "created", "updated", "unchanged"
 TABLE = "table"
@@ -78,7 +75,7 @@ class MonitorSpec:
 
     def inference_log(self) -> InferenceLogConfig:
         return InferenceLogConfig(
-            problem_type=InferenceProblemType.INFERENCE_PROBLEM_TYPE_REGRESSION,
+            problem_type=InferenceProblemType(f"INFERENCE_PROBLEM_TYPE_{PROBLEM_TYPE.upper()}"),
             timestamp_column="scored_at",
             granularities=[AggregationGranularity.AGGREGATION_GRANULARITY_1_DAY],
             prediction_column="prediction",
@@ -151,43 +148,12 @@ def request_refresh(w, table_id: str) -> int | None:
     return refresh.refresh_id
 
 
-def record_local(spec: MonitorSpec) -> tuple[str, int]:
-    """Locally: record the monitor and a refresh; return (what would be done, refresh number)."""
-    path = local_record("quality_monitors", spec.table)
-    current = read_local_record("quality_monitors", spec.table)
-    wanted = {
-        "table_name": spec.table,
-        "output_schema_name": spec.output_schema,
-        "assets_dir": spec.assets_dir,
-        "inference_log": spec.inference_log().as_dict(),
-        "schedule": spec.cron().as_dict() if spec.cron() else None,
-    }
-    if current is None:
-        action, refreshes = CREATED, []
-    else:
-        action = UNCHANGED if current["config"] == wanted else UPDATED
-        refreshes = current["refreshes"]
-    refreshes.append(dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
-    path.write_text(json.dumps({"config": wanted, "refreshes": refreshes}, indent=2) + "\n")
-    return action, len(refreshes)
-
-
-def local_monitor(table: str) -> dict | None:
-    return read_local_record("quality_monitors", table)
-
-
 @params.entry_point(build_parser)
 def main(argv: list[str] | None = None) -> str:
     args = build_parser().parse_args(argv)
     model_ref = params.model_ref(args)
     spec = MonitorSpec(model_ref, args.assets_dir, None if args.pause_status == "PAUSED" else args.schedule)
     schedule = "no schedule (paused)" if spec.schedule is None else f"schedule {spec.schedule} {spec.timezone}"
-    if is_local():
-        if not table_exists(get_spark(), spec.table):
-            raise JobError(f"{spec.table} does not exist yet: run the batch inference job first")
-        action, refresh = record_local(spec)
-        print(f"Monitor on {spec.table} {action}, {schedule}; refresh {refresh} recorded locally (no workspace)")
-        return action
     w = workspace_client()
     action, table_id = ensure_monitor(w, spec)
     if action == CREATED:  # a new monitor computes its first metrics by itself
@@ -204,17 +170,12 @@ def remove(argv: list[str] | None = None) -> bool:
     """Delete the monitor (its metric tables and dashboard stay); True if there was one."""
     args = build_remove_parser().parse_args(argv)
     table = params.model_ref(args).predictions_table
-    if is_local():
-        path = local_record("quality_monitors", table)
-        existed = path.exists()
-        path.unlink(missing_ok=True)
-    else:
-        w = workspace_client()
-        try:
-            w.data_quality.delete_monitor(TABLE, w.tables.get(table).table_id)
-            existed = True
-        except NotFound:
-            existed = False
+    w = workspace_client()
+    try:
+        w.data_quality.delete_monitor(TABLE, w.tables.get(table).table_id)
+        existed = True
+    except NotFound:
+        existed = False
     print(f"Monitor on {table}: {'deleted' if existed else 'did not exist'}")
     return existed
 

@@ -1,12 +1,13 @@
 """Validate: evaluate a model version on held-out data and mark it ``challenger``.
 
 Evaluation uses ``mlflow.models.evaluate`` on the environment's hold-out days; the
-thresholds are applied with ``mlflow.validate_evaluation_results``: absolute ones
-always, and, when the model has a ``champion``, "no worse than the champion" on the
-same data. A version without a full signature (inputs and outputs) is refused, as
-Unity Catalog would refuse it, and so is one that cannot answer a serving request made
-of its own input example (``mlflow.models.validate_serving_input``, the check MLflow
-recommends before serving), so nothing unservable becomes ``challenger`` or ``champion``.
+thresholds (``model.THRESHOLDS``) are applied with ``mlflow.validate_evaluation_results``:
+absolute ones always, and, when the model has a ``champion``, "no worse than the
+champion" on the same data for those marked ``vs_champion``. A version without a full
+signature (inputs and outputs) is refused, as Unity Catalog would refuse it, and so is
+one that cannot answer a serving request made of its own input example
+(``mlflow.models.validate_serving_input``, the check MLflow recommends before serving),
+so nothing unservable becomes ``challenger`` or ``champion``.
 
 Each model is scored on the columns its own signature names, so a challenger with a
 feature added since the champion was trained is compared with it on the same rows. A
@@ -31,8 +32,8 @@ from mlflow.models.evaluation.validation import ModelValidationFailedException
 from mlflow.models.utils import load_serving_example
 from mlflow.tracking import MlflowClient
 
-from . import params
-from .data import LABEL, to_pandas, training_frames
+from . import model, params
+from .data import to_pandas, training_frames
 from .names import CHALLENGER, CHAMPION, ModelRef
 from .registry import alias_version, get_version
 from .runtime import JobError, configure_mlflow, get_spark, use_experiment
@@ -45,8 +46,6 @@ def build_parser():
     params.add_experiment(p)
     params.add_training_data(p)
     p.add_argument("--mode", choices=("enforce", "report"), default="enforce")
-    p.add_argument("--max_rmse", type=float, default=10.0, help="absolute RMSE ceiling")
-    p.add_argument("--min_r2", type=float, default=0.5, help="absolute R2 floor")
     return p
 
 
@@ -107,16 +106,31 @@ def comparable_champion(model_ref: ModelRef, champion: str | None, version: str,
 
 
 def figures(result) -> str:
-    """RMSE and R2 with enough digits to see why two close models were judged apart."""
-    return f"RMSE {result.metrics['root_mean_squared_error']:.5f}, R2 {result.metrics['r2_score']:.5f}"
+    """The thresholds' metrics with enough digits to see why two close models were judged apart."""
+    return ", ".join(f"{name} {result.metrics[name]:.5f}" for name in model.THRESHOLDS)
 
 
-def thresholds(args, with_baseline: bool) -> dict[str, MetricThreshold]:
-    relative = {"min_relative_change": 0.0} if with_baseline else {}
+def thresholds(with_baseline: bool) -> dict[str, MetricThreshold]:
+    """``model.THRESHOLDS`` for MLflow; "no worse than the champion" only when there is one to compare."""
     return {
-        "root_mean_squared_error": MetricThreshold(threshold=args.max_rmse, greater_is_better=False, **relative),
-        "r2_score": MetricThreshold(threshold=args.min_r2, greater_is_better=True),
+        name: MetricThreshold(
+            threshold=t.value,
+            greater_is_better=t.greater_is_better,
+            **({"min_relative_change": 0.0} if t.vs_champion and with_baseline else {}),
+        )
+        for name, t in model.THRESHOLDS.items()
     }
+
+
+def rules_text(with_baseline: bool) -> str:
+    """The thresholds as a reader checks them, e.g. ``accuracy_score >= 0.8``."""
+    rules = []
+    for name, t in model.THRESHOLDS.items():
+        sign = ">=" if t.greater_is_better else "<="
+        rules.append(f"{name} {sign} {t.value:g}")
+        if t.vs_champion and with_baseline:
+            rules.append(f"{name} {sign} the champion's")
+    return ", ".join(rules)
 
 
 def evaluate(model_uri: str, data):
@@ -125,8 +139,8 @@ def evaluate(model_uri: str, data):
         return mlflow.models.evaluate(
             model_uri,
             data,
-            targets=LABEL,
-            model_type="regressor",
+            targets=model.LABEL,
+            model_type=model.mlflow_model_type(),
             evaluators=["default"],
             evaluator_config={"default": {"log_model_explainability": False}},
         )
@@ -152,19 +166,20 @@ def main(argv: list[str] | None = None) -> bool:
     if missing:
         raise JobError(
             f"{model_ref.full_name} v{version} needs {', '.join(missing)}, which the hold-out data lacks: "
-            "data.add_features must compute every feature the model was trained on."
+            "model.add_features must compute every feature the model was trained on."
         )
     champion = alias_version(client, model_ref, CHAMPION)
     champion_columns = comparable_champion(model_ref, champion, version, holdout_df.columns)
     compare = champion_columns is not None
     needed = list(dict.fromkeys([*columns, *(champion_columns or [])]))
-    holdout = to_pandas(holdout_df, [*needed, LABEL], "validation (the hold-out days)")
+    label = model.LABEL
+    holdout = to_pandas(holdout_df, [*needed, label], "validation (the hold-out days)")
 
     with mlflow.start_run(run_name=f"validate {model_ref.name} v{version}"):
         mlflow.log_params({"model_version": version, "champion_version": champion or "none", "mode": args.mode})
-        candidate = evaluate(model_ref.uri(version), holdout[[*columns, LABEL]])
-        baseline = evaluate(model_ref.uri(champion), holdout[[*champion_columns, LABEL]]) if compare else None
-        rules = thresholds(args, with_baseline=compare)
+        candidate = evaluate(model_ref.uri(version), holdout[[*columns, label]])
+        baseline = evaluate(model_ref.uri(champion), holdout[[*champion_columns, label]]) if compare else None
+        rules = thresholds(with_baseline=compare)
         try:
             mlflow.validate_evaluation_results(rules, candidate, baseline)
             passed, detail = True, "all thresholds met"
@@ -172,14 +187,18 @@ def main(argv: list[str] | None = None) -> bool:
             passed, detail = False, str(failure)
         mlflow.log_metric("validation_passed", float(passed))
 
-    rules_text = f"RMSE <= {args.max_rmse:g}, R2 >= {args.min_r2:g}" + (", RMSE <= the champion's" if compare else "")
-    print(f"{model_ref.full_name} v{version} on {len(holdout)} hold-out trips: {figures(candidate)} ({rules_text})")
+    print(
+        f"{model_ref.full_name} v{version} on {len(holdout)} hold-out rows: {figures(candidate)} "
+        f"({rules_text(with_baseline=compare)})"
+    )
     if compare:
-        champion_rmse = baseline.metrics["root_mean_squared_error"]
-        difference = candidate.metrics["root_mean_squared_error"] - champion_rmse
+        headline = model.headline_metric()
+        champion_value = baseline.metrics[headline]
+        difference = candidate.metrics[headline] - champion_value
+        relative = f" ({100 * difference / champion_value:+.3f}%)" if champion_value else ""
         print(
-            f"  champion v{champion} on the same trips: {figures(baseline)}; "
-            f"v{version}'s RMSE differs by {difference:+.5f} ({100 * difference / champion_rmse:+.3f}%)"
+            f"  champion v{champion} on the same rows: {figures(baseline)}; "
+            f"v{version}'s {headline} differs by {difference:+.5f}{relative}"
         )
     status = "passed" if passed else ("failed_report_only" if args.mode == "report" else "failed")
     client.set_model_version_tag(model_ref.full_name, version, "validation_status", status)

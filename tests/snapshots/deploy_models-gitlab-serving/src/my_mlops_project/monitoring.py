@@ -4,12 +4,13 @@ The reference is the training table up to ``training_end_date``, scored by the c
 ``champion``; the current window is the last ``window_days`` days of the inference
 table. For every feature and for the prediction the population stability index (PSI)
 compares the two, over deciles of the reference; where the inference table has labels,
-the RMSE of the window is compared with the reference RMSE. The figures are appended to
-``<catalog>.<schema>.<model>_monitoring`` and the task value ``retrain`` tells the job's
-condition task whether to retrain; ``window_end`` (the last day monitored) is where the
-retraining's data ends, so the new model learns from the drifted days. The reference ends
-at the champion's own ``training_end_date`` tag when it has one (a retrained champion saw
-more days than the bundle's default).
+the error of the window (``model.monitored_error``, named ``model.MONITORED_ERROR``) is
+compared with the error on the reference. The columns are read from ``model.py``. The
+figures are appended to ``<catalog>.<schema>.<model>_monitoring`` and the task value
+``retrain`` tells the job's condition task whether to retrain; ``window_end`` (the last
+day monitored) is where the retraining's data ends, so the new model learns from the
+drifted days. The reference ends at the champion's own ``training_end_date`` tag when it
+has one (a retrained champion saw more days than the bundle's default).
 
 ``retraining_needed`` is the entry point of targets that cannot train (deploy models,
 and prod in the hybrid pattern): it fails with a message naming what to run where, so the
@@ -25,9 +26,9 @@ from mlflow.tracking import MlflowClient
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from . import params
+from . import model, params
 from .batch_inference import score
-from .data import FEATURES, LABEL, PICKUP, add_features, load_trips, parse_date
+from .data import load_rows, parse_date
 from .names import CHAMPION
 from .registry import require_alias
 from .runtime import JobError, configure_mlflow, get_spark, read_table, set_task_value, write_table
@@ -39,11 +40,11 @@ EPSILON = 1e-4
 def build_parser():
     p = params.parser("monitor", "Compare recent predictions with the training data.")
     params.add_model(p)
-    p.add_argument("--training_table", default="samples.nyctaxi.trips")
+    p.add_argument("--training_table", default=model.SOURCE_TABLE)
     p.add_argument("--training_end_date", required=True)
     p.add_argument("--window_days", type=int, default=14, help="days of recent predictions to check")
     p.add_argument("--psi_threshold", type=float, default=0.2, help="PSI above which a column has drifted")
-    p.add_argument("--max_error_increase", type=float, default=0.25, help="allowed relative RMSE increase")
+    p.add_argument("--max_error_increase", type=float, default=0.25, help="allowed relative error increase")
     return p
 
 
@@ -95,15 +96,13 @@ def population_stability(
     return result
 
 
-def rmse(df: DataFrame) -> float | None:
-    if LABEL not in df.columns:
+def error(df: DataFrame) -> float | None:
+    """``model.monitored_error`` of the predictions in ``df`` that have a label; None without labels."""
+    if model.LABEL not in df.columns:
         return None
-    row = (
-        df.where(F.col(LABEL).isNotNull())
-        .select(F.sqrt(F.avg((F.col(PREDICTION) - F.col(LABEL)) ** 2)).alias("rmse"))
-        .first()
-    )
-    return None if row is None or row["rmse"] is None else float(row["rmse"])
+    labelled = df.where(F.col(model.LABEL).isNotNull())
+    row = labelled.select(model.monitored_error(F.col(PREDICTION), F.col(model.LABEL)).alias("error")).first()
+    return None if row is None or row["error"] is None else float(row["error"])
 
 
 @params.entry_point(build_parser)
@@ -115,30 +114,32 @@ def main(argv: list[str] | None = None) -> bool:
     version = require_alias(MlflowClient(), model_ref, CHAMPION, "Nothing to monitor yet.")
 
     predictions = read_table(spark, model_ref.predictions_table)
-    last = predictions.select(F.max(F.to_date(PICKUP))).first()[0]
+    day = F.to_date(model.TIMESTAMP)
+    last = predictions.select(F.max(day)).first()[0]
     if last is None:
         raise JobError(f"{model_ref.predictions_table} is empty: run the batch inference job first")
     window_start = last - dt.timedelta(days=args.window_days - 1)
-    current = predictions.where(F.to_date(PICKUP) >= F.lit(window_start))
+    current = predictions.where(day >= F.lit(window_start))
 
     trained_to = MlflowClient().get_model_version(model_ref.full_name, version).tags.get("training_end_date")
     training_end = parse_date(trained_to or args.training_end_date, "training_end_date")
-    reference = score(add_features(load_trips(spark, args.training_table, end=training_end)), model_ref, version)
-    reference = reference.cache()
+    training_rows = load_rows(spark, args.training_table, end=training_end)
+    reference = score(model.add_features(training_rows), model_ref, version).cache()
 
-    columns = [*FEATURES, PREDICTION]
+    columns = [*model.FEATURES, PREDICTION]
     psi = population_stability(reference, current, columns)
-    current_rmse, reference_rmse = rmse(current), rmse(reference)
+    current_error, reference_error = error(current), error(reference)
     reference.unpersist()
 
     drifted = sorted(c for c, value in psi.items() if value > args.psi_threshold)
-    error_ratio = current_rmse / reference_rmse if current_rmse and reference_rmse else None
+    error_ratio = current_error / reference_error if current_error and reference_error else None
     error_grew = error_ratio is not None and error_ratio > 1 + args.max_error_increase
     retrain = bool(drifted) or error_grew
 
     metrics = [("psi", column, value) for column, value in psi.items()]
-    if current_rmse is not None:
-        metrics += [("rmse", LABEL, current_rmse), ("reference_rmse", LABEL, reference_rmse)]
+    name = model.MONITORED_ERROR
+    if current_error is not None:
+        metrics += [(name, model.LABEL, current_error), (f"reference_{name}", model.LABEL, reference_error)]
     metrics.append(("retrain", "", float(retrain)))
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     rows = [(now, model_ref.full_name, version, window_start, last, m, c, float(v)) for m, c, v in metrics]
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> bool:
         flag = "  DRIFT" if value > args.psi_threshold else ""
         print(f"  PSI {column:<15} {value:7.3f}{flag}")
     if error_ratio is not None:
-        print(f"  RMSE {current_rmse:.3f} vs {reference_rmse:.3f} on training data (x{error_ratio:.2f})")
+        print(f"  {name} {current_error:.3f} vs {reference_error:.3f} on training data (x{error_ratio:.2f})")
     print(f"  retrain: {str(retrain).lower()}" + (f" (drift in {', '.join(drifted)})" if drifted else ""))
     set_task_value("retrain", str(retrain).lower())
     set_task_value("window_end", last.isoformat())

@@ -14,16 +14,14 @@ a bundle resource: a bundle cannot know the champion's version, so a deploy woul
 back whatever version it was given. ``databricks bundle destroy`` therefore leaves it;
 ``remove_endpoint`` deletes it.
 
-On Databricks this calls the Serving Endpoints API through ``databricks-sdk`` as the
-job's identity. Locally (``MLOPS_LOCAL_DIR`` set) no workspace is called: the state the
-endpoint would have is recorded in ``<local state>/serving_endpoints/<name>.json``, and
-the local scenario serves the champion with ``mlflow models serve``.
+It calls the Serving Endpoints API through ``databricks-sdk`` as the job's identity
+(``runtime.workspace_client``; locally, the stand-in workspace keeps the endpoint, and the
+local scenario serves the champion with ``mlflow models serve``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from dataclasses import dataclass
 
@@ -45,15 +43,7 @@ from mlflow.tracking import MlflowClient
 from . import params
 from .names import CHAMPION, ModelRef
 from .registry import require_alias
-from .runtime import (
-    JobError,
-    configure_mlflow,
-    is_local,
-    local_record,
-    read_local_record,
-    set_task_value,
-    workspace_client,
-)
+from .runtime import JobError, configure_mlflow, set_task_value, workspace_client
 
 CREATED, UPDATED, UNCHANGED = "created", "updated", "unchanged"
 WORKLOAD_SIZES = ("Small", "Medium", "Large")
@@ -221,29 +211,6 @@ def sync_endpoint(w, spec: EndpointSpec, timeout: dt.timedelta = dt.timedelta(mi
     return action
 
 
-def record_local(spec: EndpointSpec) -> str:
-    """Locally: record the endpoint state ``sync_endpoint`` would set; return what it would do."""
-    path = local_record("serving_endpoints", spec.name)
-    current = read_local_record("serving_endpoints", spec.name)
-    action = plan(None if current is None else current["served"], spec.served())
-    record = {
-        "name": spec.name,
-        "served": spec.served(),
-        "ai_gateway": spec.gateway(),
-        "payload_table": spec.payload_table if spec.log_payloads else None,
-        "permissions": [{"group_name": spec.read_group, "permission_level": "CAN_QUERY"}],
-        "last_action": action,
-        "updated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    }
-    path.write_text(json.dumps(record, indent=2) + "\n")
-    return action
-
-
-def local_endpoint(name: str) -> dict | None:
-    """The endpoint state a local run recorded, or None."""
-    return read_local_record("serving_endpoints", name)
-
-
 @params.entry_point(build_parser)
 def main(argv: list[str] | None = None) -> str:
     args = build_parser().parse_args(argv)
@@ -259,14 +226,9 @@ def main(argv: list[str] | None = None) -> str:
         args.read_group,
         args.log_payloads,
     )
-    if is_local():
-        action = record_local(spec)
-        where = "recorded locally, no workspace called"
-    else:
-        action = sync_endpoint(workspace_client(), spec, dt.timedelta(minutes=args.timeout_minutes))
-        where = "in the workspace"
+    action = sync_endpoint(workspace_client(), spec, dt.timedelta(minutes=args.timeout_minutes))
     what = {CREATED: "created, serving", UPDATED: "updated to serve", UNCHANGED: "already serves"}[action]
-    print(f"Endpoint {spec.name} {what} {model_ref.full_name} v{version} ({where}); {spec.read_group}: CAN_QUERY")
+    print(f"Endpoint {spec.name} {what} {model_ref.full_name} v{version}; {spec.read_group}: CAN_QUERY")
     set_task_value("served_version", version)
     return action
 
@@ -275,16 +237,11 @@ def main(argv: list[str] | None = None) -> str:
 def remove(argv: list[str] | None = None) -> bool:
     """Delete the endpoint; True if there was one."""
     args = build_remove_parser().parse_args(argv)
-    if is_local():
-        path = local_record("serving_endpoints", args.endpoint_name)
-        existed = path.exists()
-        path.unlink(missing_ok=True)
-    else:
-        try:
-            workspace_client().serving_endpoints.delete(args.endpoint_name)
-            existed = True
-        except NotFound:
-            existed = False
+    try:
+        workspace_client().serving_endpoints.delete(args.endpoint_name)
+        existed = True
+    except NotFound:
+        existed = False
     print(f"Endpoint {args.endpoint_name}: {'deleted' if existed else 'did not exist'}")
     return existed
 

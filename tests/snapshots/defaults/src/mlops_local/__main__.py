@@ -1,11 +1,11 @@
 """Command line of the local runner.
 
-python -m <package>.local run model_training_job --target dev
-python -m <package>.local run model_promotion_job --target prod --param source_version=3
-python -m <package>.local scenario      # the whole path to production
-python -m <package>.local summary       # champions per catalog
-python -m <package>.local approve <catalog>.<schema>.<model> <version>
-python -m <package>.local reset         # forget all local state
+python -m mlops_local run model_training_job --target dev
+python -m mlops_local run model_promotion_job --target prod --param source_version=3
+python -m mlops_local scenario      # the whole path to production
+python -m mlops_local summary       # champions per catalog
+python -m mlops_local approve <catalog>.<schema>.<model> <version>
+python -m mlops_local reset         # forget all local state
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ import shutil
 import sys
 import time
 
-from ..runtime import JobError
-from . import activate, find_project_dir, state_dir
 from .bundle import BundleError, load_bundle, resolve
+from .project import activate, find_project_dir, project_module, state_dir
 from .rules import check
 from .runner import LocalRunner, check_wheel_tasks
 from .scenario import ScenarioError, run_scenario, summary
@@ -80,7 +79,7 @@ def validate(project, variables: dict[str, str]) -> int:
     for finding in findings:
         print(f"error: {finding}", file=sys.stderr)
     if findings:
-        print(f"{len(findings)} deploy-time rule(s) broken (each rule's source: local/rules.py)", file=sys.stderr)
+        print(f"{len(findings)} deploy-time rule(s) broken (each rule's source: mlops_local/rules.py)", file=sys.stderr)
         return 1
     print("Bundle OK: every reference resolves, every task's parameters are accepted, no deploy-time rule is broken.")
     return 0
@@ -98,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     state = activate(project)
     started = time.perf_counter()
+    JobError = project_module("runtime").JobError
     try:
         if args.command == "run":
             bundle = resolve(load_bundle(project), args.target, _pairs(args.var, "--var"), project_dir=project)
@@ -113,12 +113,10 @@ def main(argv: list[str] | None = None) -> int:
             print(summary(project, state))
             return 0
         if args.command == "approve":
-            from ..promotion import APPROVAL_TAG, APPROVED, approve
-            from ..runtime import configure_mlflow
-
-            configure_mlflow()
-            approve(args.model, args.version)
-            print(f"{args.model} v{args.version}: {APPROVAL_TAG}={APPROVED}")
+            promotion = project_module("promotion")
+            project_module("runtime").configure_mlflow()
+            promotion.approve(args.model, args.version)
+            print(f"{args.model} v{args.version}: {promotion.APPROVAL_TAG}={promotion.APPROVED}")
             return 0
     except (BundleError, ScenarioError, JobError) as error:
         print(f"error: {error}", file=sys.stderr)

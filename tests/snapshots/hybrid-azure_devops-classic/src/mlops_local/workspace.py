@@ -1,12 +1,16 @@
-"""A stand-in for a Databricks workspace, at the HTTP boundary of ``databricks-sdk``.
+"""The local stand-in for a Databricks workspace, at the HTTP boundary of ``databricks-sdk``.
 
-There is no workspace in the tests. ``StandIn`` is a small HTTP server on 127.0.0.1 that
-answers the few REST calls the serving and quality-monitor code makes (serving endpoints,
-their permissions, tables, schemas, data-quality monitors and refreshes), keeps the
-objects it was given, and records every request: method, path, query and JSON body.
-A real ``WorkspaceClient`` talks to it over HTTP, so the SDK's request types, their
-serialization and its long-running-operation waiters are exercised for real; only the
-workspace's side is simplified (updates finish at once).
+Locally, ``runtime.workspace_client()`` returns ``local_client(<local state>)``: a real
+``WorkspaceClient`` whose host is ``StandIn``, a small HTTP server on 127.0.0.1. It answers
+the REST calls the serving and quality-monitor code makes (serving endpoints, their
+permissions, tables, schemas, data-quality monitors and refreshes), keeps the objects it
+was given in ``<local state>/workspace.json``, and records every request: method, path,
+query and JSON body. So the job code is the same code locally and on Databricks, and the
+SDK's request types, their serialization and its long-running-operation waiters run for
+real; only the workspace's side is simplified (updates finish at once). The tables it
+knows are the local tables under ``<local state>/warehouse``; any schema exists.
+
+The tests use the same stand-in, empty and in memory (``StandIn()`` and ``serve``).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 
@@ -36,6 +41,43 @@ class StandIn:
     monitors: dict = field(default_factory=dict)  # table id -> monitor
     refresh_running: bool = False
     calls: list[Call] = field(default_factory=list)
+    state_file: Path | None = None  # where the objects are kept between processes (None: in memory)
+    warehouse: Path | None = None  # local tables: <warehouse>/<catalog>/<schema>/<table>
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    KEPT = ("endpoints", "permissions", "monitors")
+
+    @classmethod
+    def open(cls, state_dir: Path) -> StandIn:
+        """The stand-in of a local state folder, with the objects earlier runs left in it."""
+        state_file = Path(state_dir) / "workspace.json"
+        kept = json.loads(state_file.read_text()) if state_file.exists() else {}
+        objects = {k: kept.get(k, {}) for k in cls.KEPT}
+        return cls(**objects, state_file=state_file, warehouse=Path(state_dir) / "warehouse")
+
+    def save(self) -> None:
+        if self.state_file is None:
+            return
+        partial = self.state_file.with_name(self.state_file.name + ".partial")
+        partial.write_text(json.dumps({k: getattr(self, k) for k in self.KEPT}, indent=2) + "\n")
+        partial.replace(self.state_file)
+
+    def endpoint(self, name: str) -> dict | None:
+        return self.endpoints.get(name)
+
+    def table_id(self, name: str) -> str | None:
+        """The id of table ``name``: one the test gave, or a local table that has been written."""
+        if name in self.tables:
+            return self.tables[name]
+        parts = name.split(".")
+        if self.warehouse is not None and len(parts) == 3 and (self.warehouse.joinpath(*parts) / "_SUCCESS").exists():
+            return str(uuid.uuid5(uuid.NAMESPACE_URL, name))
+        return None
+
+    def schema_id(self, name: str) -> str | None:
+        if name in self.schemas:
+            return self.schemas[name]
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, name)) if self.warehouse is not None else None
 
     def writes(self) -> list[tuple[str, str]]:
         """(method, path) of every call that changed something."""
@@ -54,14 +96,14 @@ class StandIn:
             return 200, {"object_id": parts[4], "access_control_list": acl}
         if parts[:4] == ["api", "2.1", "unity-catalog", "tables"] and method == "GET":
             name = parts[4]
-            if name not in self.tables:
+            if self.table_id(name) is None:
                 return _missing(f"Table '{name}' does not exist.")
-            return 200, {"full_name": name, "table_id": self.tables[name]}
+            return 200, {"full_name": name, "table_id": self.table_id(name)}
         if parts[:4] == ["api", "2.1", "unity-catalog", "schemas"] and method == "GET":
             name = parts[4]
-            if name not in self.schemas:
+            if self.schema_id(name) is None:
                 return _missing(f"Schema '{name}' does not exist.")
-            return 200, {"full_name": name, "schema_id": self.schemas[name]}
+            return 200, {"full_name": name, "schema_id": self.schema_id(name)}
         if parts[:4] == ["api", "data-quality", "v1", "monitors"]:
             return self._monitors(method, parts[4:], body)
         return 404, {"error_code": "ENDPOINT_NOT_FOUND", "message": f"stand-in has no {method} {path}"}
@@ -144,8 +186,11 @@ def serve(stand_in: StandIn):
             if url.path == "/.well-known/databricks-config":  # the SDK's optional host discovery
                 status, answer = 404, {"error_code": "NOT_FOUND", "message": "no host metadata"}
             else:
-                stand_in.calls.append(Call(self.command, url.path, parse_qs(url.query), body))
-                status, answer = stand_in.handle(self.command, url.path, body)
+                with stand_in.lock:
+                    stand_in.calls.append(Call(self.command, url.path, parse_qs(url.query), body))
+                    status, answer = stand_in.handle(self.command, url.path, body)
+                    if self.command != "GET":
+                        stand_in.save()
             data = json.dumps(answer).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -164,3 +209,21 @@ def serve(stand_in: StandIn):
     host = f"http://127.0.0.1:{server.server_address[1]}"
     config = Config(host=host, token="stand-in", auth_type="pat", retry_timeout_seconds=10)
     return server, WorkspaceClient(config=config)
+
+
+_local: dict[Path, tuple[StandIn, object]] = {}
+
+
+def local_client(state_dir: Path):
+    """The ``WorkspaceClient`` of local runs: the stand-in of ``state_dir``, one per process."""
+    state_dir = Path(state_dir).resolve()
+    if state_dir not in _local:
+        stand_in = StandIn.open(state_dir)
+        _, client = serve(stand_in)
+        _local[state_dir] = (stand_in, client)
+    return _local[state_dir][1]
+
+
+def local_endpoint(state_dir: Path, name: str) -> dict | None:
+    """The serving endpoint ``name`` as local runs left it, or None."""
+    return StandIn.open(state_dir).endpoint(name)

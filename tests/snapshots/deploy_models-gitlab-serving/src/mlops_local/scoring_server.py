@@ -5,8 +5,8 @@ interpreter on 127.0.0.1 and a free port, waits until it answers ``/ping``, and 
 when the ``with`` block ends, also when a step inside fails. ``smoke_test`` sends the
 model's own serving input example (what ``validate`` checked) and a malformed request,
 and compares the served predictions with ``predict`` in this process on the same rows.
-``check_serving`` is the local scenario's last step: prod's endpoint (as the local run
-recorded it) serves prod's champion, and that champion passes the smoke test.
+``check_serving`` is the local scenario's last step: prod's endpoint (as the stand-in
+workspace keeps it) serves prod's champion, and that champion passes the smoke test.
 """
 
 from __future__ import annotations
@@ -31,9 +31,8 @@ import requests
 from mlflow.models.utils import load_serving_example
 from mlflow.tracking import MlflowClient
 
-from ..names import CHAMPION, ModelRef
-from ..registry import alias_version
-from ..serving import local_endpoint
+from .project import project_module
+from .workspace import local_endpoint
 
 # A request the model must refuse: a column its signature does not have.
 MALFORMED = {"dataframe_split": {"columns": ["no_such_feature"], "data": [[1.0]]}}
@@ -163,16 +162,26 @@ def smoke_test(url: str, model_uri: str) -> SmokeResult:
     return SmokeResult(len(rows), float(np.max(np.abs(served - expected))), refused.status_code, message)
 
 
-def check_serving(model_name: str, endpoint_name: str, echo: Callable[[str], None] = print) -> SmokeResult:
+def served_version(endpoint: dict | None) -> str | None:
+    """The model version a stand-in endpoint serves, or None."""
+    entities = (endpoint or {}).get("config", {}).get("served_entities") or [{}]
+    version = entities[0].get("entity_version")
+    return None if version is None else str(version)
+
+
+def check_serving(
+    state: Path, model_name: str, endpoint_name: str, echo: Callable[[str], None] = print
+) -> SmokeResult:
     """The endpoint follows the champion of ``model_name``; the champion answers like an endpoint would."""
-    model = ModelRef.parse(model_name)
-    champion = alias_version(MlflowClient(), model, CHAMPION)
-    endpoint = local_endpoint(endpoint_name)
-    if endpoint is None or endpoint["served"]["entity_version"] != champion:
-        served = "nothing" if endpoint is None else f"v{endpoint['served']['entity_version']}"
+    names = project_module("names")
+    model = names.ModelRef.parse(model_name)
+    champion = project_module("registry").alias_version(MlflowClient(), model, names.CHAMPION)
+    endpoint = local_endpoint(state, endpoint_name)
+    if endpoint is None or served_version(endpoint) != champion:
+        served = "nothing" if endpoint is None else f"v{served_version(endpoint)}"
         raise ServingError(f"endpoint {endpoint_name} serves {served}, not the champion v{champion}")
     echo(f"\n[serving] endpoint {endpoint['name']} serves {model.full_name} v{champion} (the champion)")
-    uri = model.uri(alias=CHAMPION)
+    uri = model.uri(alias=names.CHAMPION)
     echo(f"[serving] mlflow models serve -m {uri} --env-manager local: smoke test")
     try:
         with scoring_server(uri) as url:

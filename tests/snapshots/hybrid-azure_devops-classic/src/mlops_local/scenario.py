@@ -6,8 +6,13 @@ trains, and prod then runs batch inference and monitoring. So the scenario follo
 deployment pattern the project was generated with, and any change made to the bundle.
 
 When the jobs have a ``serve`` task (serving endpoint included), the scenario then checks
-that prod's endpoint (as the local run recorded it) serves prod's champion, serves that
-champion with MLflow's own scoring server and smoke-tests it (``scoring_server.check_serving``).
+that prod's endpoint (as the stand-in workspace keeps it) serves prod's champion, serves
+that champion with MLflow's own scoring server and smoke-tests it
+(``scoring_server.check_serving``).
+
+The project's own rules come from its job package: the ``champion`` alias (``names``), the
+approval and source tags (``promotion``), the previous-champion tag (``deploy``) and the
+headline metric (the first of ``model.THRESHOLDS``).
 """
 
 from __future__ import annotations
@@ -20,12 +25,9 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from ..deploy import PREVIOUS
-from ..names import CHAMPION, ModelRef
-from ..promotion import APPROVAL_TAG, APPROVED, SOURCE_TAG, approve
-from ..registry import alias_version, get_version
-from ..runtime import SCORING_MODULES, configure_mlflow, start_spark_early
 from .bundle import ResolvedBundle, load_bundle, resolve
+from .environment import scoring_modules, start_spark_early
+from .project import project_module
 from .runner import FAILED, SUCCESS, JobRun, LocalRunner
 
 ENVIRONMENTS = ("dev", "staging", "prod")
@@ -79,18 +81,22 @@ def plan(bundles: dict[str, ResolvedBundle]) -> list[Step]:
 
 
 def approve_copied_version(run: JobRun, bundle: ResolvedBundle, echo: Callable[[str], None]) -> None:
+    promotion = project_module("promotion")
     version = run.tasks["copy_model"].values["model_version"]
     model = bundle.model_full_name()
     echo(f"--> The approval gate stopped the promotion before deploy; {model} champion is unchanged.")
-    echo(f"--> Approving {model} v{version} as a reviewer would ({APPROVAL_TAG}={APPROVED}), then re-running.")
-    approve(model, version)
+    echo(
+        f"--> Approving {model} v{version} as a reviewer would ({promotion.APPROVAL_TAG}={promotion.APPROVED}), "
+        "then re-running."
+    )
+    promotion.approve(model, version)
 
 
 def run_scenario(project_dir: Path, state: Path, echo: Callable[[str], None] = print) -> list[JobRun]:
-    start_spark_early(SCORING_MODULES)
+    start_spark_early(state, scoring_modules())
     config = load_bundle(project_dir)
     bundles = resolve_all(config)
-    configure_mlflow()
+    project_module("runtime").configure_mlflow()
     runs = []
     steps = plan(bundles)
     echo("Local scenario: " + "; ".join(f"{s.target}: {s.job}" for s in steps))
@@ -117,7 +123,7 @@ def run_scenario(project_dir: Path, state: Path, echo: Callable[[str], None] = p
         from .scoring_server import ServingError, check_serving
 
         try:
-            check_serving(bundles["prod"].model_full_name(), serve["endpoint_name"], echo)
+            check_serving(state, bundles["prod"].model_full_name(), serve["endpoint_name"], echo)
         except ServingError as error:
             raise ScenarioError(str(error)) from None
     return runs
@@ -152,28 +158,30 @@ def mlflow_command() -> str:
 
 def summary(project_dir: Path, state: Path) -> str:
     """Each target's champion, its metrics and where it came from; where to look next."""
+    names, registry = project_module("names"), project_module("registry")
+    source_tag, previous_tag = project_module("promotion").SOURCE_TAG, project_module("deploy").PREVIOUS
+    headline = next(iter(project_module("model").THRESHOLDS))
     config = load_bundle(project_dir)
-    configure_mlflow()
+    project_module("runtime").configure_mlflow()
     client = MlflowClient()
     lines = ["", "Champions by catalog:"]
     for target, bundle in resolve_all(config).items():
-        model = ModelRef.parse(bundle.model_full_name())
-        champion = alias_version(client, model, CHAMPION)
+        model = names.ModelRef.parse(bundle.model_full_name())
+        champion = registry.alias_version(client, model, names.CHAMPION)
         if champion is None:
             lines.append(f"  {target:<8} {model.full_name}: no champion")
             continue
-        version = get_version(client, model, champion)
+        version = registry.get_version(client, model, champion)
         tags = version.tags
         origin = (
-            f"copied from {tags[SOURCE_TAG]}"
-            if SOURCE_TAG in tags
-            else f"trained in {tags.get('trained_in', model.catalog)} on trips to {tags.get('training_end_date', '?')}"
+            f"copied from {tags[source_tag]}"
+            if source_tag in tags
+            else f"trained in {tags.get('trained_in', model.catalog)} on data to {tags.get('training_end_date', '?')}"
         )
         metrics = client.get_run(version.run_id).data.metrics if version.run_id else {}
-        rmse = metrics.get("holdout_root_mean_squared_error")
-        r2 = metrics.get("holdout_r2_score")
-        figures = f"RMSE {rmse:.5f}, R2 {r2:.5f}" if rmse is not None and r2 is not None else "no metrics"
-        previous = tags.get(PREVIOUS, "none")
+        value = metrics.get(f"holdout_{headline}")
+        figures = f"{headline} {value:.5f}" if value is not None else "no metrics"
+        previous = tags.get(previous_tag, "none")
         previous = previous if previous == "none" else f"v{previous}"
         lines.append(
             f"  {target:<8} {model.full_name} v{version.version}: {origin}; {figures}; previous champion {previous}"

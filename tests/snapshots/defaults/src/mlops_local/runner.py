@@ -6,7 +6,7 @@ against the entry point's own parser first); ``condition_task`` compares its ope
 after job-run values (``{{tasks.<key>.values.<name>}}``, ``{{job.parameters.<name>}}``)
 are filled in; ``run_job_task`` runs another job of the same target; ``depends_on``
 outcomes and ``run_if`` decide what runs. Entry points run in this process and share
-one Spark session; their task values come back through ``runtime.task_value_sink``.
+one Spark session; their task values come back through ``environment.task_value_sink``.
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import runtime
+from . import environment
 from .bundle import BundleError, ResolvedBundle
+from .project import LOCAL_DIR_ENV, project_module
 
 DYNAMIC = re.compile(r"\{\{\s*([A-Za-z0-9_.\-]+)\s*\}\}")
 SUCCESS, FAILED, EXCLUDED, UPSTREAM_FAILED = "SUCCESS", "FAILED", "EXCLUDED", "UPSTREAM_FAILED"
@@ -305,7 +306,8 @@ class LocalRunner:
         except TaskConfigError:
             raise
         except Exception as error:  # a task failure: record it and go on like Databricks
-            message = str(error) if isinstance(error, runtime.JobError) else traceback.format_exc().strip()
+            for_the_user = isinstance(error, project_module("runtime").JobError)
+            message = str(error) if for_the_user else traceback.format_exc().strip()
             result = TaskResult(key, FAILED, message=message)
         result.seconds = time.perf_counter() - started
         return result
@@ -318,13 +320,13 @@ class LocalRunner:
             for arg in wheel_task_argv(task)
         ]
         values: dict[str, str] = {}
-        previous_sink = runtime.task_value_sink
-        runtime.task_value_sink = values.__setitem__
-        os.environ[runtime.LOCAL_DIR_ENV] = str(self.state_dir)
+        previous_sink = environment.task_value_sink
+        environment.task_value_sink = values.__setitem__
+        os.environ[LOCAL_DIR_ENV] = str(self.state_dir)
         try:
             function(argv)
         finally:
-            runtime.task_value_sink = previous_sink
+            environment.task_value_sink = previous_sink
             import mlflow
 
             while mlflow.active_run():

@@ -1,0 +1,179 @@
+"""The ML problem: what is predicted, from which table, by which model, judged by what.
+
+This is the module to change when the model changes. Training, validation, batch
+inference, monitoring, the quality monitor, serving and the local runs all read the
+problem from here; none of them names a column, a metric or an estimator. The places
+meant to be changed are marked ``Change this``; the rest follows from them.
+
+The example predicts the fare of a New York taxi trip from its distance, duration, time
+and place, on ``samples.nyctaxi.trips`` (every Unity Catalog workspace has it).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
+
+# --- The data ----------------------------------------------------------------------
+
+# Change this: the table the jobs read by default (the bundle's training_table and
+# scoring_table variables name the table per target), the columns of it that
+# add_features reads, the column saying when a row happened (training ends at
+# training_end_date, the last HOLDOUT_DAYS of it are held out for validation, monitoring
+# compares days of it) and the column to predict.
+SOURCE_TABLE = "samples.nyctaxi.trips"
+SOURCE_COLUMNS = ["tpep_pickup_datetime", "tpep_dropoff_datetime", "trip_distance", "pickup_zip", "dropoff_zip"]
+TIMESTAMP = "tpep_pickup_datetime"
+LABEL = "fare_amount"
+HOLDOUT_DAYS = 7
+
+# Change this: the model's inputs, as add_features computes them.
+FEATURES = ["trip_distance", "trip_minutes", "pickup_hour", "pickup_weekday", "pickup_zip", "dropoff_zip"]
+
+
+def add_features(df: DataFrame) -> DataFrame:
+    """Change this: compute ``FEATURES`` next to the source columns, dropping unusable rows.
+
+    Spark code, so it scales on a cluster; batch inference and monitoring call it too, so
+    a model is always scored on the features it was trained on.
+    """
+    pickup, dropoff = F.col("tpep_pickup_datetime"), F.col("tpep_dropoff_datetime")
+    return (
+        df.withColumn("trip_distance", F.col("trip_distance").cast("double"))
+        .withColumn("trip_minutes", ((dropoff.cast("long") - pickup.cast("long")) / 60.0).cast("double"))
+        .withColumn("pickup_hour", F.hour(pickup).cast("int"))
+        .withColumn("pickup_weekday", F.dayofweek(pickup).cast("int"))
+        .withColumn("pickup_zip", F.coalesce(F.col("pickup_zip").cast("int"), F.lit(0)))
+        .withColumn("dropoff_zip", F.coalesce(F.col("dropoff_zip").cast("int"), F.lit(0)))
+        .where(F.col("trip_distance").isNotNull() & (F.col("trip_minutes") >= 0))
+    )
+
+
+# --- The model ---------------------------------------------------------------------
+
+# Change this: "regression" or "classification". It picks MLflow's evaluator, the quality
+# monitor's analysis and the type of the predictions batch inference writes.
+PROBLEM_TYPE = "regression"
+PREDICTION_TYPE = "double"  # Spark type of a prediction: "double" for regression, the label's type otherwise
+
+MODEL_PARAMS = {"max_iter": 200, "learning_rate": 0.1, "max_leaf_nodes": 31, "random_state": 0}
+
+
+def build_model():
+    """Change this: an unfitted scikit-learn estimator (``fit(X, y)``, ``predict(X)``)."""
+    return HistGradientBoostingRegressor(**MODEL_PARAMS)
+
+
+# Change this with the estimator: the packages the logged model needs to load and predict,
+# pinned to this environment's versions when it is logged (not the project's uv.lock, which
+# also holds Spark and the test tools a serving endpoint would install for nothing).
+# tests/test_model_lifecycle.py compares the list with what MLflow infers for the model.
+MODEL_REQUIREMENTS = ("mlflow", "cloudpickle", "numpy", "pandas", "scikit-learn", "scipy")
+
+
+# --- Metrics and the validation thresholds ------------------------------------------
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A validation rule on one metric; ``vs_champion``: also no worse than the champion on the same rows."""
+
+    value: float
+    greater_is_better: bool
+    vs_champion: bool = False
+
+
+# Change this: the metrics validation checks, by the names MLflow's evaluator gives them for
+# PROBLEM_TYPE (regression: root_mean_squared_error, mean_absolute_error, r2_score, ...;
+# classification: accuracy_score, f1_score, precision_score, recall_score, ...). The first
+# one is the model's headline figure in job output and the local summary.
+THRESHOLDS = {
+    "root_mean_squared_error": Threshold(10.0, greater_is_better=False, vs_champion=True),
+    "r2_score": Threshold(0.5, greater_is_better=True),
+}
+
+
+def metrics(y_true, y_pred) -> dict[str, float]:
+    """Change this with THRESHOLDS: what training logs on the hold-out days (as ``holdout_<name>``)."""
+    return {
+        "root_mean_squared_error": float(root_mean_squared_error(y_true, y_pred)),
+        "mean_absolute_error": float(mean_absolute_error(y_true, y_pred)),
+        "r2_score": float(r2_score(y_true, y_pred)),
+    }
+
+
+def headline_metric() -> str:
+    """The first of THRESHOLDS: the figure job output leads with."""
+    return next(iter(THRESHOLDS))
+
+
+# What mlflow.models.evaluate calls each PROBLEM_TYPE (its ``model_type``).
+MLFLOW_MODEL_TYPES = {"regression": "regressor", "classification": "classifier"}
+
+
+def mlflow_model_type() -> str:
+    return MLFLOW_MODEL_TYPES[PROBLEM_TYPE]
+
+
+# Change this with PROBLEM_TYPE: the error monitoring compares between the recent window and
+# the training data (where the scored rows have labels), as a Spark aggregate.
+MONITORED_ERROR = "rmse"
+
+
+def monitored_error(prediction: Column, label: Column) -> Column:
+    return F.sqrt(F.avg((prediction - label) ** 2))
+
+
+# --- Local stand-in for SOURCE_TABLE -------------------------------------------------
+
+# The sample table covers January and February 2016, and so does the stand-in. From
+# DRIFT_START its trips get longer and dearer, so that monitoring has drift to find.
+STAND_IN_START = dt.date(2016, 1, 1)
+STAND_IN_END = dt.date(2016, 2, 29)
+DRIFT_START = dt.date(2016, 2, 15)
+MANHATTAN_ZIPS = [10001, 10002, 10003, 10011, 10016, 10019, 10022, 10023, 10028, 10036, 10065, 10128]
+
+
+def stand_in_table(spark: SparkSession, rows: int = 30_000, seed: int = 7) -> DataFrame:
+    """Change this with SOURCE_TABLE: seeded rows with its schema, for runs on this machine.
+
+    Local runs read this instead of ``SOURCE_TABLE`` (made once and cached, see
+    ``runtime.read_table``), so the same job parameters work locally and on Databricks.
+    """
+    start = dt.datetime.combine(STAND_IN_START, dt.time.min)
+    seconds = int((dt.datetime.combine(STAND_IN_END, dt.time.max) - start).total_seconds())
+    zips = F.array(*[F.lit(z) for z in MANHATTAN_ZIPS])
+    trips = (
+        spark.range(rows, numPartitions=2)
+        .withColumn("pickup", (F.lit(start).cast("timestamp").cast("long") + (F.rand(seed) * seconds).cast("long")))
+        .withColumn("pickup", F.col("pickup").cast("timestamp"))
+        .withColumn("drifted", F.col("pickup") >= F.lit(DRIFT_START).cast("timestamp"))
+        # Log-normal distances around 2 miles; longer trips after the drift starts.
+        .withColumn("distance", F.exp(F.lit(0.6) + F.lit(0.7) * F.randn(seed + 1)))
+        .withColumn("distance", F.when(F.col("drifted"), F.col("distance") * 1.6).otherwise(F.col("distance")))
+        .withColumn("rush", F.hour("pickup").between(7, 9) | F.hour("pickup").between(16, 19))
+        .withColumn("speed_mph", F.when(F.col("rush"), 8.0).otherwise(13.0) + F.randn(seed + 2))
+        .withColumn("minutes", F.col("distance") / F.greatest(F.col("speed_mph"), F.lit(3.0)) * 60 + 2)
+        .withColumn(
+            "fare",
+            2.5
+            + 1.6 * F.col("distance")
+            + 0.35 * F.col("minutes")
+            + F.when(F.col("rush"), 1.0).otherwise(0.0)
+            + F.when(F.col("drifted"), 3.0).otherwise(0.0)
+            + 0.8 * F.randn(seed + 3),
+        )
+    )
+    return trips.select(
+        F.col("pickup").alias("tpep_pickup_datetime"),
+        (F.col("pickup") + F.make_interval(mins=F.col("minutes").cast("int"))).alias("tpep_dropoff_datetime"),
+        F.round("distance", 2).cast("double").alias("trip_distance"),
+        F.round(F.greatest(F.col("fare"), F.lit(2.5)), 2).cast("double").alias("fare_amount"),
+        zips[(F.rand(seed + 4) * len(MANHATTAN_ZIPS)).cast("int")].cast("int").alias("pickup_zip"),
+        zips[(F.rand(seed + 5) * len(MANHATTAN_ZIPS)).cast("int")].cast("int").alias("dropoff_zip"),
+    )

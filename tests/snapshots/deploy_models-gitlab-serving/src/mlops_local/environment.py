@@ -1,0 +1,299 @@
+"""The local side of the project's ``runtime`` module: Spark, tables, registry, task values.
+
+The job package's ``runtime`` hands each call here when ``MLOPS_LOCAL_DIR`` names a folder
+(the local runner and the tests set it), so the jobs never branch on where they run:
+
+- Spark: a local session tuned for small data on a laptop (few partitions, no UI, a JVM
+  that starts fast, native thread pools of one thread since Spark's tasks already use the
+  cores), which can start in the background while the job imports its libraries;
+- tables: Parquet folders under ``<local state>/warehouse/<catalog>/<schema>/<table>``; the
+  project's ``model.SOURCE_TABLE`` is made from ``model.stand_in_table`` the first time it
+  is read;
+- the registry: an MLflow SQLite database in the state folder;
+- task values: handed to the local runner (``task_value_sink``).
+
+What is slow to make and never changes (the stand-in table, an empty registry) is cached
+in ``MLOPS_LOCAL_CACHE`` (default ``~/.cache/mlops-local``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import os
+import shutil
+import sqlite3
+import sys
+import threading
+from collections.abc import Callable
+from contextlib import closing
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .project import project_module
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+CACHE_DIR_ENV = "MLOPS_LOCAL_CACHE"
+
+# Set by the local runner while a task runs; receives (key, value) of task values.
+task_value_sink: Callable[[str, str], None] | None = None
+
+
+def cache_dir() -> Path:
+    """Where local runs keep reusable artifacts (``MLOPS_LOCAL_CACHE``, else the user's cache folder)."""
+    configured = os.environ.get(CACHE_DIR_ENV)
+    if configured:
+        return Path(configured).resolve()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mlops-local"
+
+
+def cached(key: str, build: Callable[[Path], None]) -> Path:
+    """The folder ``cache_dir()/key``, made once by ``build(folder)``.
+
+    ``key`` must name everything the content depends on. ``build`` writes into a private
+    temporary folder that is renamed into place when complete, so a crash or a concurrent
+    run never leaves a half-written entry.
+    """
+    final = cache_dir() / key
+    if final.is_dir():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    partial = final.with_name(f".{final.name}.{os.getpid()}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        build(partial)
+        try:
+            partial.rename(final)
+        except OSError:
+            if not final.is_dir():  # not a concurrent run that finished first
+                raise
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return final
+
+
+def limit_native_threads() -> None:
+    """One thread per native pool (OpenMP, BLAS) unless OMP_NUM_THREADS says otherwise.
+
+    scikit-learn's OpenMP threads compete with Spark's tasks for the same cores; on a small
+    machine that makes a fit of seconds take tens of seconds. Spark's Python workers inherit
+    the environment variable.
+    """
+    if "OMP_NUM_THREADS" in os.environ:
+        return
+    os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # comes with scikit-learn; without it nothing has loaded OpenMP yet
+        return
+    threadpool_limits(1)
+
+
+# --- Spark -------------------------------------------------------------------------
+
+
+def spark_session(root: Path) -> SparkSession:
+    """The local session: the one started in the background if any, else a new one."""
+    from pyspark.sql import SparkSession
+
+    _early_ready.wait()
+    active = SparkSession.getActiveSession() or _early_session
+    return active if active is not None else _new_session(root)
+
+
+def _new_session(root: Path) -> SparkSession:
+    from pyspark.sql import SparkSession
+
+    # Spark's Python workers must run this interpreter, not whatever python3 is on PATH.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    limit_native_threads()
+    spark = (
+        SparkSession.builder.master(os.environ.get("MLOPS_SPARK_MASTER", "local[2]"))
+        .appName("mlops-local")
+        # Small data on a few cores: a JVM that starts fast (the C1 compiler only, a simple
+        # collector), two shuffle partitions, and small files read as one partition.
+        .config("spark.driver.extraJavaOptions", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.sql.files.minPartitionNum", "1")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.warehouse.dir", str(root / "spark-warehouse"))
+        .config("spark.driver.memory", "4g")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+_early_ready = threading.Event()  # set unless a session is being started in the background
+_early_ready.set()
+_early_session: SparkSession | None = None
+
+
+def scoring_modules() -> tuple[str, ...]:
+    """What scoring with ``spark_udf`` imports in a Spark Python worker: MLflow and the model's library."""
+    estimator = type(project_module("model").build_model())
+    return ("mlflow.pyfunc", "mlflow.sklearn", estimator.__module__)
+
+
+def start_spark_early(root: Path, warm_up_modules: tuple[str, ...] = ()) -> None:
+    """Start the local Spark session in the background; ``spark_session`` waits for it.
+
+    The JVM then starts while this process imports its libraries. ``warm_up_modules`` go
+    to ``warm_up_python_worker``. A failure here is not raised: ``spark_session`` then
+    starts the session itself and reports the error.
+    """
+    from pyspark.sql import SparkSession
+
+    if not _early_ready.is_set() or SparkSession.getActiveSession() or _early_session:
+        return
+    _early_ready.clear()
+
+    def start() -> None:
+        global _early_session
+        try:
+            _early_session = _new_session(root)
+        except Exception:
+            return
+        finally:
+            _early_ready.set()
+
+    threading.Thread(target=start, name="spark-early-start", daemon=True).start()
+    if warm_up_modules:
+        warm_up_python_worker(root, warm_up_modules)
+
+
+def warm_up_python_worker(root: Path, modules: tuple[str, ...]) -> None:
+    """Import ``modules`` in a Spark Python worker, in the background.
+
+    The first job with a Python UDF (e.g. ``spark_udf`` scoring) otherwise waits while its
+    worker imports MLflow and the model's libraries; Spark reuses this worker instead.
+    """
+
+    def load(batches):
+        import importlib
+
+        for name in modules:
+            importlib.import_module(name)
+        yield from batches
+
+    def run() -> None:
+        try:  # a pandas UDF, so the worker is one that later pandas UDFs reuse
+            spark_session(root).range(1, numPartitions=1).mapInPandas(load, "id long").collect()
+        except Exception:
+            pass
+
+    threading.Thread(target=run, name="python-worker-warm-up", daemon=True).start()
+
+
+# --- Tables ------------------------------------------------------------------------
+
+
+def table_path(root: Path, name: str) -> Path:
+    parts = name.split(".")
+    if len(parts) != 3 or not all(parts):
+        raise project_module("runtime").JobError(f"{name!r} is not a table name of the form <catalog>.<schema>.<table>")
+    return root / "warehouse" / Path(*parts)
+
+
+def table_exists(root: Path, name: str) -> bool:
+    return (table_path(root, name) / "_SUCCESS").exists()
+
+
+def read_table(spark: SparkSession, root: Path, name: str) -> DataFrame | None:
+    """Table ``name``, or None when it does not exist; the model's source table is made from its stand-in."""
+    ensure_stand_in(spark, root, name)
+    return spark.read.parquet(str(table_path(root, name))) if table_exists(root, name) else None
+
+
+def write_table(df: DataFrame, root: Path, name: str, mode: str) -> None:
+    df.write.mode(mode).parquet(str(table_path(root, name)))
+
+
+def copy_table(root: Path, folder: Path, name: str) -> None:
+    """Make table ``name`` a copy of the Parquet table in ``folder``."""
+    path = table_path(root, name)
+    shutil.rmtree(path, ignore_errors=True)
+    shutil.copytree(folder, path)
+
+
+def ensure_stand_in(spark: SparkSession, root: Path, name: str) -> None:
+    """Make ``model.SOURCE_TABLE`` from ``model.stand_in_table`` the first time it is read.
+
+    The rows are cached under a key made of ``model.py`` and the Spark version, so a change
+    to the model's module makes a new table.
+    """
+    import pyspark
+
+    model = project_module("model")
+    if name != model.SOURCE_TABLE or table_exists(root, name):
+        return
+    made_of = inspect.getsource(model) + pyspark.__version__
+    key = "stand-in-" + hashlib.sha256(made_of.encode()).hexdigest()[:16]
+
+    def generate(folder: Path) -> None:
+        print(f"Generating the local stand-in for {name} (model.stand_in_table) into {folder.parent}")
+        model.stand_in_table(spark).write.parquet(str(folder))
+
+    copy_table(root, cached(key, generate), name)
+
+
+# --- MLflow ------------------------------------------------------------------------
+
+
+def registry_uri(root: Path) -> str:
+    """The SQLite registry of ``root``, started from a cached empty one the first time."""
+    root.mkdir(parents=True, exist_ok=True)
+    db = root / "mlflow.db"
+    if not db.exists():
+        _copy_empty_registry(db)
+    return f"sqlite:///{db}"
+
+
+def _copy_empty_registry(db: Path) -> None:
+    """Start ``db`` from a cached empty registry of this MLflow version.
+
+    Creating the tables runs every MLflow schema migration, which takes seconds; a copy of
+    an empty, fully migrated database is the same thing at once. MLflow checks the schema
+    version whenever it opens the database.
+    """
+    import mlflow
+
+    def build(folder: Path) -> None:
+        folder.mkdir(parents=True)
+        from mlflow.tracking import MlflowClient
+
+        MlflowClient(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}").search_experiments()
+
+    empty = cached(f"mlflow-{mlflow.__version__}-registry", build) / "mlflow.db"
+    partial = db.with_name(db.name + ".partial")
+    partial.unlink(missing_ok=True)
+    with closing(sqlite3.connect(empty)) as source, closing(sqlite3.connect(partial)) as target:
+        source.backup(target)
+        # The Default experiment keeps its artifacts in this folder, not in the cache.
+        with target:
+            target.execute(
+                "UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
+                ((db.parent / "mlartifacts" / "0").as_uri(),),
+            )
+    partial.replace(db)
+
+
+def artifact_location(root: Path) -> str:
+    return (root / "mlartifacts").as_uri()
+
+
+# --- Task values -------------------------------------------------------------------
+
+
+def set_task_value(key: str, text: str) -> None:
+    if task_value_sink is not None:
+        task_value_sink(key, text)
+    else:  # run by hand or from a test: there is no job run to publish to
+        print(f"task value {key}={text} not published (not in a job run)")

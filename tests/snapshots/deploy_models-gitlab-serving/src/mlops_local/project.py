@@ -1,0 +1,56 @@
+"""The project the local runner works on: its folder, its job package and its state folder."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+import tomllib
+from pathlib import Path
+from types import ModuleType
+
+# The interface with the job package's ``runtime``: set, it names the local state folder.
+LOCAL_DIR_ENV = "MLOPS_LOCAL_DIR"
+# The job package to drive; by default, the one the nearest pyproject.toml names.
+PACKAGE_ENV = "MLOPS_LOCAL_PACKAGE"
+STATE_DIR_NAME = ".mlops_local"
+
+
+def find_project_dir(start: Path | None = None) -> Path:
+    """The nearest folder, from ``start`` (default: the working directory) up, with a databricks.yml."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "databricks.yml").is_file():
+            return folder
+    raise FileNotFoundError(f"No databricks.yml in {here} or above: run this from the project folder")
+
+
+def state_dir(project_dir: Path) -> Path:
+    """Where local runs keep their state (``MLOPS_LOCAL_DIR`` overrides the default)."""
+    configured = os.environ.get(LOCAL_DIR_ENV)
+    return Path(configured).resolve() if configured else Path(project_dir) / STATE_DIR_NAME
+
+
+def activate(project_dir: Path) -> Path:
+    """Point this process's jobs at the project's local state; return the state folder."""
+    folder = state_dir(project_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ[LOCAL_DIR_ENV] = str(folder)
+    os.environ.setdefault(PACKAGE_ENV, package_name(project_dir))
+    return folder
+
+
+def package_name(project_dir: Path | None = None) -> str:
+    """The job package: ``[project].name`` of the project's pyproject.toml, as an import name."""
+    pyproject = find_project_dir(project_dir) / "pyproject.toml"
+    return tomllib.loads(pyproject.read_text())["project"]["name"].replace("-", "_")
+
+
+@functools.cache
+def _package() -> str:
+    return os.environ.get(PACKAGE_ENV) or package_name()
+
+
+def project_module(name: str) -> ModuleType:
+    """Module ``name`` of the job package (``model``, ``runtime``, ``promotion``, ...)."""
+    return importlib.import_module(f"{_package()}.{name}")
