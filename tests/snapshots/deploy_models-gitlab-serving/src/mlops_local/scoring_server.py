@@ -169,9 +169,7 @@ def served_version(endpoint: dict | None) -> str | None:
     return None if version is None else str(version)
 
 
-def check_serving(
-    state: Path, model_name: str, endpoint_name: str, echo: Callable[[str], None] = print
-) -> SmokeResult:
+def check_serving(state: Path, model_name: str, endpoint_name: str, echo: Callable[[str], None] = print) -> SmokeResult:
     """The endpoint follows the champion of ``model_name``; the champion answers like an endpoint would."""
     names = project_module("names")
     model = names.ModelRef.parse(model_name)
