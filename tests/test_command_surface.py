@@ -62,7 +62,12 @@ def test_the_readme_calls_the_targets(baked):
     called = set(MAKE_CALL.findall(readme))
     assert {"lint", "test", "test-fast", "validate", "scenario"} <= called
     assert called <= set(makefile_targets(project)), called - set(makefile_targets(project))
-    for command in ('uv run pytest -m "not slow"', "uv run ruff check", "mlops_local validate  ", "mlops_local scenario  "):
+    for command in (
+        'uv run pytest -m "not slow"',
+        "uv run ruff check",
+        "mlops_local validate  ",
+        "mlops_local scenario  ",
+    ):
         assert command not in readme, f"README repeats {command!r} instead of calling make"
 
 

@@ -56,7 +56,6 @@ def main() -> int:
     step(f"Baking the template (deployment_pattern={args.pattern})")
     project = rebake(args.build_dir / f"demo-{args.pattern}", deployment_pattern=args.pattern)
     print(f"Generated {project}")
-    package = project.name
     env = project_env(project)
 
     step("Linting the generated code (ruff)")

@@ -8,7 +8,7 @@ import pytest
 from helpers import model_args
 from mlops_local.workspace import StandIn
 
-from {{ cookiecutter.project_slug }} import batch_inference, quality_monitor
+from {{ cookiecutter.project_slug }} import batch_inference, model, quality_monitor
 from {{ cookiecutter.project_slug }}.names import ModelRef
 from {{ cookiecutter.project_slug }}.runtime import JobError, local_dir, read_table, write_table
 
@@ -38,12 +38,12 @@ def test_created_then_unchanged_then_updated_when_paused(workspace):
     assert create.body["object_type"] == "table" and create.body["object_id"] == "t-1"
     assert config["output_schema_id"] == "s-1"
     assert config["inference_log"] == {
-        "problem_type": "INFERENCE_PROBLEM_TYPE_REGRESSION",
+        "problem_type": f"INFERENCE_PROBLEM_TYPE_{model.PROBLEM_TYPE.upper()}",
         "timestamp_column": "scored_at",
         "granularities": ["AGGREGATION_GRANULARITY_1_DAY"],
         "prediction_column": "prediction",
         "model_id_column": "model_version",
-        "label_column": "fare_amount",
+        "label_column": model.LABEL,
     }
     assert config["schedule"] == {"quartz_cron_expression": "0 0 9 * * ?", "timezone_id": "UTC"}
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 
-from .model import SOURCE_TABLE
 from .names import ModelRef
 
 
@@ -24,6 +23,8 @@ def add_model(p: argparse.ArgumentParser) -> None:
 
 
 def add_training_data(p: argparse.ArgumentParser) -> None:
+    from .model import SOURCE_TABLE  # here, so that entry points without training data don't load the model's libraries
+
     p.add_argument("--training_table", default=SOURCE_TABLE)
     p.add_argument("--training_end_date", required=True, help="last day used (yyyy-mm-dd)")
     p.add_argument("--sample_fraction", type=float, default=1.0)

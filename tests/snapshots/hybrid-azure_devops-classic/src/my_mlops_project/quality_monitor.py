@@ -2,7 +2,7 @@
 
 The ``quality_monitor`` task runs after each batch inference run, when the inference table
 ``<catalog>.<schema>.<model>_predictions`` exists. It creates the monitor (inference-log
-analysis: regression, prediction ``prediction``, label, model version, ``scored_at``) when
+analysis of ``model.PROBLEM_TYPE``: prediction, label, model version, ``scored_at``) when
 there is none (a new monitor computes its first metrics by itself), or else updates it when
 its analysis, schedule or output schema differ and asks for a refresh, so the metrics follow
 every scoring run.
