@@ -1,6 +1,7 @@
 """model.py is the one module to change for another ML problem: a classifier on another table.
 
-A default bake gets tests/fixtures/classifier_model.py as its model.py (urgent orders of
+A bake with every optional job (monitoring, serving endpoint) gets
+tests/fixtures/classifier_model.py as its model.py (urgent orders of
 ``samples.tpch.orders``, a HistGradientBoostingClassifier judged on accuracy and F1) and
 the bundle's table variables pointed at that table; nothing else changes. The project's
 own test suite, the local scenario included, must then pass as it does for the default
@@ -36,7 +37,7 @@ def point_table_variables_at(databricks_yml: Path, table: str) -> None:
 
 @pytest.fixture(scope="module")
 def classifier_project(baked, tmp_path_factory) -> Path:
-    default = baked()
+    default = baked(include_monitoring=True, include_serving_endpoint=True)
     project = shutil.copytree(default, tmp_path_factory.mktemp("classifier") / default.name)
     shutil.copyfile(FIXTURE, next(project.glob("src/*/model.py")))
     point_table_variables_at(project / "databricks.yml", TABLE)
