@@ -107,3 +107,10 @@ def test_an_unresolved_reference_fails_with_its_location():
     where = r"batch_inference_job\.tasks\[batch_inference\]\.python_wheel_task\.named_parameters\.catalog"
     with pytest.raises(BundleError, match=where + r": \$\{var.not_defined\} does not resolve"):
         resolve(config, "dev")
+
+
+def test_outside_a_project_the_runner_says_where_it_looked(tmp_path, capsys):
+    from mlops_local.__main__ import main
+
+    assert main(["--project-dir", str(tmp_path), "summary"]) == 1
+    assert f"No databricks.yml in {tmp_path.resolve()} or above" in capsys.readouterr().err

@@ -87,7 +87,11 @@ def validate(project, variables: dict[str, str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    project = find_project_dir(args.project_dir)
+    try:
+        project = find_project_dir(args.project_dir)
+    except FileNotFoundError as error:
+        print(f"error: {error} (or pass --project-dir)", file=sys.stderr)
+        return 1
     if args.command == "validate":
         return validate(project, _pairs(args.var, "--var"))
     if args.command == "reset":
