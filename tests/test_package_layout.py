@@ -16,6 +16,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+from bake import project_env
 from helpers import BIN
 
 # What would mean a job module knows it may run locally.
@@ -76,3 +77,17 @@ def test_the_local_runner_is_the_same_in_every_project(baked):
     assert [str(path) for path in runner if runner[path] != other[path]] == []
     for path, text in runner.items():
         assert b"alpha" not in text, f"{path} names the project"
+
+
+def test_job_code_runs_locally_from_any_folder(baked, tmp_path):
+    """Locally the runtime tells the local runner which package it serves: no project folder needed."""
+    project = baked(project_slug="anywhere")
+    code = (
+        "from anywhere import model\n"
+        "from anywhere.runtime import get_spark, read_table\n"
+        "print(read_table(get_spark(), model.SOURCE_TABLE).limit(5).count())\n"
+    )
+    env = {**project_env(project, state=tmp_path / "state")}
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "5"

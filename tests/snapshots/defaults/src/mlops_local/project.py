@@ -42,15 +42,19 @@ def activate(project_dir: Path) -> Path:
 
 def package_name(project_dir: Path | None = None) -> str:
     """The job package: ``[project].name`` of the project's pyproject.toml, as an import name."""
-    pyproject = find_project_dir(project_dir) / "pyproject.toml"
-    return tomllib.loads(pyproject.read_text())["project"]["name"].replace("-", "_")
+    return _package_name(find_project_dir(project_dir))
 
 
 @functools.cache
-def _package() -> str:
-    return os.environ.get(PACKAGE_ENV) or package_name()
+def _package_name(project_dir: Path) -> str:
+    return tomllib.loads((project_dir / "pyproject.toml").read_text())["project"]["name"].replace("-", "_")
+
+
+def use_package(name: str) -> None:
+    """Drive job package ``name`` (the job package's ``runtime`` says so before its first local call)."""
+    os.environ.setdefault(PACKAGE_ENV, name)
 
 
 def project_module(name: str) -> ModuleType:
     """Module ``name`` of the job package (``model``, ``runtime``, ``promotion``, ...)."""
-    return importlib.import_module(f"{_package()}.{name}")
+    return importlib.import_module(f"{os.environ.get(PACKAGE_ENV) or package_name()}.{name}")

@@ -10,7 +10,8 @@ The job package's ``runtime`` hands each call here when ``MLOPS_LOCAL_DIR`` name
   project's ``model.SOURCE_TABLE`` is made from ``model.stand_in_table`` the first time it
   is read;
 - the registry: an MLflow SQLite database in the state folder;
-- task values: handed to the local runner (``task_value_sink``).
+- task values: handed to the local runner (``task_value_sink``);
+- the workspace's APIs: the stand-in workspace of ``workspace.py``.
 
 What is slow to make and never changes (the stand-in table, an empty registry) is cached
 in ``MLOPS_LOCAL_CACHE`` (default ``~/.cache/mlops-local``).
@@ -289,7 +290,7 @@ def artifact_location(root: Path) -> str:
     return (root / "mlartifacts").as_uri()
 
 
-# --- Task values -------------------------------------------------------------------
+# --- Task values and the workspace -------------------------------------------------
 
 
 def set_task_value(key: str, text: str) -> None:
@@ -297,3 +298,10 @@ def set_task_value(key: str, text: str) -> None:
         task_value_sink(key, text)
     else:  # run by hand or from a test: there is no job run to publish to
         print(f"task value {key}={text} not published (not in a job run)")
+
+
+def workspace_client(root: Path):
+    """A ``WorkspaceClient`` of the stand-in workspace that keeps its objects in ``root``."""
+    from .workspace import local_client
+
+    return local_client(root)

@@ -31,13 +31,19 @@ def local_dir() -> Path | None:
     return Path(value).resolve() if value else None
 
 
+def _local():
+    """The local runner's side of this module, told which job package it serves."""
+    from mlops_local import environment, project
+
+    project.use_package(__package__)
+    return environment
+
+
 def get_spark() -> SparkSession:
     """The job's Spark session."""
     root = local_dir()
     if root is not None:
-        from mlops_local import environment
-
-        return environment.spark_session(root)
+        return _local().spark_session(root)
     from pyspark.sql import SparkSession
 
     return SparkSession.builder.getOrCreate()
@@ -46,18 +52,14 @@ def get_spark() -> SparkSession:
 def table_exists(spark: SparkSession, name: str) -> bool:
     root = local_dir()
     if root is not None:
-        from mlops_local import environment
-
-        return environment.table_exists(root, name)
+        return _local().table_exists(root, name)
     return spark.catalog.tableExists(name)
 
 
 def read_table(spark: SparkSession, name: str) -> DataFrame:
     root = local_dir()
     if root is not None:
-        from mlops_local import environment
-
-        df = environment.read_table(spark, root, name)
+        df = _local().read_table(spark, root, name)
     else:
         df = spark.table(name) if spark.catalog.tableExists(name) else None
     if df is None:
@@ -68,9 +70,7 @@ def read_table(spark: SparkSession, name: str) -> DataFrame:
 def write_table(df: DataFrame, name: str, mode: str = "append") -> None:
     root = local_dir()
     if root is not None:
-        from mlops_local import environment
-
-        environment.write_table(df, root, name, mode)
+        _local().write_table(df, root, name, mode)
     else:
         df.write.mode(mode).option("mergeSchema", "true").saveAsTable(name)
 
@@ -84,9 +84,7 @@ def configure_mlflow() -> None:
         mlflow.set_tracking_uri("databricks")
         mlflow.set_registry_uri("databricks-uc")
         return
-    from mlops_local import environment
-
-    uri = environment.registry_uri(root)
+    uri = _local().registry_uri(root)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
 
@@ -97,9 +95,7 @@ def use_experiment(name: str) -> None:
 
     root = local_dir()
     if root is not None and mlflow.get_experiment_by_name(name) is None:
-        from mlops_local import environment
-
-        mlflow.create_experiment(name, artifact_location=environment.artifact_location(root))
+        mlflow.create_experiment(name, artifact_location=_local().artifact_location(root))
     mlflow.set_experiment(name)
 
 
@@ -107,9 +103,7 @@ def set_task_value(key: str, value: object) -> None:
     """Publish a task value that later tasks read as ``{{tasks.<task>.values.<key>}}``."""
     text = str(value)
     if local_dir() is not None:
-        from mlops_local import environment
-
-        environment.set_task_value(key, text)
+        _local().set_task_value(key, text)
         return
     try:
         from databricks.sdk.runtime import dbutils
@@ -123,9 +117,7 @@ def workspace_client():
     """A ``databricks-sdk`` client: the job's identity on Databricks, the stand-in workspace locally."""
     root = local_dir()
     if root is not None:
-        from mlops_local.workspace import local_client
-
-        return local_client(root)
+        return _local().workspace_client(root)
     from databricks.sdk import WorkspaceClient
 
     return WorkspaceClient()
