@@ -39,7 +39,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from bake import project_env, rebake
+from bake import TEMPLATE_DIR, project_env, rebake
 
 JOB_LINE = re.compile(r"^=== (\w+) \[(\w+)\] succeeded in ([0-9.]+)s", re.MULTILINE)
 FLOOR_CODE = (
@@ -218,6 +218,23 @@ def figure(name: str, seconds: list[float], floor: float, goal: float | None = N
     return f"  {name:<40} {value:7.1f} s  {ratio:5.2f}x floor{verdict}  ({len(seconds)} runs)"
 
 
+def template_scoring_server():
+    """The local runner's scoring server as projects with a serving endpoint have it.
+
+    The benchmark project has the default answers, which leave ``scoring_server.py`` out of
+    its ``src/mlops_local``; the template's copy is the same file (``src/*`` is not rendered).
+    """
+    import importlib.util
+
+    path = TEMPLATE_DIR / "{{cookiecutter.project_slug}}" / "src" / "mlops_local" / "scoring_server.py"
+    importlib.import_module("mlops_local")
+    spec = importlib.util.spec_from_file_location("mlops_local.scoring_server", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def serving_latency(project: Path, state: Path, singles: int = 200, batch_rows: int = 1000, batches: int = 20) -> dict:
     """Latency and batch throughput of a model behind ``mlflow models serve`` against in-process predict.
 
@@ -236,7 +253,7 @@ def serving_latency(project: Path, state: Path, singles: int = 200, batch_rows: 
         return importlib.import_module(f"{project.name}.{name}")
 
     runtime, problem, names, train, registry = map(module, ("runtime", "model", "names", "train", "registry"))
-    scoring_server = module("local.scoring_server")
+    scoring_server = template_scoring_server()
     runtime.configure_mlflow()
     model = names.ModelRef("bench", "ml", "fares")
     client = mlflow.tracking.MlflowClient()
