@@ -126,21 +126,11 @@ def cruft(args: list[str], cwd: Path, env: dict[str, str], check: bool = True) -
 
 def test_cruft_update_merges_template_changes_with_local_work(template_repo, tmp_path):
     repo, env, commit_a, commit_b = template_repo
-    out = tmp_path / "projects"
-    out.mkdir()
-    cruft(
-        ["create", str(repo), "--checkout", commit_a, "--no-input", "--output-dir", str(out)]
-        + ["--extra-context", json.dumps(ANSWERS)],
-        tmp_path,
-        env,
-    )
-    project = out / SLUG
+    project = project_at_a(template_repo, tmp_path)
     state = json.loads((project / ".cruft.json").read_text())
     assert state["commit"] == commit_a and state["context"]["cookiecutter"]["deployment_pattern"] == "deploy_models"
     assert "team_tag" not in state["context"]["cookiecutter"]
     assert not (project / ".cookiecutter-replay.json").exists()  # .cruft.json holds the answers
-    run(["git", "-c", "init.defaultBranch=main", "init", "-q"], project, env)
-    commit_all(project, "baked from the template", env)
 
     # Local work, committed (cruft update refuses an unclean tree).
     readme = project / "README.md"
@@ -194,9 +184,14 @@ def test_cruft_update_merges_template_changes_with_local_work(template_repo, tmp
     assert cruft(["check"], project, env).returncode == 0
 
     # The project's own fast checks: the bundle resolves in every target and its fast tests pass.
+    passes_its_fast_checks(project, env, tmp_path, ("tests/test_bundle.py", "tests/test_names.py"))
+
+
+def passes_its_fast_checks(project: Path, env: dict[str, str], tmp_path: Path, tests: tuple[str, ...]) -> None:
+    """``python -m mlops_local validate`` and ``tests`` (those the project has) pass in ``project``."""
     checks_env = {**project_env(project, state=tmp_path / "state"), **{k: env[k] for k in ("HOME",)}}
     run([sys.executable, "-m", "mlops_local", "validate"], project, checks_env)
-    fast = [name for name in ("tests/test_bundle.py", "tests/test_names.py") if (project / name).is_file()]
+    fast = [name for name in tests if (project / name).is_file()]
     assert fast, "no fast test file of the generated project found"
     result = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *fast], project, checks_env, False)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -327,14 +322,8 @@ def test_cruft_update_from_before_the_restructure_moves_the_local_runner(tmp_pat
     shutil.copytree(TEMPLATE_DIR, repo, ignore=IGNORED, dirs_exist_ok=True)
     commit_b = commit_all(repo, "B: this template", env)
 
-    out = tmp_path / "out"
-    out.mkdir()
-    args = ["create", str(repo), "--checkout", commit_a, "--no-input", "--output-dir", str(out)]
-    cruft([*args, "--extra-context", json.dumps(ANSWERS)], tmp_path, env)
-    project = out / SLUG
+    project = project_at_a((repo, env, commit_a, commit_b), tmp_path)
     assert (project / "src" / SLUG / "local" / "runner.py").is_file()
-    run(["git", "-c", "init.defaultBranch=main", "init", "-q"], project, env)
-    commit_all(project, "baked from the template", env)
     readme = project / "README.md"
     readme.write_text(readme.read_text() + "\nOwned by the fares team.\n")
     own_module = project / "src" / SLUG / "extra_features.py"
@@ -355,8 +344,6 @@ def test_cruft_update_from_before_the_restructure_moves_the_local_runner(tmp_pat
     conflicted = [p for p in project.rglob("*") if p.is_file() and ".git" not in p.parts and "<<<<<<<" in p.read_text()]
     assert conflicted == []
 
-    checks_env = {**project_env(project, state=tmp_path / "state"), **{k: env[k] for k in ("HOME",)}}
-    run([sys.executable, "-m", "mlops_local", "validate"], project, checks_env)
-    fast = ["tests/test_bundle.py", "tests/test_names.py", "tests/test_local_runner.py"]
-    result = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *fast], project, checks_env, False)
-    assert result.returncode == 0, result.stdout + result.stderr
+    passes_its_fast_checks(
+        project, env, tmp_path, ("tests/test_bundle.py", "tests/test_names.py", "tests/test_local_runner.py")
+    )
