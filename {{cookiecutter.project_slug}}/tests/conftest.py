@@ -130,6 +130,11 @@ def spark(local_state):
     return get_spark()
 
 
+{%- if cookiecutter.include_feature_store %}
+FEATURE_CATALOG, FEATURE_SCHEMA = "unit", "ml"  # where the models of the tests look their features up
+
+
+{% endif -%}
 @pytest.fixture(scope="session")
 def snapshots(local_state, spark, tmp_path_factory) -> StateSnapshots:
     """Saved states: ``baseline`` (empty registry and the sample table), and what other fixtures add."""
@@ -138,6 +143,11 @@ def snapshots(local_state, spark, tmp_path_factory) -> StateSnapshots:
 
     saved = StateSnapshots(local_state, tmp_path_factory.mktemp("snapshots"))
     read_table(spark, SOURCE_TABLE)  # makes the local stand-in
+{%- if cookiecutter.include_feature_store %}
+    from {{ cookiecutter.project_slug }} import feature_store
+
+    feature_store.main([f"--catalog={FEATURE_CATALOG}", f"--schema={FEATURE_SCHEMA}"])
+{%- endif %}
     saved.save("baseline")
     return saved
 
