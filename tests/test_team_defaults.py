@@ -75,6 +75,7 @@ def test_the_example_team_file_sets_every_team_option_and_passes_the_checks():
         "release_branch",
         "include_monitoring",
         "include_serving_endpoint",
+        "include_feature_store",
     }
 
 
