@@ -47,8 +47,13 @@ def build_copy_parser():
     params.add_model(p)
     add_provenance_arguments(p)
 {%- if cookiecutter.include_feature_store %}
-    # The rows whose features the copy is logged again with (this catalog's feature tables).
-    params.add_training_data(p)
+    # The rows whose features the copy is logged again with (this catalog's feature tables);
+    # empty training_end_date: the source version's tag training_end_date.
+    from .model import SOURCE_TABLE  # here, as params.add_training_data does
+
+    p.add_argument("--training_table", default=SOURCE_TABLE)
+    p.add_argument("--training_end_date", default="")
+    p.add_argument("--sample_fraction", type=float, default=1.0)
 {%- endif %}
     return p
 
@@ -110,7 +115,8 @@ def copy_model(argv: list[str] | None = None) -> str:
 {%- if cookiecutter.include_feature_store %}
         # Not copy_model_version: the copy's feature spec would name the source catalog's feature
         # tables. The source's fitted model is logged again with this catalog's (feature_store.relog).
-        version = relog(source_uri, destination, args.training_table, args.training_end_date, args.sample_fraction)
+        end = args.training_end_date or get_version(client, source, source_version).tags.get("training_end_date", "")
+        version = relog(source_uri, destination, args.training_table, end, args.sample_fraction)
         print(f"Logged {source_uri} into {destination.full_name} v{version} with its catalog's feature tables")
 {%- else %}
         copied = client.copy_model_version(source_uri, destination.full_name)
