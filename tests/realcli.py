@@ -18,7 +18,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cli_build import FAKE_SERVICE_PRINCIPAL, Binaries
+from cli_build import FAKE_SERVICE_PRINCIPAL, Binaries, fake_command
 
 # Identities of the fake (testserver): a dbapi0 token is the user tester@databricks.com, a
 # dbapi1 token the service principal FAKE_SERVICE_PRINCIPAL; the rest of the token names
@@ -30,10 +30,12 @@ _workspaces = itertools.count(1)
 class FakeWorkspace:
     """The fakeworkspace process: its URL, and whether any request reached a missing route."""
 
-    def __init__(self, binary: Path, log: Path):
+    def __init__(self, binaries: Binaries, log: Path, *flags: str):
         self.log = log
         self._log = log.open("w")
-        self.process = subprocess.Popen([str(binary)], stdout=subprocess.PIPE, stderr=self._log, text=True)
+        self.process = subprocess.Popen(
+            fake_command(binaries, *flags), stdout=subprocess.PIPE, stderr=self._log, text=True
+        )
         self.url = self.process.stdout.readline().strip()
         if not self.url.startswith("http://127.0.0.1:"):
             self.process.kill()
