@@ -11,7 +11,7 @@ VENV ?= .venv
 PATTERN ?= deploy_code
 BUILD ?= build
 PY := $(VENV)/bin/python
-LINT_PATHS := hooks tests tools local_extensions.py template_rules.py
+LINT_PATHS := hooks tests tools clitest local_extensions.py template_rules.py
 
 .PHONY: help venv cli demo test test-fast lint bench clean
 

@@ -171,7 +171,7 @@ class Worker:
     def _run(self, request: dict[str, Any], values: dict[str, str]) -> None:
         folders = [unpacked(Path(wheel), self.cache) for wheel in request["wheels"]]
         if not folders:
-            raise TaskFailure("Library installation failed: the task has no wheel (libraries or environment dependencies)")
+            raise TaskFailure("Library installation failed: the task installs no wheel (libraries or environment)")
         for folder in folders:
             unmet = unmet_requirements(folder)
             if unmet:
@@ -183,7 +183,7 @@ class Worker:
                 sys.path.remove(path)
         self.wheel_paths = [str(folder) for folder in folders]
         sys.path[:0] = self.wheel_paths
-        new_packages = {p.name for f in folders for p in f.iterdir() if p.is_dir() and not p.name.endswith(".dist-info")}
+        new_packages = {p.name for f in folders for p in f.iterdir() if p.is_dir() and p.suffix != ".dist-info"}
         forget_packages(self.packages | new_packages)
         self.packages = new_packages
 
@@ -238,9 +238,7 @@ def client_of(state: Path):
 def version_info(client, version) -> dict[str, Any]:
     """A Unity Catalog ``ModelVersionInfo`` of an MLflow model version (REST field names)."""
     catalog_name, schema_name, model_name = version.name.split(".", 2)
-    aliases = [
-        {"alias_name": alias, "version_num": int(version.version)} for alias in (version.aliases or [])
-    ]
+    aliases = [{"alias_name": alias, "version_num": int(version.version)} for alias in (version.aliases or [])]
     return {
         "catalog_name": catalog_name,
         "schema_name": schema_name,
