@@ -118,9 +118,17 @@ def forget_packages(names: set[str]) -> None:
     importlib.invalidate_caches()
 
 
+def normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
 def resolve_entry_point(folders: list[Path], package: str, entry_point: str):
-    """The function a ``python_wheel_task`` calls, looked up as Databricks documents it."""
+    """The function a ``python_wheel_task`` calls, looked up as Databricks documents it: the
+    entry point in the metadata of the distribution ``package_name`` names, else the
+    package's function of that name."""
     for folder in folders:
+        if normalized(dist_info(folder).name.split("-")[0]) != normalized(package):
+            continue
         scripts = console_scripts(folder)
         if entry_point in scripts:
             module_name, _, attribute = scripts[entry_point].strip().partition(":")

@@ -32,6 +32,7 @@ func main() {
 	workerScript := flag.String("worker", "", "jobworker.py (default: beside this program's source, clitest/)")
 	runtimePath := flag.String("runtime", "", "folder holding the mlops_local package the runtime provides")
 	stateRoot := flag.String("state", "", "folder for the workspaces' state (default: a temporary folder, removed at exit)")
+	requestLog := flag.String("requests", "", "append every request (workspace, method, path, body) to this file as JSON lines")
 	extraPrincipals := flag.String("service-principals", "",
 		"comma-separated application IDs of service principals the workspace knows, besides the fake's own")
 	flag.Parse()
@@ -76,6 +77,13 @@ func main() {
 	server := testserver.New(t)
 	runner := &jobRunner{compute: compute, stateRoot: root, url: server.URL, states: map[*testserver.FakeWorkspace]string{}}
 	addOverrides(server, runner, service, known)
+	if *requestLog != "" {
+		record, err := recordRequests(*requestLog)
+		if err != nil {
+			fail("%s", err)
+		}
+		server.RequestCallback = record
+	}
 	testserver.AddDefaultHandlers(server)
 
 	fmt.Println(server.URL)

@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/databricks/cli/libs/testserver"
 )
 
 // worker is a jobworker.py process: one JSON request per line on its fd 3, one JSON answer
@@ -77,4 +80,48 @@ func (w *worker) stop() {
 type routeAnswer struct {
 	Status int             `json:"status"`
 	Body   json.RawMessage `json:"body"`
+}
+
+// recordRequests returns a RequestCallback that appends each request to path, one JSON object
+// per line (the CLI's acceptance tests record out.requests.txt the same way), for the golden
+// request logs of tests/test_request_goldens.py.
+func recordRequests(path string) (func(*testserver.Request), error) {
+	file, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	var mu sync.Mutex
+	return func(req *testserver.Request) {
+		entry := map[string]any{
+			"workspace": workspaceKey(req.Token),
+			"method":    req.Method,
+			"path":      req.URL.Path,
+		}
+		if query := req.URL.RawQuery; query != "" {
+			entry["query"] = query
+		}
+		if len(req.Body) > 0 {
+			var body any
+			if json.Unmarshal(req.Body, &body) == nil {
+				entry["body"] = body
+			} else {
+				entry["body"] = fmt.Sprintf("<%d bytes>", len(req.Body))
+			}
+		}
+		line, _ := json.Marshal(entry)
+		mu.Lock()
+		defer mu.Unlock()
+		_, _ = file.Write(append(line, '\n'))
+	}, nil
+}
+
+// workspaceKey is the part of a token that names its fake workspace (testserver's
+// workspaceKeyForToken: the identity prefix removed).
+func workspaceKey(token string) string {
+	for _, prefix := range []string{testserver.UserNameTokenPrefix, testserver.ServicePrincipalTokenPrefix, testserver.GuestServicePrincipalTokenPrefix} {
+		if rest, ok := strings.CutPrefix(token, prefix); ok {
+			return rest
+		}
+	}
+	return token
 }
