@@ -14,7 +14,7 @@ BUILD ?= build
 PY := $(VENV)/bin/python
 LINT_PATHS := hooks tests tools clitest local_extensions.py template_rules.py
 
-.PHONY: help venv cli demo test test-fast lint bench clean fake
+.PHONY: help venv cli demo test test-fast lint bench clean fake goldens
 
 help:
 	@sed -n '3,8p' Makefile
@@ -47,6 +47,10 @@ fake: venv
 
 test: venv cli
 	$(PY) -m pytest tests
+
+# Regenerate the golden request logs of tests/test_request_goldens.py after an intended change.
+goldens: venv cli
+	GOLDEN_UPDATE=1 $(PY) -m pytest tests/test_request_goldens.py -q
 
 test-fast: venv
 	$(PY) -m pytest tests -m "not slow"

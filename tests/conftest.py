@@ -64,7 +64,9 @@ def fake_workspace(real_cli, tmp_path_factory):
     """One fake workspace server for the session; every request must find a handler."""
     from realcli import FakeWorkspace
 
-    fake = FakeWorkspace(real_cli, tmp_path_factory.mktemp("fake") / "fakeworkspace.log")
+    folder = tmp_path_factory.mktemp("fake")
+    fake = FakeWorkspace(real_cli, folder / "fakeworkspace.log", "-requests", str(folder / "requests.jsonl"))
+    fake.requests = folder / "requests.jsonl"
     yield fake
     code, log = fake.stop()
     assert code == 0, f"the fake workspace reported failed requests:\n{log[-4000:]}"
