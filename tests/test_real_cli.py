@@ -486,3 +486,29 @@ def test_ci_jobs_run_as_written(baked, cli, tmp_path, platform, pattern):
         ["workspace", "list", left["workspace"]["root_path"].rsplit("/", 1)[0]], project, SERVICE_PRINCIPAL
     )
     assert [c["path"] for c in copies or [] if c.get("object_type") == "DIRECTORY"] == []
+
+
+def test_the_sweeper_keeps_a_young_copy_and_removes_it_once_old(baked, cli, tmp_path):
+    """The sweep job as written: a copy younger than MAX_AGE_DAYS stays, trained or not; at age 0 it goes."""
+    from ci_jobs import github_jobs
+
+    project, head = ci_project(baked, cli, tmp_path, "github_actions", "hybrid")
+    young = ["-t", "test", "--var", "deployment_id=young1"]
+    cli.run(["bundle", "deploy", *young], project, SERVICE_PRINCIPAL)
+    cli.run(["bundle", "run", "model_training_job", *young], project, SERVICE_PRINCIPAL)
+    summary = cli.json(["bundle", "summary", *young], project, SERVICE_PRINCIPAL)
+    model = summary["resources"]["registered_models"]["model"]["id"]
+    assert cli.json(["model-versions", "list", model], project, SERVICE_PRINCIPAL), "the copy's training left no version"
+    sweep = next(j for j in github_jobs(project, {}, head) if "sweep" in j.name)
+    env = platform_env(project, tmp_path)
+
+    failures = run_job(cli, project, sweep, env, MAX_AGE_DAYS="7")
+    assert not failures, "\n".join(f"{n}\n{r.stdout}\n{r.stderr}" for n, r in failures)
+    cli.run(["registered-models", "get", model], project, SERVICE_PRINCIPAL)  # kept
+    cli.run(["workspace", "get-status", summary["workspace"]["root_path"]], project, SERVICE_PRINCIPAL)
+
+    failures = run_job(cli, project, sweep, env, MAX_AGE_DAYS="0")
+    assert not failures, "\n".join(f"{n}\n{r.stdout}\n{r.stderr}" for n, r in failures)
+    assert cli.run(["registered-models", "get", model], project, SERVICE_PRINCIPAL, check=False).returncode != 0
+    root = summary["workspace"]["root_path"]
+    assert cli.run(["workspace", "get-status", root], project, SERVICE_PRINCIPAL, check=False).returncode != 0
