@@ -62,6 +62,7 @@ def register_on_columns(model_ref, columns: list[str]) -> str:
             fitted,
             name="model",
             signature=infer_signature(example, fitted.predict(example)),
+            input_example=example,
             pip_requirements=train.pip_requirements(),
             registered_model_name=model_ref.full_name,
         )
