@@ -78,7 +78,8 @@ def test_every_module_of_the_job_package_is_reached_from_an_entry_point(project)
     reached = {target.split(":")[0].split(".")[1] for target in entry_points(project).values()}
     pending = list(reached)
     while pending:
-        for name in imported_modules(folder / f"{name}.py" if (name := pending.pop()) else None, package):
+        module = pending.pop()
+        for name in imported_modules(folder / f"{module}.py", package):
             if name in modules and name not in reached:
                 reached.add(name)
                 pending.append(name)

@@ -344,6 +344,4 @@ def test_cruft_update_from_before_the_restructure_moves_the_local_runner(tmp_pat
     conflicted = [p for p in project.rglob("*") if p.is_file() and ".git" not in p.parts and "<<<<<<<" in p.read_text()]
     assert conflicted == []
 
-    passes_its_fast_checks(
-        project, env, tmp_path, ("tests/test_bundle.py", "tests/test_names.py")
-    )
+    passes_its_fast_checks(project, env, tmp_path, ("tests/test_bundle.py", "tests/test_names.py"))

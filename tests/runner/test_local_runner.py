@@ -9,8 +9,8 @@ import copy
 
 import pytest
 from conftest import PROJECT_DIR
-from mlops_local.project import package_name
 from mlops_local.bundle import BundleError, ResolvedBundle, load_bundle, resolve
+from mlops_local.project import package_name
 from mlops_local.runner import (
     EXCLUDED,
     FAILED,
