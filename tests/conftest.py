@@ -15,7 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 from bake import bake  # noqa: E402
 
 # Golden output of baked projects (test_snapshots.py): their own tests are not the template's.
-collect_ignore = ["snapshots"]
+# runner/: tests of the local runner, run inside a baked project by test_local_runner.py.
+collect_ignore = ["snapshots", "runner"]
 
 
 @pytest.fixture(scope="session")
