@@ -498,7 +498,7 @@ def test_the_sweeper_keeps_a_young_copy_and_removes_it_once_old(baked, cli, tmp_
     cli.run(["bundle", "run", "model_training_job", *young], project, SERVICE_PRINCIPAL)
     summary = cli.json(["bundle", "summary", *young], project, SERVICE_PRINCIPAL)
     model = summary["resources"]["registered_models"]["model"]["id"]
-    assert cli.json(["model-versions", "list", model], project, SERVICE_PRINCIPAL), "the copy's training left no version"
+    assert cli.json(["model-versions", "list", model], project, SERVICE_PRINCIPAL), "training left no version"
     sweep = next(j for j in github_jobs(project, {}, head) if "sweep" in j.name)
     env = platform_env(project, tmp_path)
 
