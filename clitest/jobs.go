@@ -34,6 +34,30 @@ type jobRunner struct {
 
 	mu     sync.Mutex
 	states map[*testserver.FakeWorkspace]string
+	data   map[*testserver.FakeWorkspace]string // project whose development stand-in is the workspace's data
+}
+
+// useData makes project's stand_in.py the source of the tables the workspace's jobs read and
+// it does not have: a real workspace holds its data (samples.nyctaxi.trips is in every Unity
+// Catalog workspace); the fake's is the project's development stand-in. A route of this fake
+// only (POST /fake/data {"project": <folder>}), for the tests' setup.
+func (r *jobRunner) useData(req testserver.Request) any {
+	var request struct {
+		Project string `json:"project"`
+	}
+	if err := json.Unmarshal(req.Body, &request); err != nil || request.Project == "" {
+		return badRequest("INVALID_PARAMETER_VALUE", "POST /fake/data takes {\"project\": <project folder>}")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.data[req.Workspace] = request.Project
+	return map[string]string{}
+}
+
+func (r *jobRunner) dataOf(w *testserver.FakeWorkspace) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.data[w]
 }
 
 // stateOf is the fake workspace's state folder: its local tables, MLflow registry and
@@ -373,6 +397,7 @@ func (r *jobRunner) wheelTask(w *testserver.FakeWorkspace, token string, job job
 			"MLOPS_LOCAL_DIR":             r.stateOf(w),
 			"MLOPS_LOCAL_WORKSPACE_HOST":  r.url,
 			"MLOPS_LOCAL_WORKSPACE_TOKEN": token,
+			"MLOPS_LOCAL_PROJECT":         r.dataOf(w),
 		},
 	}
 	var answer taskAnswer

@@ -195,7 +195,11 @@ class Worker:
         forget_packages(self.packages | new_packages)
         self.packages = new_packages
 
-        os.environ.update(request.get("env", {}))
+        for name, value in request.get("env", {}).items():  # "" unsets: nothing of another workspace's task stays
+            if value:
+                os.environ[name] = value
+            else:
+                os.environ.pop(name, None)
         os.environ.pop("MLOPS_LOCAL_PACKAGE", None)  # runtime names the package of this task's wheel
         from mlops_local import environment
 

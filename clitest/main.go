@@ -75,7 +75,7 @@ func main() {
 
 	t := newProcessT()
 	server := testserver.New(t)
-	runner := &jobRunner{compute: compute, stateRoot: root, url: server.URL, states: map[*testserver.FakeWorkspace]string{}}
+	runner := &jobRunner{compute: compute, stateRoot: root, url: server.URL, states: map[*testserver.FakeWorkspace]string{}, data: map[*testserver.FakeWorkspace]string{}}
 	addOverrides(server, runner, service, known)
 	if *requestLog != "" {
 		record, err := recordRequests(*requestLog)

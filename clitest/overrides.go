@@ -34,6 +34,7 @@ import (
 func addOverrides(server *testserver.Server, runner *jobRunner, service *worker, known principals) {
 	server.Handle("POST", "/api/2.2/jobs/run-now", runner.runNow)
 	server.Handle("GET", "/api/2.2/jobs/runs/get", getRun)
+	server.Handle("POST", "/fake/data", runner.useData)
 
 	server.Handle("POST", "/api/2.2/jobs/create", func(req testserver.Request) any {
 		if refusal := known.checkJob(req.Body, false); refusal != nil {

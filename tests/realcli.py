@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,6 +97,18 @@ class Session:
                 f"databricks {' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
             )
         return result
+
+    def use_data_of(self, project: Path) -> None:
+        """The workspace's tables are the project's development stand-in (``stand_in.py``): the
+        fake's own setup route, as a real workspace holds its data before jobs run."""
+        request = urllib.request.Request(
+            self.fake.url + "/fake/data",
+            data=json.dumps({"project": str(project)}).encode(),
+            headers={"Authorization": f"Bearer {USER}{self.name}", "Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=30):
+            pass
 
     def json(self, args: list[str], cwd: Path, identity: str = USER, **extra: str):
         return json.loads(self.run([*args, "-o", "json"], cwd, identity, **extra).stdout)

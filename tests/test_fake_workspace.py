@@ -23,7 +23,9 @@ SLUG = "fake_runs"
 @pytest.fixture
 def project(baked, cli, tmp_path) -> Path:
     """The default bake with the serving endpoint, pointed at the fake and committed."""
-    return pointed_at_fake(baked(project_slug=SLUG, include_serving_endpoint=True), cli.fake.url, tmp_path / "p")
+    project = pointed_at_fake(baked(project_slug=SLUG, include_serving_endpoint=True), cli.fake.url, tmp_path / "p")
+    cli.use_data_of(project)
+    return project
 
 
 def edit(project: Path, relative: str, change) -> None:

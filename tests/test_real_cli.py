@@ -366,6 +366,7 @@ def ci_project(baked, cli, tmp_path, platform: str, pattern: str, checkout: str 
         "include_serving_endpoint": True,
     }
     project = pointed_at_fake(baked(**answers), cli.fake.url, tmp_path / checkout, principals=PRINCIPALS)
+    cli.use_data_of(project)
     head = head_of(project)
     return project, head
 

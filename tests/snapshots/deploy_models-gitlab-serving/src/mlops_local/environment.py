@@ -324,8 +324,22 @@ def set_task_value(key: str, text: str) -> None:
         print(f"task value {key}={text} not published (not in a job run)")
 
 
+# Set by a compute that runs the job wheel against a workspace of its own (the template's
+# fake workspace does): the job's calls to the workspace's APIs go there, as the job's identity.
+WORKSPACE_HOST_ENV, WORKSPACE_TOKEN_ENV = "MLOPS_LOCAL_WORKSPACE_HOST", "MLOPS_LOCAL_WORKSPACE_TOKEN"
+
+
 def workspace_client(root: Path):
-    """A ``WorkspaceClient`` of the stand-in workspace that keeps its objects in ``root``."""
+    """A ``WorkspaceClient`` of the stand-in workspace that keeps its objects in ``root``
+    (or of the workspace ``MLOPS_LOCAL_WORKSPACE_HOST`` names, when the compute running the
+    job sets it)."""
+    host = os.environ.get(WORKSPACE_HOST_ENV)
+    if host:
+        from databricks.sdk import WorkspaceClient
+        from databricks.sdk.config import Config
+
+        token = os.environ.get(WORKSPACE_TOKEN_ENV, "")
+        return WorkspaceClient(config=Config(host=host, token=token, auth_type="pat", retry_timeout_seconds=60))
     from .workspace import local_client
 
     return local_client(root)
