@@ -66,7 +66,12 @@ def fake_workspace(real_cli, tmp_path_factory):
     from realcli import FakeWorkspace
 
     folder = tmp_path_factory.mktemp("fake")
-    fake = FakeWorkspace(real_cli, folder / "fakeworkspace.log", "-requests", str(folder / "requests.jsonl"))
+    from helpers import DEFAULTS
+
+    # The bake's CI, staging and prod principals: three identities the workspace knows.
+    principals = ",".join(DEFAULTS[f"{who}_service_principal"] for who in ("ci", "staging", "prod"))
+    flags = ("-requests", str(folder / "requests.jsonl"), "-service-principals", principals)
+    fake = FakeWorkspace(real_cli, folder / "fakeworkspace.log", *flags)
     fake.requests = folder / "requests.jsonl"
     yield fake
     code, log = fake.stop()

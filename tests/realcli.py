@@ -58,7 +58,7 @@ class Session:
     home: Path
     name: str = field(default_factory=lambda: f"ws{next(_workspaces):04d}")
 
-    def env(self, identity: str, **extra: str) -> dict[str, str]:
+    def env(self, identity: str, **extra: str | None) -> dict[str, str]:
         venv_bin = str(Path(sys.executable).parent)  # uv, which builds the wheel
         env = {
             key: value
@@ -78,8 +78,8 @@ class Session:
             # CI deploys test, staging and prod as the target's own principal: here that is
             # the fake's one service principal, so the target's principal is set to it.
             env["BUNDLE_VAR_service_principal"] = FAKE_SERVICE_PRINCIPAL
-        env.update(extra)
-        return env
+        env.update(extra)  # a value of None removes the variable
+        return {key: value for key, value in env.items() if value is not None}
 
     def run(
         self, args: list[str], cwd: Path, identity: str = USER, check: bool = True, **extra: str
