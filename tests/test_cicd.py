@@ -1114,7 +1114,7 @@ def test_ci_setup_documents_environments_approvals_and_grants(project, platform,
     assert doc.index("## 3. Branch protection") < doc.index("## 4. Federation policies")
     assert "**Pull requests from forks.**" in doc
     if platform == "gitlab":
-        assert "Premium" in doc and "Minimum role to use pipeline variables: Maintainer" in doc
+        assert "Premium" in doc and "Minimum role to use pipeline variables: Owner" in doc
 
 
 # --------------------------------------------------------------------------------------
