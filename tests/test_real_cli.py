@@ -388,7 +388,9 @@ def ci_project(
 
 def platform_env(project: Path, tmp_path: Path) -> dict[str, str]:
     """Files and values the platforms give every step (step outputs, PATH additions)."""
-    files = {name: tmp_path / name.lower() for name in ("GITHUB_OUTPUT", "GITHUB_PATH", "GITHUB_ENV")}
+    files = {
+        name: tmp_path / name.lower() for name in ("GITHUB_OUTPUT", "GITHUB_PATH", "GITHUB_ENV", "GITHUB_STEP_SUMMARY")
+    }
     for path in files.values():
         path.touch()
     return {
