@@ -5,18 +5,19 @@
 #   make test                  the full test suite (with Go 1.26: the real Databricks CLI tests too)
 #   make cli                   build the pinned Databricks CLI and its fake workspace (cached)
 #   make bench                 speed figures of the generated project, as ratios to a bare Spark start
+#   make fake                  the fake workspace in the foreground: its URL on the first line, jobs run for real
 
 PYTHON ?= python3
 VENV ?= .venv
 PATTERN ?= deploy_code
 BUILD ?= build
 PY := $(VENV)/bin/python
-LINT_PATHS := hooks tests tools local_extensions.py template_rules.py
+LINT_PATHS := hooks tests tools clitest local_extensions.py template_rules.py
 
-.PHONY: help venv cli demo test test-fast lint bench clean
+.PHONY: help venv cli demo test test-fast lint bench clean fake goldens
 
 help:
-	@sed -n '3,7p' Makefile
+	@sed -n '3,8p' Makefile
 
 $(VENV)/.installed: pyproject.toml
 	@echo "Creating $(VENV) and installing the pinned tools (first run: a few minutes)..."
@@ -37,8 +38,19 @@ cli: venv
 	@if command -v go >/dev/null 2>&1; then $(PY) tools/cli_build.py build; \
 	else echo "Go not found: the real Databricks CLI tests will skip (install Go 1.26 to run them)"; fi
 
+# The CLI's fake workspace (clitest/), as the tests run it: job runs execute the deployed wheel
+# with this .venv as the runtime. Point a bundle's workspace.host at the URL it prints, use a
+# dbapi0<name> (user) or dbapi1<name> (service principal) token; SIGTERM or Ctrl-C stops it and
+# removes its state. FAKE_ARGS passes flags (e.g. -requests FILE, -state DIR).
+fake: venv
+	@$(PY) tools/cli_build.py serve $(FAKE_ARGS)
+
 test: venv cli
 	$(PY) -m pytest tests
+
+# Regenerate the golden request logs of tests/test_request_goldens.py after an intended change.
+goldens: venv cli
+	GOLDEN_UPDATE=1 $(PY) -m pytest tests/test_request_goldens.py -q
 
 test-fast: venv
 	$(PY) -m pytest tests -m "not slow"

@@ -6,9 +6,12 @@
 // SIGINT, and exits 1 if any request reached a route that has no handler (the
 // default not-found handler reports those through TestingT.Errorf).
 //
-// A few routes behave as the real service does where the fake's defaults differ
-// or are missing; each is listed, with its source, in docs/decisions.md
-// ("The real CLI's fake workspace") and implemented in overrides.go.
+// Job runs execute the code the CLI deployed: the Jobs service's part is jobs.go, the
+// compute is jobworker.py (one process runs the tasks, another answers for the registry
+// and tables the job code wrote), run with -python, the stand-in for the runtime.
+// A few routes behave as the real service does where the fake's defaults differ or are
+// missing; each is listed, with its source, in docs/decisions.md ("The fake workspace")
+// and implemented in overrides.go and refusals.go.
 package main
 
 import (
@@ -17,19 +20,70 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/databricks/cli/libs/testserver"
 )
 
 func main() {
-	effects := flag.Bool("task-effects", true,
-		"a job run leaves what its train, copy_model and deploy tasks leave on a cluster (overrides.go)")
+	python := flag.String("python", "python3", "the Python of the stand-in runtime (the template's .venv)")
+	workerScript := flag.String("worker", "", "jobworker.py (default: beside this program's source, clitest/)")
+	runtimePath := flag.String("runtime", "", "folder holding the mlops_local package the runtime provides")
+	stateRoot := flag.String("state", "", "folder for the workspaces' state (default: a temporary folder, removed at exit)")
+	requestLog := flag.String("requests", "", "append every request (workspace, method, path, body) to this file as JSON lines")
+	extraPrincipals := flag.String("service-principals", "",
+		"comma-separated application IDs of service principals the workspace knows, besides the fake's own")
 	flag.Parse()
+
+	fail := func(format string, args ...any) {
+		fmt.Fprintf(os.Stderr, "fakeworkspace: "+format+"\n", args...)
+		os.Exit(2)
+	}
+	if *workerScript == "" || *runtimePath == "" {
+		fail("-worker and -runtime are required (make fake passes them)")
+	}
+	root := *stateRoot
+	if root == "" {
+		dir, err := os.MkdirTemp("", "fakeworkspace-state-")
+		if err != nil {
+			fail("%s", err)
+		}
+		root = dir
+	}
+	removeState := func() {
+		if *stateRoot == "" {
+			_ = os.RemoveAll(root)
+		}
+	}
+	compute, err := startWorker(*python, *workerScript, "compute", *runtimePath, filepath.Join(root, "libraries"))
+	if err != nil {
+		fail("%s", err)
+	}
+	service, err := startWorker(*python, *workerScript, "service", *runtimePath)
+	if err != nil {
+		fail("%s", err)
+	}
+
+	known := principals{servicePrincipals: []string{testserver.TestUserSP.UserName}}
+	for _, id := range strings.Split(*extraPrincipals, ",") {
+		if id = strings.TrimSpace(id); id != "" {
+			known.servicePrincipals = append(known.servicePrincipals, id)
+		}
+	}
 
 	t := newProcessT()
 	server := testserver.New(t)
-	addOverrides(server, *effects)
+	runner := &jobRunner{compute: compute, stateRoot: root, url: server.URL, states: map[*testserver.FakeWorkspace]string{}, data: map[*testserver.FakeWorkspace]string{}}
+	addOverrides(server, runner, service, known)
+	if *requestLog != "" {
+		record, err := recordRequests(*requestLog)
+		if err != nil {
+			fail("%s", err)
+		}
+		server.RequestCallback = record
+	}
 	testserver.AddDefaultHandlers(server)
 
 	fmt.Println(server.URL)
@@ -38,7 +92,10 @@ func main() {
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
 	<-stop
 
+	compute.stop()
+	service.stop()
 	t.runCleanups()
+	removeState()
 	if failures := t.failures(); failures > 0 {
 		fmt.Fprintf(os.Stderr, "fakeworkspace: %d request(s) failed in the fake workspace (see above)\n", failures)
 		os.Exit(1)

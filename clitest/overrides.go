@@ -1,48 +1,72 @@
 package main
 
 import (
-	"cmp"
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"slices"
-	"strconv"
+	"net/url"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/databricks/cli/libs/testserver"
-	"github.com/databricks/databricks-sdk-go/service/catalog"
-	"github.com/databricks/databricks-sdk-go/service/jobs"
-	"github.com/databricks/databricks-sdk-go/service/ml"
+	"github.com/databricks/databricks-sdk-go/service/iam"
 	"github.com/databricks/databricks-sdk-go/service/workspace"
 )
 
 // addOverrides registers, before the defaults (the first registration of a route wins),
 // the routes where this program differs from testserver's defaults:
 //
-//   - jobs/run-now records a run whose tasks all end SUCCESS without executing them (the
-//     default runs wheel tasks in a uv venv on Python 3.10, which needs downloads). With
-//     task effects on, three wheel entry points leave in the workspace what their code
-//     leaves on a cluster (taskEffects): `train` logs an MLflow run tagged with the job's
-//     git_commit, target and run id and registers a new version of the Unity Catalog model
-//     its named parameters name (catalog.schema.model_name); `copy_model` registers a new
-//     version there from source_model (source_version, else its champion), with the
-//     source's run; `deploy` points the model's `champion` alias at its newest version. A
-//     task whose model does not exist fails, as it would there.
-//   - Unity Catalog model versions can be listed, read (also by alias) and deleted, and
-//     MLflow runs read (the defaults have no such routes).
+//   - jobs/run-now and runs/get: job runs execute the tasks' code (jobs.go); the default
+//     runs wheel tasks with runpy.run_module(package_name), so it ignores entry_point, runs
+//     tasks in listed order and runs the tasks after a failure.
+//   - Unity Catalog model versions (list, get, by alias, delete) and MLflow runs/get are
+//     answered from the workspace's MLflow registry, i.e. from what the job code wrote; the
+//     defaults have no such routes. Deleting a registered model that still has versions fails
+//     with Unity Catalog's error, so a bundle destroy of a trained target fails here as it
+//     does in a workspace.
+//   - Tables and data-quality monitors are answered by the local runner's stand-in workspace
+//     of the same state (the tables are the ones the job code wrote).
+//   - The refusals of refusals.go: jobs/create and jobs/reset, Unity Catalog grants,
+//     registered model names, experiment folders.
 //   - workspace/get-status reports a file's modified_at (epoch milliseconds of its last
 //     import-file), as the Workspace API does for files; the default leaves it out.
-//   - Deleting a registered model that still has versions fails with Unity Catalog's error,
-//     so a bundle destroy of a trained target fails here as it does in a workspace.
-func addOverrides(server *testserver.Server, effects bool) {
-	versions := newModelVersions()
+func addOverrides(server *testserver.Server, runner *jobRunner, service *worker, known principals) {
+	server.Handle("POST", "/api/2.2/jobs/run-now", runner.runNow)
+	server.Handle("GET", "/api/2.2/jobs/runs/get", getRun)
+	server.Handle("POST", "/fake/data", runner.useData)
 
-	server.Handle("POST", "/api/2.2/jobs/run-now", func(req testserver.Request) any {
-		return runNow(req, server.URL, effects, versions)
+	server.Handle("POST", "/api/2.2/jobs/create", func(req testserver.Request) any {
+		if refusal := known.checkJob(req.Body, false); refusal != nil {
+			return *refusal
+		}
+		return req.Workspace.JobsCreate(req)
 	})
+	server.Handle("POST", "/api/2.2/jobs/reset", func(req testserver.Request) any {
+		if refusal := known.checkJob(req.Body, true); refusal != nil {
+			return *refusal
+		}
+		return req.Workspace.JobsReset(req)
+	})
+	server.Handle("PATCH", "/api/2.1/unity-catalog/permissions/{securable_type}/{full_name}", func(req testserver.Request) any {
+		if refusal := checkGrants(req.Vars["securable_type"], req.Body); refusal != nil {
+			return *refusal
+		}
+		return req.Workspace.GrantsUpdate(req, req.Vars["securable_type"], req.Vars["full_name"])
+	})
+	server.Handle("POST", "/api/2.1/unity-catalog/models", func(req testserver.Request) any {
+		if refusal := checkModelName(req.Body); refusal != nil {
+			return *refusal
+		}
+		return req.Workspace.RegisteredModelsCreate(req)
+	})
+	server.Handle("POST", "/api/2.0/mlflow/experiments/create", func(req testserver.Request) any {
+		if refusal := checkExperimentParent(req.Workspace, req.Body); refusal != nil {
+			return *refusal
+		}
+		return req.Workspace.ExperimentCreate(req)
+	})
+
 	modified := &modifiedTimes{at: map[string]int64{}}
 	server.Handle("POST", "/api/2.0/workspace-files/import-file/{path...}", func(req testserver.Request) any {
 		path := req.Vars["path"]
@@ -59,50 +83,79 @@ func addOverrides(server *testserver.Server, effects bool) {
 		}
 		return response
 	})
-	server.Handle("GET", "/api/2.1/unity-catalog/models/{full_name}/aliases/{alias}", func(req testserver.Request) any {
-		info, ok := versions.byAlias(req.Workspace, req.Vars["full_name"], req.Vars["alias"])
-		if !ok {
-			return notFound("alias %s of %s", req.Vars["alias"], req.Vars["full_name"])
+
+	// Permissions API: PATCH adds or changes the entries it names and keeps the others (PUT
+	// replaces the whole list); the default handlers have only GET and PUT.
+	for _, path := range []string{"/api/2.0/permissions/{object_type}/{object_id}", "/api/2.0/permissions/{prefix}/{object_type}/{object_id}"} {
+		server.Handle("PATCH", path, updatePermissions)
+	}
+
+	// What the job code wrote, answered by the service worker from the workspace's state.
+	proxy := func(op string) func(req testserver.Request) any {
+		return func(req testserver.Request) any {
+			return forward(service, op, runner.stateOf(req.Workspace), req.Method, req.URL.Path, req.URL.Query(), req.Body)
 		}
-		return info
-	})
-	server.Handle("GET", "/api/2.0/mlflow/runs/get", func(req testserver.Request) any {
-		run, ok := versions.run(req.Workspace, req.URL.Query().Get("run_id"))
-		if !ok {
-			return notFound("run %s", req.URL.Query().Get("run_id"))
-		}
-		return ml.GetRunResponse{Run: &run}
-	})
-	server.Handle("GET", "/api/2.1/unity-catalog/models/{full_name}/versions", func(req testserver.Request) any {
-		return catalog.ListModelVersionsResponse{ModelVersions: versions.list(req.Workspace, req.Vars["full_name"])}
-	})
-	server.Handle("GET", "/api/2.1/unity-catalog/models/{full_name}/versions/{version}", func(req testserver.Request) any {
-		info, ok := versions.get(req.Workspace, req.Vars["full_name"], req.Vars["version"])
-		if !ok {
-			return notFound("model version %s of %s", req.Vars["version"], req.Vars["full_name"])
-		}
-		return info
-	})
-	server.Handle("DELETE", "/api/2.1/unity-catalog/models/{full_name}/versions/{version}", func(req testserver.Request) any {
-		if !versions.remove(req.Workspace, req.Vars["full_name"], req.Vars["version"]) {
-			return notFound("model version %s of %s", req.Vars["version"], req.Vars["full_name"])
-		}
-		return testserver.Response{}
-	})
+	}
+	for _, route := range []struct{ method, path string }{
+		{"GET", "/api/2.1/unity-catalog/models/{full_name}/versions"},
+		{"GET", "/api/2.1/unity-catalog/models/{full_name}/versions/{version}"},
+		{"DELETE", "/api/2.1/unity-catalog/models/{full_name}/versions/{version}"},
+		{"GET", "/api/2.1/unity-catalog/models/{full_name}/aliases/{alias}"},
+		{"GET", "/api/2.0/mlflow/runs/get"},
+	} {
+		server.Handle(route.method, route.path, proxy("registry"))
+	}
+	for _, route := range []struct{ method, path string }{
+		{"GET", "/api/2.1/unity-catalog/tables/{full_name}"},
+		{"POST", "/api/data-quality/v1/monitors"},
+		{"GET", "/api/data-quality/v1/monitors/{object_type}/{object_id}"},
+		{"PATCH", "/api/data-quality/v1/monitors/{object_type}/{object_id}"},
+		{"DELETE", "/api/data-quality/v1/monitors/{object_type}/{object_id}"},
+		{"POST", "/api/data-quality/v1/monitors/{object_type}/{object_id}/refreshes"},
+	} {
+		server.Handle(route.method, route.path, proxy("stand_in"))
+	}
 	server.Handle("DELETE", "/api/2.1/unity-catalog/models/{full_name}", func(req testserver.Request) any {
 		fullName := req.Vars["full_name"]
-		if n := len(versions.list(req.Workspace, fullName)); n > 0 {
+		state := runner.stateOf(req.Workspace)
+		var count struct {
+			Versions int `json:"versions"`
+		}
+		answer := forward(service, "registry", state, "COUNT", req.URL.Path, nil, nil)
+		if answer.StatusCode == http.StatusOK {
+			_ = json.Unmarshal(answer.Body.(json.RawMessage), &count)
+		}
+		if count.Versions > 0 {
 			return testserver.Response{
 				StatusCode: http.StatusBadRequest,
 				Body: map[string]string{
 					"error_code": "INVALID_STATE",
 					"message": fmt.Sprintf("Function '%s' is not empty. The function has %d model versions(s)",
-						fullName, n),
+						fullName, count.Versions),
 				},
 			}
 		}
+		forward(service, "registry", state, "DELETE", req.URL.Path, nil, nil)
 		return testserver.MapDelete(req.Workspace, req.Workspace.RegisteredModels, fullName)
 	})
+}
+
+// forward hands a route to the service worker and returns its answer.
+func forward(service *worker, op, state, method, path string, query url.Values, body []byte) testserver.Response {
+	request := map[string]any{"op": op, "state": state, "method": method, "path": path, "query": query}
+	if len(body) > 0 {
+		var decoded any
+		if err := json.Unmarshal(body, &decoded); err == nil {
+			request["body"] = decoded
+		}
+	}
+	var answer routeAnswer
+	if err := service.call(request, &answer); err != nil {
+		return testserver.Response{StatusCode: http.StatusInternalServerError, Body: map[string]string{
+			"error_code": "INTERNAL_ERROR", "message": err.Error(),
+		}}
+	}
+	return testserver.Response{StatusCode: answer.Status, Body: answer.Body}
 }
 
 // modifiedTimes records when each workspace file was last imported.
@@ -127,138 +180,6 @@ func (m *modifiedTimes) of(w *testserver.FakeWorkspace, path string) int64 {
 	return m.at[m.key(w, path)]
 }
 
-var lastRunID atomic.Int64
-
-// nextRunID hands out increasing ids, apart from the fake's own (time-based ones are larger).
-func nextRunID() int64 {
-	return lastRunID.Add(1) + 1_000_000
-}
-
-func runNow(req testserver.Request, baseURL string, effects bool, versions *modelVersions) any {
-	var request jobs.RunNow
-	if err := json.Unmarshal(req.Body, &request); err != nil {
-		return testserver.Response{StatusCode: http.StatusBadRequest, Body: "request parsing error: " + err.Error()}
-	}
-	w := req.Workspace
-
-	// The workspace lock is taken per read below and once for the write at the end.
-	job, ok := jobByID(w, request.JobId)
-	if !ok {
-		return notFound("job %d", request.JobId)
-	}
-
-	runID := nextRunID()
-	var parameters []jobs.JobParameter
-	values := map[string]string{"job.run_id": strconv.FormatInt(runID, 10)}
-	if job.Settings != nil {
-		for _, p := range job.Settings.Parameters {
-			value := p.Default
-			if v, ok := request.JobParameters[p.Name]; ok {
-				value = v
-			}
-			parameters = append(parameters, jobs.JobParameter{Name: p.Name, Default: p.Default, Value: value})
-			values["job.parameters."+p.Name] = value
-		}
-		slices.SortFunc(parameters, func(a, b jobs.JobParameter) int { return cmp.Compare(a.Name, b.Name) })
-	}
-
-	var tasks []jobs.RunTask
-	failed := false
-	if job.Settings != nil {
-		for _, task := range inDependencyOrder(job.Settings.Tasks) {
-			state := &jobs.RunState{
-				LifeCycleState: jobs.RunLifeCycleStateTerminated,
-				ResultState:    jobs.RunResultStateSuccess,
-			}
-			if wheel := task.PythonWheelTask; effects && wheel != nil && !failed {
-				named := map[string]string{}
-				for key, value := range wheel.NamedParameters {
-					named[key] = dynamicValue(value, values)
-				}
-				if err := versions.taskEffect(w, wheel.EntryPoint, named, runID); err != nil {
-					state.ResultState = jobs.RunResultStateFailed
-					state.StateMessage = err.Error()
-					failed = true
-				}
-			} else if failed {
-				state.ResultState = jobs.RunResultStateUpstreamFailed
-			}
-			tasks = append(tasks, jobs.RunTask{RunId: nextRunID(), TaskKey: task.TaskKey, State: state})
-		}
-	}
-
-	runName := "run"
-	if job.Settings != nil && job.Settings.Name != "" {
-		runName = job.Settings.Name
-	}
-
-	defer w.LockUnlock()()
-	w.JobRuns[runID] = jobs.Run{
-		RunId:         runID,
-		JobId:         request.JobId,
-		RunName:       runName,
-		RunType:       jobs.RunTypeJobRun,
-		RunPageUrl:    fmt.Sprintf("%s/?o=900800700600#job/%d/run/%d", baseURL, request.JobId, runID),
-		State:         &jobs.RunState{LifeCycleState: jobs.RunLifeCycleStateRunning},
-		Tasks:         tasks,
-		JobParameters: parameters,
-	}
-	return jobs.RunNowResponse{RunId: runID}
-}
-
-// inDependencyOrder orders tasks so that each comes after the tasks it depends on (the
-// fake stores a job's tasks sorted by key); otherwise in their stored order.
-func inDependencyOrder(tasks []jobs.Task) []jobs.Task {
-	done := map[string]bool{}
-	var ordered []jobs.Task
-	for len(ordered) < len(tasks) {
-		progressed := false
-		for _, task := range tasks {
-			if done[task.TaskKey] {
-				continue
-			}
-			ready := true
-			for _, dependency := range task.DependsOn {
-				ready = ready && done[dependency.TaskKey]
-			}
-			if ready {
-				done[task.TaskKey] = true
-				ordered = append(ordered, task)
-				progressed = true
-			}
-		}
-		if !progressed { // a cycle: the real service refuses such a job at create
-			for _, task := range tasks {
-				if !done[task.TaskKey] {
-					done[task.TaskKey] = true
-					ordered = append(ordered, task)
-				}
-			}
-		}
-	}
-	return ordered
-}
-
-// dynamicValue fills in the job's {{job.parameters.<name>}} and {{job.run_id}} references.
-func dynamicValue(value string, values map[string]string) string {
-	for name, v := range values {
-		value = strings.ReplaceAll(value, "{{"+name+"}}", v)
-	}
-	return value
-}
-
-func jobByID(w *testserver.FakeWorkspace, id int64) (jobs.Job, bool) {
-	defer w.LockUnlock()()
-	job, ok := w.Jobs[id]
-	return job, ok
-}
-
-func modelExists(w *testserver.FakeWorkspace, fullName string) bool {
-	defer w.LockUnlock()()
-	_, ok := w.RegisteredModels[fullName]
-	return ok
-}
-
 func notFound(format string, args ...any) testserver.Response {
 	return testserver.Response{
 		StatusCode: http.StatusNotFound,
@@ -269,158 +190,55 @@ func notFound(format string, args ...any) testserver.Response {
 	}
 }
 
-// modelVersions holds, per fake workspace, the Unity Catalog model versions and aliases and
-// the MLflow runs that the task effects leave behind.
-type modelVersions struct {
-	mu          sync.Mutex
-	byWorkspace map[*testserver.FakeWorkspace]*registry
-}
-
-type registry struct {
-	versions map[string][]catalog.ModelVersionInfo
-	aliases  map[string]map[string]int
-	runs     map[string]ml.Run
-}
-
-func newModelVersions() *modelVersions {
-	return &modelVersions{byWorkspace: map[*testserver.FakeWorkspace]*registry{}}
-}
-
-// of returns the workspace's registry; the caller holds m.mu.
-func (m *modelVersions) of(w *testserver.FakeWorkspace) *registry {
-	r := m.byWorkspace[w]
-	if r == nil {
-		r = &registry{versions: map[string][]catalog.ModelVersionInfo{}, aliases: map[string]map[string]int{}, runs: map[string]ml.Run{}}
-		m.byWorkspace[w] = r
+// updatePermissions merges the request's entries into the object's direct permissions and
+// stores the result through the default PUT handler.
+func updatePermissions(req testserver.Request) any {
+	var update iam.UpdateObjectPermissions
+	if err := json.Unmarshal(req.Body, &update); err != nil {
+		return badRequest("INVALID_PARAMETER_VALUE", "Failed to parse permissions update: %s", err)
 	}
-	return r
-}
-
-// taskEffect leaves in the workspace what the wheel entry point's code leaves on a cluster.
-func (m *modelVersions) taskEffect(w *testserver.FakeWorkspace, entryPoint string, named map[string]string, jobRunID int64) error {
-	switch entryPoint {
-	case "train", "copy_model", "deploy":
-	default:
-		return nil
-	}
-	model := named["catalog"] + "." + named["schema"] + "." + named["model_name"]
-	if !modelExists(w, model) {
-		return fmt.Errorf("RESOURCE_DOES_NOT_EXIST: registered model %s does not exist", model)
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	r := m.of(w)
-	switch entryPoint {
-	case "train":
-		runID := fmt.Sprintf("%032x", jobRunID)
-		r.runs[runID] = ml.Run{
-			Info: &ml.RunInfo{RunId: runID, Status: ml.RunInfoStatusFinished},
-			Data: &ml.RunData{Tags: []ml.RunTag{
-				{Key: "git_commit", Value: named["git_commit"]},
-				{Key: "target", Value: named["target"]},
-				{Key: "job_run_id", Value: named["job_run_id"]},
-			}},
-		}
-		r.register(model, runID)
-	case "copy_model":
-		source := named["source_model"]
-		version, err := strconv.Atoi(named["source_version"])
-		if named["source_version"] == "" {
-			version, err = r.aliases[source]["champion"], nil
-		}
-		info, ok := r.find(source, version)
-		if err != nil || !ok {
-			return fmt.Errorf("RESOURCE_DOES_NOT_EXIST: model version %s of %s does not exist", named["source_version"], source)
-		}
-		r.register(model, info.RunId)
-	case "deploy":
-		existing := r.versions[model]
-		if len(existing) == 0 {
-			return fmt.Errorf("%s has no version to deploy", model)
-		}
-		if r.aliases[model] == nil {
-			r.aliases[model] = map[string]int{}
-		}
-		r.aliases[model]["champion"] = existing[len(existing)-1].Version
-	}
-	return nil
-}
-
-func (r *registry) register(fullName, runID string) {
-	existing := r.versions[fullName]
-	next := 1
-	if n := len(existing); n > 0 {
-		next = existing[n-1].Version + 1
-	}
-	parts := strings.SplitN(fullName, ".", 3)
-	r.versions[fullName] = append(existing, catalog.ModelVersionInfo{
-		CatalogName: parts[0],
-		SchemaName:  parts[1],
-		ModelName:   parts[2],
-		Version:     next,
-		RunId:       runID,
-		Status:      catalog.ModelVersionInfoStatusReady,
-		CreatedAt:   time.Now().UnixMilli(),
-	})
-}
-
-func (r *registry) find(fullName string, version int) (catalog.ModelVersionInfo, bool) {
-	for _, info := range r.versions[fullName] {
-		if info.Version == version {
-			return info, true
+	current := iam.ObjectPermissions{}
+	get := req
+	get.Method = "GET"
+	if response, ok := req.Workspace.GetPermissions(get).(testserver.Response); ok {
+		if permissions, ok := response.Body.(iam.ObjectPermissions); ok {
+			current = permissions
 		}
 	}
-	return catalog.ModelVersionInfo{}, false
-}
-
-func (m *modelVersions) list(w *testserver.FakeWorkspace, fullName string) []catalog.ModelVersionInfo {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return slices.Clone(m.of(w).versions[fullName])
-}
-
-func (m *modelVersions) get(w *testserver.FakeWorkspace, fullName, version string) (catalog.ModelVersionInfo, bool) {
-	number, err := strconv.Atoi(version)
-	if err != nil {
-		return catalog.ModelVersionInfo{}, false
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.of(w).find(fullName, number)
-}
-
-func (m *modelVersions) byAlias(w *testserver.FakeWorkspace, fullName, alias string) (catalog.ModelVersionInfo, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	r := m.of(w)
-	version, ok := r.aliases[fullName][alias]
-	if !ok {
-		return catalog.ModelVersionInfo{}, false
-	}
-	return r.find(fullName, version)
-}
-
-func (m *modelVersions) run(w *testserver.FakeWorkspace, runID string) (ml.Run, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	run, ok := m.of(w).runs[runID]
-	return run, ok
-}
-
-func (m *modelVersions) remove(w *testserver.FakeWorkspace, fullName, version string) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	r := m.of(w)
-	for i, info := range r.versions[fullName] {
-		if strconv.Itoa(info.Version) == version {
-			r.versions[fullName] = slices.Delete(r.versions[fullName], i, i+1)
-			for alias, v := range r.aliases[fullName] {
-				if v == info.Version {
-					delete(r.aliases[fullName], alias)
-				}
+	principal := func(user, group, sp string) string { return user + "|" + group + "|" + sp }
+	merged := map[string]iam.AccessControlRequest{}
+	var order []string
+	for _, entry := range current.AccessControlList {
+		for _, permission := range entry.AllPermissions {
+			if permission.Inherited {
+				continue
 			}
-			return true
+			key := principal(entry.UserName, entry.GroupName, entry.ServicePrincipalName)
+			if _, seen := merged[key]; !seen {
+				order = append(order, key)
+			}
+			merged[key] = iam.AccessControlRequest{
+				UserName: entry.UserName, GroupName: entry.GroupName, ServicePrincipalName: entry.ServicePrincipalName,
+				PermissionLevel: permission.PermissionLevel,
+			}
 		}
 	}
-	return false
+	for _, entry := range update.AccessControlList {
+		key := principal(entry.UserName, entry.GroupName, entry.ServicePrincipalName)
+		if _, seen := merged[key]; !seen {
+			order = append(order, key)
+		}
+		merged[key] = entry
+	}
+	update.AccessControlList = nil
+	for _, key := range order {
+		update.AccessControlList = append(update.AccessControlList, merged[key])
+	}
+	body, err := json.Marshal(update)
+	if err != nil {
+		return badRequest("INVALID_PARAMETER_VALUE", "%s", err)
+	}
+	put := req
+	put.Body = body
+	return req.Workspace.SetPermissions(put)
 }

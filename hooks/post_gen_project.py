@@ -55,7 +55,11 @@ CONDITIONAL_PATHS: tuple[tuple[str, tuple[object, ...], tuple[str, ...]], ...] =
             "tests/test_features.py",
         ),
     ),
-    ("deployment_pattern", ("deploy_models", "hybrid"), ("resources/model_promotion_job.yml",)),
+    (
+        "deployment_pattern",
+        ("deploy_models", "hybrid"),
+        ("resources/model_promotion_job.yml", "src/{package}/promotion.py", "tests/test_promotion.py"),
+    ),
     ("cicd_platform", ("github_actions",), (".github",)),
     ("cicd_platform", ("azure_devops",), (".azure",)),
     ("cicd_platform", ("gitlab",), (".gitlab-ci.yml",)),

@@ -133,6 +133,7 @@ def azure_jobs(project: Path, inputs: dict[str, str], head: str) -> list[CiJob]:
         "System.AccessToken": "",
         "System.DefinitionId": "1",
         "Pipeline.Workspace": str(project.parent / "pipeline"),
+        "Resources.Pipeline.promoteStaging.SourceBranch": "refs/heads/main",  # the staging promotion's run
         "Agent.TempDirectory": str(project.parent / "agent-temp"),
     }
 

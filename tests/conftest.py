@@ -15,7 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 from bake import bake  # noqa: E402
 
 # Golden output of baked projects (test_snapshots.py): their own tests are not the template's.
-collect_ignore = ["snapshots"]
+# runner/: tests of the local runner, run inside a baked project by test_local_runner.py.
+collect_ignore = ["snapshots", "runner"]
 
 
 @pytest.fixture(scope="session")
@@ -64,7 +65,14 @@ def fake_workspace(real_cli, tmp_path_factory):
     """One fake workspace server for the session; every request must find a handler."""
     from realcli import FakeWorkspace
 
-    fake = FakeWorkspace(real_cli.fakeworkspace, tmp_path_factory.mktemp("fake") / "fakeworkspace.log")
+    folder = tmp_path_factory.mktemp("fake")
+    from helpers import DEFAULTS
+
+    # The bake's CI, staging and prod principals: three identities the workspace knows.
+    principals = ",".join(DEFAULTS[f"{who}_service_principal"] for who in ("ci", "staging", "prod"))
+    flags = ("-requests", str(folder / "requests.jsonl"), "-service-principals", principals)
+    fake = FakeWorkspace(real_cli, folder / "fakeworkspace.log", *flags)
+    fake.requests = folder / "requests.jsonl"
     yield fake
     code, log = fake.stop()
     assert code == 0, f"the fake workspace reported failed requests:\n{log[-4000:]}"

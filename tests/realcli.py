@@ -15,10 +15,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cli_build import FAKE_SERVICE_PRINCIPAL, Binaries
+from cli_build import FAKE_SERVICE_PRINCIPAL, Binaries, fake_command
 
 # Identities of the fake (testserver): a dbapi0 token is the user tester@databricks.com, a
 # dbapi1 token the service principal FAKE_SERVICE_PRINCIPAL; the rest of the token names
@@ -30,10 +31,12 @@ _workspaces = itertools.count(1)
 class FakeWorkspace:
     """The fakeworkspace process: its URL, and whether any request reached a missing route."""
 
-    def __init__(self, binary: Path, log: Path):
+    def __init__(self, binaries: Binaries, log: Path, *flags: str):
         self.log = log
         self._log = log.open("w")
-        self.process = subprocess.Popen([str(binary)], stdout=subprocess.PIPE, stderr=self._log, text=True)
+        self.process = subprocess.Popen(
+            fake_command(binaries, *flags), stdout=subprocess.PIPE, stderr=self._log, text=True
+        )
         self.url = self.process.stdout.readline().strip()
         if not self.url.startswith("http://127.0.0.1:"):
             self.process.kill()
@@ -55,7 +58,7 @@ class Session:
     home: Path
     name: str = field(default_factory=lambda: f"ws{next(_workspaces):04d}")
 
-    def env(self, identity: str, **extra: str) -> dict[str, str]:
+    def env(self, identity: str, **extra: str | None) -> dict[str, str]:
         venv_bin = str(Path(sys.executable).parent)  # uv, which builds the wheel
         env = {
             key: value
@@ -75,8 +78,8 @@ class Session:
             # CI deploys test, staging and prod as the target's own principal: here that is
             # the fake's one service principal, so the target's principal is set to it.
             env["BUNDLE_VAR_service_principal"] = FAKE_SERVICE_PRINCIPAL
-        env.update(extra)
-        return env
+        env.update(extra)  # a value of None removes the variable
+        return {key: value for key, value in env.items() if value is not None}
 
     def run(
         self, args: list[str], cwd: Path, identity: str = USER, check: bool = True, **extra: str
@@ -94,6 +97,18 @@ class Session:
                 f"databricks {' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
             )
         return result
+
+    def use_data_of(self, project: Path) -> None:
+        """The workspace's tables are the project's development stand-in (``stand_in.py``): the
+        fake's own setup route, as a real workspace holds its data before jobs run."""
+        request = urllib.request.Request(
+            self.fake.url + "/fake/data",
+            data=json.dumps({"project": str(project)}).encode(),
+            headers={"Authorization": f"Bearer {USER}{self.name}", "Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=30):
+            pass
 
     def json(self, args: list[str], cwd: Path, identity: str = USER, **extra: str):
         return json.loads(self.run([*args, "-o", "json"], cwd, identity, **extra).stdout)

@@ -485,7 +485,8 @@ answers = {
     "model-versions get-by-alias": {"version": "3"},
     "model-versions get ": {"run_id": "r1"},
     "experiments get-run": {"run": {"data": {"tags": [
-        {"key": "git_commit", "value": "abc"}, {"key": "job_run_id", "value": "7"}]}}},
+        {"key": "git_commit", "value": "0123456789abcdef0123456789abcdef01234567"},
+        {"key": "job_run_id", "value": "7"}]}}},
     "jobs get-run": {"job_id": 5},
     "jobs get ": {"settings": {"name": f"[dev someone] {os.environ['STUB_BUNDLE']}-model-training",
                                "deployment": {"kind": "BUNDLE"}}},
@@ -544,6 +545,8 @@ def _run_script(body: str, work: Path, fail_at: int, project: Path) -> tuple[int
         "BUILD_REPOSITORY_ID": "r",
         "SYSTEM_COLLECTIONURI": "https://dev.azure.com/org/",
         "SYSTEM_TEAMPROJECTID": "p",
+        # A pipeline resource's run: the source branch of the staging promotion it comes from.
+        "RESOURCES_PIPELINE_PROMOTESTAGING_SOURCEBRANCH": "refs/heads/main",
     }
     (work / "promoteStaging" / "promotion").mkdir(parents=True, exist_ok=True)
     (work / "promoteStaging" / "promotion" / "staging_version").write_text("3\n")

@@ -650,8 +650,19 @@ def test_every_job_that_calls_databricks_signs_in_by_workload_identity(project, 
 
 
 # What the CLI build of templates/databricks_cli.j2 (macro install) always contains.
-CLI_BUILD = ('go -C "$module" build -trimpath', "export CGO_ENABLED=0 GOFLAGS=-mod=readonly")
-UNSAFE_GO = re.compile(r"GONOSUMDB=|GONOSUMCHECK=|GOSUMDB=off|GOINSECURE=|GOFLAGS=-mod=mod|GOPROXY=|-insecure")
+# The build reads no go.work, go.env or toolchain line from outside the module, talks only to the
+# public proxy and checksum database, and refuses a replaced CLI module.
+CLI_BUILD = (
+    'go -C "$module" build -trimpath',
+    "export GOWORK=off GOENV=off GOTOOLCHAIN=local GOFLAGS=-mod=readonly CGO_ENABLED=0",
+    "export GOPROXY=https://proxy.golang.org GOSUMDB=sum.golang.org",
+    'go -C "$module" list -m -json github.com/databricks/cli > "$listing"',
+    'if grep -q \'"Replace"\' "$listing"; then',
+)
+UNSAFE_GO = re.compile(
+    r"GONOSUMDB=|GONOSUMCHECK=|GOSUMDB=(?!sum\.golang\.org\b)|GOINSECURE=|GOFLAGS=-mod=mod"
+    r"|GOPROXY=(?!https://proxy\.golang\.org\b)|GOWORK=(?!off\b)|-insecure"
+)
 
 
 def cli_pin_problems(project: Path, platform: str, jobs: list[CIJob]) -> list[str]:
@@ -864,7 +875,7 @@ def test_promotions_copy_from_the_previous_catalog(project, platform, pattern, j
             assert staging.name in prod.needs
         else:  # GitLab: prod runs from its own branch, in a pipeline of its own: the person names the version
             assert prod.triggers == {"manual:release"} and staging.triggers == {"manual:main"}
-            assert 'SOURCE_VERSION="$MODEL_VERSION"' in prod.commands
+            assert 'version="${MODEL_VERSION:-$champion}"' in prod.commands
         assert "get-by-alias" in staging.commands
     else:  # hybrid: prod copies staging's model, which production mode does not prefix
         assert SOURCE_MODEL_INPUT[platform] not in inputs
@@ -1103,7 +1114,7 @@ def test_ci_setup_documents_environments_approvals_and_grants(project, platform,
     assert doc.index("## 3. Branch protection") < doc.index("## 4. Federation policies")
     assert "**Pull requests from forks.**" in doc
     if platform == "gitlab":
-        assert "Premium" in doc and "Minimum role to use pipeline variables: Maintainer" in doc
+        assert "Premium" in doc and "Minimum role to use pipeline variables: Owner" in doc
 
 
 # --------------------------------------------------------------------------------------

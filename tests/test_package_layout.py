@@ -89,5 +89,10 @@ def test_job_code_runs_locally_from_any_folder(baked, tmp_path):
     )
     env = {**project_env(project, state=tmp_path / "state")}
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    # Without the project's stand_in.py (development only) the source table is simply missing.
+    assert result.returncode == 1 and "Table samples.nyctaxi.trips does not exist" in result.stderr
+    # Told where the project is, the runner makes the table from the project's stand-in.
+    env["MLOPS_LOCAL_PROJECT"] = str(project)
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "5"

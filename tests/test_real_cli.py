@@ -77,6 +77,10 @@ def test_validate_strict_with_feature_tables(baked, cli, tmp_path, pattern):
 # --- 2. deploy every target, then read back what the workspace holds -----------------------
 
 
+# Whose principal each target deploys and runs its jobs as (test: the CI principal).
+OWN_PRINCIPAL = {"test": "ci", "staging": "staging", "prod": "prod"}
+
+
 def deployed_jobs(cli, project, target, identity, **extra) -> dict[str, dict]:
     summary = cli.json(["bundle", "summary", "-t", target], project, identity, **extra)
     return {
@@ -99,10 +103,14 @@ def test_deploy_every_target_and_read_it_back(baked, cli, tmp_path, pattern):
     models, promotion_sources = {}, {}
     variables = yaml.safe_load((project / "databricks.yml").read_text())["variables"]
     read_group, uc_read_group = variables["read_group"]["default"], variables["uc_read_group"]["default"]
+    # Each target is deployed with its own principal (the bake's three distinct application
+    # IDs, which the fake knows: conftest's -service-principals); the deployer is the fake's
+    # service principal.
+    own = {target: DEFAULT_ANSWERS[f"{who}_service_principal"] for target, who in OWN_PRINCIPAL.items()}
     for target in TARGETS:
         identity = identity_of(target)
-        cli.run(["bundle", "deploy", "-t", target], project, identity)
-        jobs, summary = deployed_jobs(cli, project, target, identity)
+        cli.run(["bundle", "deploy", "-t", target], project, identity, BUNDLE_VAR_service_principal=None)
+        jobs, summary = deployed_jobs(cli, project, target, identity, BUNDLE_VAR_service_principal=None)
         assert jobs, target
         model = summary["resources"]["registered_models"]["model"]
         experiment = summary["resources"]["experiments"]["experiment"]
@@ -127,10 +135,11 @@ def test_deploy_every_target_and_read_it_back(baked, cli, tmp_path, pattern):
                 assert job["name"].startswith("[dev tester] "), job["name"]
                 assert "run_as" not in job or job["run_as"] == {"user_name": "tester@databricks.com"}
             else:
-                assert job["run_as"] == {"service_principal_name": FAKE_SERVICE_PRINCIPAL}, (target, key)
+                assert job["run_as"] == {"service_principal_name": own[target]}, (target, key)
                 assert job["email_notifications"]["on_failure"] == [EMAILS], (target, key)
                 assert "CAN_VIEW" in levels[read_group], levels
-                assert levels[FAKE_SERVICE_PRINCIPAL] & {"CAN_MANAGE", "IS_OWNER"}, levels
+                assert levels[own[target]] & {"CAN_MANAGE", "IS_OWNER"}, levels
+                assert not set(levels) & (set(own.values()) - {own[target]}), levels  # no other target's principal
             if key == "model_training_job":
                 train = next(t for t in job["tasks"] if t["task_key"] == "train")["python_wheel_task"]
                 assert train["named_parameters"]["model_name"] == model["name"]
@@ -144,11 +153,13 @@ def test_deploy_every_target_and_read_it_back(baked, cli, tmp_path, pattern):
         grants = cli.json(["grants", "get", "function", model["id"]], project, identity)
         granted = {g["principal"]: set(g["privileges"]) for g in grants.get("privilege_assignments", [])}
         assert granted[uc_read_group] == {"EXECUTE"}, granted
-        promotes_from = {("deploy_models", "dev"), ("deploy_models", "staging"), ("hybrid", "staging")}
-        if (pattern, target) in promotes_from:
-            assert len(granted) == 2 and all(p == {"EXECUTE"} for p in granted.values()), granted
-        else:
-            assert set(granted) == {uc_read_group}, granted
+        # Who copies from this model: the next target's principal, by identity.
+        copier = {
+            ("deploy_models", "dev"): own["staging"],
+            ("deploy_models", "staging"): own["prod"],
+            ("hybrid", "staging"): own["prod"],
+        }.get((pattern, target))
+        assert granted == {uc_read_group: {"EXECUTE"}, **({copier: {"EXECUTE"}} if copier else {})}, granted
         models[target] = model["id"]
         if "model_promotion_job" in jobs:
             parameters = {p["name"]: p["default"] for p in jobs["model_promotion_job"]["parameters"]}
@@ -368,23 +379,30 @@ MANUAL_INPUTS = {
 }
 
 
-def ci_project(baked, cli, tmp_path, platform: str, pattern: str, checkout: str = "project") -> tuple[Path, str]:
-    """A checkout of a baked project for ``platform`` whose three principals are the fake's one, and HEAD."""
+def ci_project(
+    baked, cli, tmp_path, platform: str, pattern: str, checkout: str = "project", optional: bool = True
+) -> tuple[Path, str]:
+    """A checkout of a baked project for ``platform`` whose three principals are the fake's one, and HEAD.
+
+    ``optional``: monitoring and the serving endpoint on (else both off)."""
     answers = {
         "project_slug": f"ci_{pattern}",
         "deployment_pattern": pattern,
         "cicd_platform": platform,
-        "include_monitoring": True,
-        "include_serving_endpoint": True,
+        "include_monitoring": optional,
+        "include_serving_endpoint": optional,
     }
     project = pointed_at_fake(baked(**answers), cli.fake.url, tmp_path / checkout, principals=PRINCIPALS)
+    cli.use_data_of(project)
     head = head_of(project)
     return project, head
 
 
 def platform_env(project: Path, tmp_path: Path) -> dict[str, str]:
     """Files and values the platforms give every step (step outputs, PATH additions)."""
-    files = {name: tmp_path / name.lower() for name in ("GITHUB_OUTPUT", "GITHUB_PATH", "GITHUB_ENV")}
+    files = {
+        name: tmp_path / name.lower() for name in ("GITHUB_OUTPUT", "GITHUB_PATH", "GITHUB_ENV", "GITHUB_STEP_SUMMARY")
+    }
     for path in files.values():
         path.touch()
     return {
@@ -453,9 +471,17 @@ def test_pull_request_copies_side_by_side_and_the_ci_teardown(baked, cli, tmp_pa
     cli.run(["workspace", "get-status", kept["workspace"]["root_path"]], project, SERVICE_PRINCIPAL)
 
 
-@pytest.mark.parametrize("platform", ["github_actions", "azure_devops", "gitlab"])
-@pytest.mark.parametrize("pattern", PATTERNS)
-def test_ci_jobs_run_as_written(baked, cli, tmp_path, platform, pattern):
+PLATFORMS = ("github_actions", "azure_devops", "gitlab")
+CI_CASES = [(platform, pattern, True) for pattern in PATTERNS for platform in PLATFORMS]
+# Monitoring and the serving endpoint off: the CI files and jobs without them, through the real CLI too.
+LEAN = {"github_actions": "hybrid", "azure_devops": "deploy_models", "gitlab": "deploy_code"}
+CI_CASES += [(platform, pattern, False) for platform, pattern in LEAN.items()]
+
+
+@pytest.mark.parametrize(
+    ("platform", "pattern", "optional"), CI_CASES, ids=[f"{p}-{q}{'' if o else '-lean'}" for p, q, o in CI_CASES]
+)
+def test_ci_jobs_run_as_written(baked, cli, tmp_path, platform, pattern, optional):
     """Every CI job's `databricks` steps, in file order, as that job's identity: each exits 0.
 
     A job's check that a serving target has a champion fails until a training or promotion
@@ -464,14 +490,14 @@ def test_ci_jobs_run_as_written(baked, cli, tmp_path, platform, pattern):
     """
     from ci_jobs import PLATFORM_JOBS
 
-    project, head = ci_project(baked, cli, tmp_path, platform, pattern)
+    project, head = ci_project(baked, cli, tmp_path, platform, pattern, optional=optional)
     # A developer's trained dev model: what a promotion from dev copies.
     cli.run(["bundle", "deploy", "-t", "dev"], project, USER)
     cli.run(["bundle", "run", "model_training_job", "-t", "dev"], project, USER)
     dev_model = cli.json(["bundle", "summary", "-t", "dev"], project, USER)["resources"]["registered_models"]["model"]
     # A test copy that an earlier pipeline (its own checkout) left behind, trained: the sweeper
     # must remove it.
-    earlier, _ = ci_project(baked, cli, tmp_path, platform, pattern, checkout="earlier")
+    earlier, _ = ci_project(baked, cli, tmp_path, platform, pattern, checkout="earlier", optional=optional)
     leftover = ["-t", "test", "--var", "deployment_id=old1"]
     cli.run(["bundle", "deploy", *leftover], earlier, SERVICE_PRINCIPAL)
     if pattern != "deploy_models":  # the only test target that trains
@@ -498,3 +524,29 @@ def test_ci_jobs_run_as_written(baked, cli, tmp_path, platform, pattern):
         ["workspace", "list", left["workspace"]["root_path"].rsplit("/", 1)[0]], project, SERVICE_PRINCIPAL
     )
     assert [c["path"] for c in copies or [] if c.get("object_type") == "DIRECTORY"] == []
+
+
+def test_the_sweeper_keeps_a_young_copy_and_removes_it_once_old(baked, cli, tmp_path):
+    """The sweep job as written: a copy younger than MAX_AGE_DAYS stays, trained or not; at age 0 it goes."""
+    from ci_jobs import github_jobs
+
+    project, head = ci_project(baked, cli, tmp_path, "github_actions", "hybrid")
+    young = ["-t", "test", "--var", "deployment_id=young1"]
+    cli.run(["bundle", "deploy", *young], project, SERVICE_PRINCIPAL)
+    cli.run(["bundle", "run", "model_training_job", *young], project, SERVICE_PRINCIPAL)
+    summary = cli.json(["bundle", "summary", *young], project, SERVICE_PRINCIPAL)
+    model = summary["resources"]["registered_models"]["model"]["id"]
+    assert cli.json(["model-versions", "list", model], project, SERVICE_PRINCIPAL), "training left no version"
+    sweep = next(j for j in github_jobs(project, {}, head) if "sweep" in j.name)
+    env = platform_env(project, tmp_path)
+
+    failures = run_job(cli, project, sweep, env, MAX_AGE_DAYS="7")
+    assert not failures, "\n".join(f"{n}\n{r.stdout}\n{r.stderr}" for n, r in failures)
+    cli.run(["registered-models", "get", model], project, SERVICE_PRINCIPAL)  # kept
+    cli.run(["workspace", "get-status", summary["workspace"]["root_path"]], project, SERVICE_PRINCIPAL)
+
+    failures = run_job(cli, project, sweep, env, MAX_AGE_DAYS="0")
+    assert not failures, "\n".join(f"{n}\n{r.stdout}\n{r.stderr}" for n, r in failures)
+    assert cli.run(["registered-models", "get", model], project, SERVICE_PRINCIPAL, check=False).returncode != 0
+    root = summary["workspace"]["root_path"]
+    assert cli.run(["workspace", "get-status", root], project, SERVICE_PRINCIPAL, check=False).returncode != 0

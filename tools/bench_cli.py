@@ -47,7 +47,7 @@ def main() -> int:
         root = Path(tmp)
         answers = {"deployment_pattern": args.pattern, "include_monitoring": True, "include_serving_endpoint": True}
         baked = bake(root / "baked", project_slug="bench_cli", **answers)
-        fake = FakeWorkspace(binaries.fakeworkspace, root / "fake.log")
+        fake = FakeWorkspace(binaries, root / "fake.log")
         try:
             home = root / "home"
             home.mkdir()

@@ -127,6 +127,21 @@ def build(log=print) -> Binaries:
     return binaries
 
 
+def fake_command(binaries: Binaries, *extra: str) -> list[str]:
+    """The fake workspace's command line: its job runs execute tasks with this Python (the
+    template's environment, the stand-in for the runtime) and the local runner's package."""
+    return [
+        str(binaries.fakeworkspace),
+        "-python",
+        sys.executable,
+        "-worker",
+        str(REPO / "clitest" / "jobworker.py"),
+        "-runtime",
+        str(REPO / "{{cookiecutter.project_slug}}" / "src"),
+        *extra,
+    ]
+
+
 def main(argv: list[str]) -> int:
     command = argv[0] if argv else "build"
     try:
@@ -139,7 +154,8 @@ def main(argv: list[str]) -> int:
             print(f"{name:14} {getattr(binaries, name)}")
         return 0
     if command == "serve":
-        os.execv(binaries.fakeworkspace, [str(binaries.fakeworkspace), *argv[1:]])
+        command = fake_command(binaries, *argv[1:])
+        os.execv(command[0], command)
     print(f"error: unknown command {command!r}: use build or serve", file=sys.stderr)
     return 2
 

@@ -6,14 +6,14 @@ make is made once per run and saved as a snapshot of that folder; a fixture rest
 snapshot before its test, so each test gets its own copy of the registry and tables, and
 nothing a test does is seen by the next:
 
-- ``trained``: ``unit.ml.fares`` with version 1 trained by the training entry point;
+- ``trained``: ``unit.ml.trained`` with version 1 trained by the training entry point;
 - ``champion``: the same version validated and deployed (alias ``champion``);
 - ``scenario``: the state after the whole local scenario (``run_scenario``) ran once.
 
 A new test that needs a trained model or a champion takes ``trained`` or ``champion`` and
 then trains, validates, copies or scores as it likes. Tests that only need a model name
-nobody else uses take ``fresh_model``. The local stand-in of ``model.SOURCE_TABLE`` is
-generated once per machine (see ``runtime.read_table``) and is in every snapshot.
+nobody else uses take ``fresh_model``. The local stand-in of ``model.SOURCE_TABLE``
+(``stand_in.py``) is generated once per machine and is in every snapshot.
 
 The quick loop, ``pytest -m "not slow"``, leaves out the tests marked ``slow``: every test
 that takes ``trained``, ``champion`` or ``scenario`` is marked so here (they need the
@@ -166,7 +166,7 @@ def _trained_states(snapshots) -> tuple[object, str]:
     from {{ cookiecutter.project_slug }} import deploy, train, validate
     from {{ cookiecutter.project_slug }}.names import ModelRef
 
-    model_ref = ModelRef("unit", "ml", "fares")
+    model_ref = ModelRef("unit", "ml", "trained")
     snapshots.restore("baseline")
     version = train.main([*model_args(model_ref), f"--experiment_name={EXPERIMENT}", *data_args()])
     snapshots.save("trained")
@@ -208,24 +208,6 @@ def scenario(snapshots, _scenario_run) -> tuple[list, list[str]]:
     """The state after the whole local scenario ran (once per test run); returns its job runs and output lines."""
     snapshots.restore("scenario")
     return _scenario_run
-
-
-@pytest.fixture
-def weekend_feature(monkeypatch):
-    """A feature added as a team adds one: computed in ``model.add_features`` and listed in
-    ``model.FEATURES``. Returns its name, ``is_weekend``."""
-    from pyspark.sql import functions as F
-
-    from {{ cookiecutter.project_slug }} import model
-
-    add_features = model.add_features
-
-    def with_weekend(df):
-        return add_features(df).withColumn("is_weekend", F.dayofweek(model.TIMESTAMP).isin(1, 7).cast("int"))
-
-    monkeypatch.setattr(model, "add_features", with_weekend)
-    monkeypatch.setattr(model, "FEATURES", [*model.FEATURES, "is_weekend"])
-    return "is_weekend"
 
 
 @pytest.fixture

@@ -25,13 +25,13 @@ from {{ cookiecutter.project_slug }}.names import CHALLENGER, CHAMPION, ModelRef
 from {{ cookiecutter.project_slug }}.registry import alias_version
 from {{ cookiecutter.project_slug }}.runtime import JobError, local_dir
 
-MODEL = ModelRef("prod", "ml", "fares")
+MODEL = ModelRef("prod", "ml", "model")
 LISTED_REQUIREMENTS = train.pip_requirements()
 ENDPOINTS = "/api/2.0/serving-endpoints"
 
 
 def spec(version: str, **changes) -> serving.EndpointSpec:
-    return serving.EndpointSpec(**{"name": "fares-prod", "model": MODEL, "version": version, **changes})
+    return serving.EndpointSpec(**{"name": "model-prod", "model": MODEL, "version": version, **changes})
 
 
 def test_a_missing_endpoint_is_created_serving_the_champion(workspace):
@@ -41,7 +41,7 @@ def test_a_missing_endpoint_is_created_serving_the_champion(workspace):
     assert create.path == ENDPOINTS
     assert create.body["config"]["served_entities"] == [
         {
-            "entity_name": "prod.ml.fares",
+            "entity_name": "prod.ml.model",
             "entity_version": "3",
             "workload_size": "Small",
             "scale_to_zero_enabled": False,
@@ -51,12 +51,12 @@ def test_a_missing_endpoint_is_created_serving_the_champion(workspace):
         "inference_table_config": {
             "catalog_name": "prod",
             "schema_name": "ml",
-            "table_name_prefix": "fares",
+            "table_name_prefix": "model",
             "enabled": True,
         },
         "usage_tracking_config": {"enabled": True},
     }
-    endpoint_id = stand_in.endpoints["fares-prod"]["id"]
+    endpoint_id = stand_in.endpoints["model-prod"]["id"]
     grant = stand_in.calls[-1]
     assert (grant.method, grant.path) == ("PATCH", f"/api/2.0/permissions/serving-endpoints/{endpoint_id}")
     assert grant.body == {"access_control_list": [{"group_name": "readers", "permission_level": "CAN_QUERY"}]}
@@ -69,18 +69,18 @@ def test_the_same_champion_changes_nothing_but_a_new_size_updates(workspace):
     assert serving.sync_endpoint(w, spec("3")) == serving.UNCHANGED
     assert [method for method, _ in stand_in.writes()] == ["PATCH"]  # only the (idempotent) grant
     assert serving.sync_endpoint(w, spec("3", workload_size="Medium")) == serving.UPDATED
-    assert ("PUT", f"{ENDPOINTS}/fares-prod/config") in stand_in.writes()
+    assert ("PUT", f"{ENDPOINTS}/model-prod/config") in stand_in.writes()
 
 
 def test_payload_logging_is_switched_on_for_an_endpoint_without_it(workspace):
     w, stand_in = workspace
     serving.sync_endpoint(w, spec("3", log_payloads=False))
-    assert stand_in.endpoints["fares-prod"]["ai_gateway"] is None
+    assert stand_in.endpoints["model-prod"]["ai_gateway"] is None
     stand_in.calls.clear()
     assert serving.sync_endpoint(w, spec("3")) == serving.UNCHANGED
     put = next(c for c in stand_in.calls if c.path.endswith("/ai-gateway"))
-    assert put.body["inference_table_config"]["table_name_prefix"] == "fares"
-    assert spec("3").payload_table == "prod.ml.fares_payload"
+    assert put.body["inference_table_config"]["table_name_prefix"] == "model"
+    assert spec("3").payload_table == "prod.ml.model_payload"
 
 
 def _small_version(model_ref) -> str:
@@ -112,15 +112,15 @@ def test_the_endpoint_follows_deploy_and_rollback(workspace, fresh_model, monkey
     with a given client and through the job's entry point with the local stand-in workspace."""
     w, stand_in = workspace
     model_ref = fresh_model
-    args = [*model_args(model_ref), "--endpoint_name=fares-test", "--read_group=users"]
+    args = [*model_args(model_ref), "--endpoint_name=model-test", "--read_group=users"]
     client = MlflowClient()
 
     def sync() -> str:
         version = alias_version(client, model_ref, CHAMPION)
-        return serving.sync_endpoint(w, serving.EndpointSpec("fares-test", model_ref, version))
+        return serving.sync_endpoint(w, serving.EndpointSpec("model-test", model_ref, version))
 
     def served() -> str:
-        return stand_in.endpoints["fares-test"]["config"]["served_entities"][0]["entity_version"]
+        return stand_in.endpoints["model-test"]["config"]["served_entities"][0]["entity_version"]
 
     first = _deploy_new_version(model_ref)
     assert sync() == serving.CREATED and served() == first
@@ -128,22 +128,22 @@ def test_the_endpoint_follows_deploy_and_rollback(workspace, fresh_model, monkey
     second = _deploy_new_version(model_ref)
     assert sync() == serving.UPDATED and served() == second
     assert serving.main(args) == serving.UPDATED
-    assert served_locally("fares-test") == second
+    assert served_locally("model-test") == second
 
     deploy.rollback(model_args(model_ref))
     assert sync() == serving.UPDATED and served() == first
     assert serving.main(args) == serving.UPDATED
-    assert served_locally("fares-test") == first
+    assert served_locally("model-test") == first
     assert serving.main(args) == serving.UNCHANGED
 
     # Removal, as the README documents it: the same entry point in both workspaces.
     monkeypatch.setattr(serving, "workspace_client", lambda: w)
-    assert serving.remove(["--endpoint_name=fares-test"]) is True
-    assert ("DELETE", f"{ENDPOINTS}/fares-test") in stand_in.writes()
-    assert serving.remove(["--endpoint_name=fares-test"]) is False
+    assert serving.remove(["--endpoint_name=model-test"]) is True
+    assert ("DELETE", f"{ENDPOINTS}/model-test") in stand_in.writes()
+    assert serving.remove(["--endpoint_name=model-test"]) is False
     monkeypatch.undo()
-    assert serving.remove(["--endpoint_name=fares-test"]) is True
-    assert served_locally("fares-test") is None
+    assert serving.remove(["--endpoint_name=model-test"]) is True
+    assert served_locally("model-test") is None
 
 
 def served_locally(name: str) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import json
 import os
 import tomllib
 from pathlib import Path
@@ -13,6 +14,8 @@ from types import ModuleType
 LOCAL_DIR_ENV = "MLOPS_LOCAL_DIR"
 # The job package to drive; by default, the one the nearest pyproject.toml names.
 PACKAGE_ENV = "MLOPS_LOCAL_PACKAGE"
+# The project folder (its stand_in.py); by default, the nearest one with a databricks.yml.
+PROJECT_ENV = "MLOPS_LOCAL_PROJECT"
 STATE_DIR_NAME = ".mlops_local"
 
 
@@ -36,6 +39,7 @@ def activate(project_dir: Path) -> Path:
     folder = state_dir(project_dir)
     folder.mkdir(parents=True, exist_ok=True)
     os.environ[LOCAL_DIR_ENV] = str(folder)
+    os.environ[PROJECT_ENV] = str(Path(project_dir).resolve())
     os.environ.setdefault(PACKAGE_ENV, package_name(project_dir))
     return folder
 
@@ -58,3 +62,25 @@ def use_package(name: str) -> None:
 def project_module(name: str) -> ModuleType:
     """Module ``name`` of the job package (``model``, ``runtime``, ``promotion``, ...)."""
     return importlib.import_module(f"{os.environ.get(PACKAGE_ENV) or package_name()}.{name}")
+
+
+# What the local state made by earlier runs depends on: the predictions and monitoring
+# tables have these columns, the registered versions these inputs and outputs.
+PROBLEM_DEFINITIONS = ("SOURCE_COLUMNS", "TIMESTAMP", "LABEL", "FEATURES", "PROBLEM_TYPE", "PREDICTION_TYPE")
+PROBLEM_FILE = "problem.json"
+
+
+def problem_changed(state: Path) -> str | None:
+    """What changed in ``model.py``'s problem since the last local run in ``state``, or None.
+
+    Records the problem of this run either way. The first run records it and says nothing.
+    """
+    model = project_module("model")
+    now = {name: repr(getattr(model, name, None)) for name in PROBLEM_DEFINITIONS}
+    record = Path(state) / PROBLEM_FILE
+    before = json.loads(record.read_text()) if record.is_file() else None
+    record.write_text(json.dumps(now, indent=1) + "\n")
+    if before is None:
+        return None
+    changed = [name for name in PROBLEM_DEFINITIONS if before.get(name) != now[name]]
+    return ", ".join(changed) or None

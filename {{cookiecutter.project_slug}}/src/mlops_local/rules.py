@@ -13,7 +13,7 @@ is one of three kinds (``KINDS``), and its docstring says which:
 - ``policy``: what the CLI and the workspace accept, but this template requires.
 
 ``check(bundles)`` runs every rule over ``{target: ResolvedBundle}``;
-``python -m <package>.local validate`` prints the findings and fails on any.
+``python -m mlops_local validate`` prints the findings and fails on any.
 """
 
 from __future__ import annotations
@@ -390,7 +390,7 @@ RULES: tuple[Callable[[ResolvedBundle, Bundles], Iterator[Finding]], ...] = (
 )
 
 
-# What each rule is (see the module docstring); test_real_cli.py holds the template to it.
+# What each rule is (see the module docstring): mirrored from the CLI, found by its server, or policy.
 KINDS = {
     "uc-grant-principal": "mirrors (empty grants), server (workspace-local groups)",
     "run-as": "mirrors (target-level run_as), policy (a job's own run_as)",

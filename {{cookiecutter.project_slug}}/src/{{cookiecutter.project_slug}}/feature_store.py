@@ -183,12 +183,11 @@ def log_model(estimator, train_set, model_ref: ModelRef, **kwargs) -> str:
     """``fe.log_model`` with the training set's feature spec, registered as a new version; the version."""
     client = feature_engineering().FeatureEngineeringClient()
     run = mlflow.active_run()
-    # The format every MLflow 3 release reads (Databricks Runtime 17.3 ships 3.0).
-    kwargs.setdefault("serialization_format", mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE)
     client.log_model(
         model=estimator,
         artifact_path="model",
-        flavor=mlflow.sklearn,
+        flavor=model.FEATURE_STORE_FLAVOR,
+        **model.FEATURE_STORE_LOG_OPTIONS,
         training_set=train_set,
         registered_model_name=model_ref.full_name,
         infer_input_example=True,
@@ -222,7 +221,7 @@ def relog(source_uri: str, destination: ModelRef, table: str, end_date: str, sam
     spark = get_spark()
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source_uri, dst_path=tmp))
-        estimator = mlflow.sklearn.load_model(str(local / RAW_MODEL_PATH))
+        estimator = model.FEATURE_STORE_FLAVOR.load_model(str(local / RAW_MODEL_PATH))
     train_set, _ = training_sets(spark, destination, table, end_date, sample_fraction)
     from .train import pip_requirements, without_uv_project_detection  # here: train imports this module
 

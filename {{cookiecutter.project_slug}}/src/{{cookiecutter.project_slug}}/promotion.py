@@ -1,4 +1,4 @@
-"""Promotion: copy a model version between catalogs, and the approval gate.
+"""Promotion: copy a model version between catalogs, the approval gate, and what to do on drift.
 
 ``copy_model`` copies ``<source model>`` at a version (default: its ``champion``) into
 this environment's model with ``MlflowClient.copy_model_version`` and records where it
@@ -19,6 +19,10 @@ approve action sets it). It prints why either way.
 Only whoever may run the prod promotion job can pass ``approved_by``: in prod that is the
 prod service principal (the job's only CAN_MANAGE holder), which only the approval-gated
 CI job signs in as.
+
+``retraining_needed`` is the monitoring job's task in targets that cannot train (all but
+dev in deploy models, prod in hybrid): it fails with a message naming what to run where,
+so the job's failure notification reaches the team.
 """
 
 from __future__ import annotations
@@ -65,6 +69,14 @@ def build_approval_parser():
     p.add_argument("--approval_required", type=params.boolean, default=True)
     p.add_argument("--approved_by", default="", help="who approved in CI (set by the approval-gated CI job)")
     p.add_argument("--approval_run", default="", help="the CI run that holds the approval")
+    return p
+
+
+def build_retraining_needed_parser():
+    p = params.parser("retraining_needed", "Fail with instructions where training cannot run.")
+    p.add_argument("--model_name", required=True)
+    p.add_argument("--target", required=True)
+    p.add_argument("--pattern", required=True, choices=("deploy_code", "deploy_models", "hybrid"))
     return p
 
 
@@ -179,3 +191,22 @@ def approval_gate(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     copy_model()
+
+
+@params.entry_point(build_retraining_needed_parser)
+def retraining_needed(argv: list[str] | None = None) -> None:
+    args = build_retraining_needed_parser().parse_args(argv)
+    if args.pattern == "hybrid":
+        how = (
+            "Retrain in staging on production data: databricks bundle run model_training_job -t staging, "
+            "then promote: databricks bundle run model_promotion_job -t prod"
+        )
+    else:
+        how = (
+            "Retrain in dev: databricks bundle run model_training_job -t dev, then promote: "
+            "databricks bundle run model_promotion_job -t staging, then -t prod"
+        )
+    raise JobError(
+        f"Drift detected for {args.model_name} in {args.target}. The {args.pattern} pattern does not "
+        f"train in {args.target}. {how}."
+    )

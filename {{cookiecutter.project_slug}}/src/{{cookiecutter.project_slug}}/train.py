@@ -1,6 +1,7 @@
 """Train: fit the model, log it to MLflow with a signature, register a new version.
 
-The problem (data, features, estimator, its parameters and metrics) is read from ``model.py``.
+The problem (data, features, estimator, its parameters, metrics and how it is logged) is
+read from ``model.py``.
 
 The MLflow run and the model version record the commit, target and job run that produced
 them (tags ``git_commit``, ``target``, ``job_run_id``) when the job passes them.
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
-import logging
 import os
 {%- if not cookiecutter.include_feature_store %}
 import warnings
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> str:
     train = to_pandas(train_df, [*features, label], "training")
     holdout = to_pandas(holdout_df, [*features, label], "the hold-out days")
     estimator = model.build_model().fit(train[features], train[label])
-    holdout_metrics = model.metrics(holdout[label], estimator.predict(holdout[features]))
+    holdout_metrics = model.metrics(estimator, holdout[features], holdout[label])
     metrics = {f"holdout_{name}": value for name, value in holdout_metrics.items()}
 {% if not cookiecutter.include_feature_store %}
     example = train[features].head(5)
@@ -99,8 +99,6 @@ def main(argv: list[str] | None = None) -> str:
         warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
         signature = infer_signature(example, estimator.predict(example))
 {%- endif %}
-    level = logging.getLogger("mlflow.sklearn").level
-    logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)  # the cloudpickle notice, see below
     with mlflow.start_run(run_name=f"train {model_ref.name}") as run, without_uv_project_detection():
         mlflow.log_params(model.MODEL_PARAMS)
         mlflow.log_params(
@@ -117,26 +115,17 @@ def main(argv: list[str] | None = None) -> str:
 {%- if cookiecutter.include_feature_store %}
         # fe.log_model: the model carries its feature spec; its signature and input example
         # come from the training set (lookup keys required, features optional).
-        version = log_model(
-            estimator,
-            train_set,
-            model_ref,
-            pip_requirements=pip_requirements(),
-            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
-        )
+        version = log_model(estimator, train_set, model_ref, pip_requirements=pip_requirements())
 {%- else %}
-        info = mlflow.sklearn.log_model(
+        info = model.log_model(
             estimator,
             name="model",
             signature=signature,
             input_example=example,
             pip_requirements=pip_requirements(),
             registered_model_name=model_ref.full_name,
-            # The format every MLflow 3 release reads (Databricks Runtime 17.3 ships 3.0).
-            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
         )
 {%- endif %}
-    logging.getLogger("mlflow.sklearn").setLevel(level)
 {%- if not cookiecutter.include_feature_store %}
     version = str(info.registered_model_version)
 {%- endif %}

@@ -8,13 +8,11 @@ from mlops_local.bundle import BundleError, load_bundle, resolve
 from mlops_local.rules import check
 from mlops_local.runner import check_wheel_tasks
 
-PATTERN = "deploy_models"
 TARGETS = ("dev", "test", "staging", "prod")
-# Which targets define the training and the promotion job, per deployment pattern.
+# Which targets of this project define the training and the promotion job.
 LAYOUT = {
-    "deploy_code": {"model_training_job": TARGETS, "model_promotion_job": ()},
-    "deploy_models": {"model_training_job": ("dev",), "model_promotion_job": ("staging", "prod")},
-    "hybrid": {"model_training_job": ("dev", "test", "staging"), "model_promotion_job": ("prod",)},
+    "model_training_job": ("dev",),
+    "model_promotion_job": ("staging", "prod"),
 }
 
 
@@ -33,7 +31,7 @@ def test_targets_and_modes(config, bundles):
     assert bundles["dev"].mode == "development"
     assert bundles["staging"].mode == bundles["prod"].mode == "production"
     for target in ("test", "staging", "prod"):
-        assert "run_as" not in config["targets"][target]  # each job has its own (see test_deploy_rules)
+        assert "run_as" not in config["targets"][target]  # each job has its own run_as
         principal = bundles[target].variables["service_principal"]
         assert bundles[target].workspace["root_path"].startswith(f"/Workspace/Users/{principal}/.bundle/")
     catalogs = [bundles[t].variables["catalog"] for t in TARGETS]
@@ -42,7 +40,7 @@ def test_targets_and_modes(config, bundles):
 
 @pytest.mark.parametrize("job", ["model_training_job", "model_promotion_job"])
 def test_pattern_layout(bundles, job):
-    expected = LAYOUT[PATTERN][job]
+    expected = LAYOUT[job]
     assert tuple(t for t in TARGETS if job in bundles[t].jobs) == expected
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from helpers import data_args, model_args, unmeetable_thresholds
+from helpers import bundle_date, data_args, model_args, register_on_columns, unmeetable_thresholds
 from mlflow.tracking import MlflowClient
 from sklearn.linear_model import LinearRegression
 
@@ -27,7 +27,7 @@ def test_train_registers_a_version_with_a_full_signature(trained):
     assert info.signature.inputs is not None and info.signature.outputs is not None
     tags = MlflowClient().get_model_version(model_ref.full_name, version).tags
     assert tags["trained_in"] == model_ref.catalog
-    assert tags["training_end_date"] == "2016-02-14"
+    assert tags["training_end_date"] == str(bundle_date("training_end_date"))
 
 
 def test_train_logs_the_model_params_and_every_threshold_metric(trained):
@@ -47,7 +47,9 @@ def test_logged_requirements_cover_what_mlflow_infers(trained, tmp_path, monkeyp
     model_ref, version = trained
     local = mlflow.artifacts.download_artifacts(model_ref.uri(version), dst_path=str(tmp_path))
     logged = set(Path(local, "requirements.txt").read_text().split())
-    inferred = set(mlflow.models.infer_pip_requirements(local, "sklearn"))
+    flavors = mlflow.models.get_model_info(model_ref.uri(version)).flavors
+    flavor = next((name for name in flavors if name != "python_function"), "python_function")
+    inferred = set(mlflow.models.infer_pip_requirements(local, flavor))
     assert inferred and inferred <= logged, sorted(inferred - logged)
 
 
@@ -154,31 +156,36 @@ def input_columns(model_ref, version) -> list[str]:
     return mlflow.models.get_model_info(model_ref.uri(version)).signature.inputs.input_names()
 
 
-def test_a_feature_added_since_the_champion_is_compared_on_each_models_own_columns(champion, weekend_feature, capsys):
-    model_ref, first = champion
-    second = train.main([*model_args(model_ref), EXPERIMENT, *data_args()])
-    assert weekend_feature in input_columns(model_ref, second)
-    assert weekend_feature not in input_columns(model_ref, first)
-    validate.main(validate_args(model_ref, second, "--mode=report"))  # dev's mode
+def deployed(model_ref, version) -> str:
+    validate.main(validate_args(model_ref, version, "--mode=report"))
+    deploy.main(model_args(model_ref))
+    return version
+
+
+@pytest.mark.slow
+def test_a_feature_added_since_the_champion_is_compared_on_each_models_own_columns(spark, fresh_model, capsys):
+    first = deployed(fresh_model, register_on_columns(fresh_model, model.FEATURES[:-1]))
+    second = train.main([*model_args(fresh_model), EXPERIMENT, *data_args()])
+    assert model.FEATURES[-1] in input_columns(fresh_model, second)
+    assert model.FEATURES[-1] not in input_columns(fresh_model, first)
+    capsys.readouterr()
+    validate.main(validate_args(fresh_model, second, "--mode=report"))  # dev's mode
     out = capsys.readouterr().out
     assert f"champion v{first}" in out and f"{model.headline_metric()} differs by" in out
-    assert alias_version(MlflowClient(), model_ref, CHALLENGER) == second
+    assert alias_version(MlflowClient(), fresh_model, CHALLENGER) == second
 
 
-def test_a_champion_needing_a_removed_feature_is_not_compared_and_says_so(
-    champion, weekend_feature, monkeypatch, capsys
-):
-    model_ref, _ = champion
-    with_weekend = train.main([*model_args(model_ref), EXPERIMENT, *data_args()])
-    validate.main(validate_args(model_ref, with_weekend, "--mode=report"))
-    deploy.main(model_args(model_ref))
-    monkeypatch.undo()  # the feature is removed again
-    without = train.main([*model_args(model_ref), EXPERIMENT, *data_args()])
+@pytest.mark.slow
+def test_a_champion_needing_a_removed_feature_is_not_compared_and_says_so(spark, fresh_model, capsys):
+    retired = "retired_feature"
+    old = register_on_columns(fresh_model, [*model.FEATURES, retired])  # champion of an earlier model.py
+    MlflowClient().set_registered_model_alias(fresh_model.full_name, CHAMPION, old)
+    without = train.main([*model_args(fresh_model), EXPERIMENT, *data_args()])
     capsys.readouterr()
-    assert validate.main(validate_args(model_ref, without)) is True
+    assert validate.main(validate_args(fresh_model, without)) is True
     out = capsys.readouterr().out
-    assert f"Champion v{with_weekend} cannot be compared: it needs {weekend_feature}" in out
-    assert alias_version(MlflowClient(), model_ref, CHALLENGER) == without
+    assert f"Champion v{old} cannot be compared: it needs {retired}" in out
+    assert alias_version(MlflowClient(), fresh_model, CHALLENGER) == without
 
 
 def test_validation_prints_metrics_with_enough_digits_to_see_why(champion, monkeypatch, capsys):

@@ -5,14 +5,14 @@ The workspace is ``mlops_local.workspace``'s HTTP server and a real ``WorkspaceC
 """
 
 import pytest
-from helpers import model_args
+from helpers import bundle_date, model_args
 from mlops_local.workspace import StandIn
 
 from my_mlops_project import batch_inference, model, quality_monitor
 from my_mlops_project.names import ModelRef
 from my_mlops_project.runtime import JobError, local_dir, read_table, write_table
 
-MODEL = ModelRef("prod", "ml", "fares")
+MODEL = ModelRef("prod", "ml", "model")
 MONITORS = "/api/data-quality/v1/monitors"
 
 
@@ -22,14 +22,14 @@ def spec(schedule: str | None = "0 0 9 * * ?") -> quality_monitor.MonitorSpec:
 
 def test_no_monitor_before_the_inference_table_exists(workspace):
     w, stand_in = workspace
-    with pytest.raises(JobError, match="prod.ml.fares_predictions does not exist yet"):
+    with pytest.raises(JobError, match="prod.ml.model_predictions does not exist yet"):
         quality_monitor.ensure_monitor(w, spec())
     assert stand_in.writes() == []
 
 
 def test_created_then_unchanged_then_updated_when_paused(workspace):
     w, stand_in = workspace
-    stand_in.tables["prod.ml.fares_predictions"] = "t-1"
+    stand_in.tables["prod.ml.model_predictions"] = "t-1"
     stand_in.schemas["prod.ml"] = "s-1"
     assert quality_monitor.ensure_monitor(w, spec()) == (quality_monitor.CREATED, "t-1")
     create = next(c for c in stand_in.calls if c.method == "POST")
@@ -84,7 +84,7 @@ def test_locally_the_monitor_is_kept_by_the_stand_in_workspace(spark, fresh_mode
 
 def test_the_inference_table_has_the_columns_the_monitor_reads(spark, champion):
     model_ref, _ = champion
-    batch_inference.main([*model_args(model_ref), "--score_from_date=2016-02-20"])
+    batch_inference.main([*model_args(model_ref), f"--score_from_date={bundle_date('score_from_date')}"])
     columns = read_table(spark, model_ref.predictions_table).columns
     log = quality_monitor.MonitorSpec(model_ref, "/Workspace/x", None).inference_log()
     for column in (log.timestamp_column, log.prediction_column, log.model_id_column, log.label_column):

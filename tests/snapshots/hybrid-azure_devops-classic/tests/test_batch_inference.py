@@ -1,5 +1,5 @@
 import pytest
-from helpers import model_args
+from helpers import bundle_date, model_args
 from pyspark.sql import functions as F
 
 from my_mlops_project import batch_inference, model
@@ -8,7 +8,8 @@ from my_mlops_project.runtime import JobError, read_table
 
 def test_scores_with_the_champion_and_appends(spark, champion):
     model_ref, version = champion
-    args = [*model_args(model_ref), f"--input_table={model.SOURCE_TABLE}", "--score_from_date=2016-02-20"]
+    score_from = str(bundle_date("score_from_date"))
+    args = [*model_args(model_ref), f"--input_table={model.SOURCE_TABLE}", f"--score_from_date={score_from}"]
     first = batch_inference.main(args)
     assert first > 0
     batch_inference.main(args)
@@ -20,9 +21,9 @@ def test_scores_with_the_champion_and_appends(spark, champion):
     row = table.select("model_name", "model_version", "scored_at", "prediction").first()
     assert row["model_name"] == model_ref.full_name and row["model_version"] == version
     assert row["scored_at"] is not None and row["prediction"] is not None
-    assert table.where(F.to_date(model.TIMESTAMP) < F.lit("2016-02-20")).count() == 0
+    assert table.where(F.to_date(model.TIMESTAMP) < F.lit(score_from)).count() == 0
 
 
 def test_without_a_champion_it_says_what_to_run(fresh_model):
     with pytest.raises(JobError, match="does not exist. Run the training job"):
-        batch_inference.main([*model_args(fresh_model), "--score_from_date=2016-02-20"])
+        batch_inference.main([*model_args(fresh_model), f"--score_from_date={bundle_date('score_from_date')}"])

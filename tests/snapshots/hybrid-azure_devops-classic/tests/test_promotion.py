@@ -1,10 +1,10 @@
 """Copying a model version between catalogs, and the approval gate."""
 
 import pytest
-from helpers import data_args, model_args, unmeetable_thresholds
+from helpers import data_args, model_args, register_on_columns, unmeetable_thresholds
 from mlflow.tracking import MlflowClient
 
-from my_mlops_project import deploy, promotion, train, validate
+from my_mlops_project import deploy, model, promotion, train, validate
 from my_mlops_project.names import CHAMPION, ModelRef
 from my_mlops_project.registry import alias_version
 from my_mlops_project.runtime import JobError
@@ -120,16 +120,25 @@ def test_failed_validation_after_copy_leaves_the_target_champion(champion, desti
     assert alias_version(client, destination, CHAMPION) == first
 
 
-def test_a_feature_added_upstream_is_promoted_over_a_champion_without_it(champion, destination, weekend_feature):
+@pytest.mark.slow
+def test_a_feature_added_upstream_is_promoted_over_a_champion_without_it(spark, fresh_model, destination):
     """Dev trained with a new feature; the destination's champion predates it. Each scores on its own columns."""
-    source, first = champion
-    old = copy(source, destination, first)
+    old = copy(fresh_model, destination, register_on_columns(fresh_model, model.FEATURES[:-1]))
     validate_args = [*model_args(destination), "--experiment_name=/tests/unit", *data_args()]
     validate.main([*validate_args, f"--model_version={old}"])
     deploy.main(model_args(destination))
 
-    new = train.main([*model_args(source), "--experiment_name=/tests/unit", *data_args()])
-    copied = copy(source, destination, new)
+    new = train.main([*model_args(fresh_model), "--experiment_name=/tests/unit", *data_args()])
+    copied = copy(fresh_model, destination, new)
     validate.main([*validate_args, f"--model_version={copied}"])  # the promotion job's mode: enforce
     deploy.main(model_args(destination))
     assert alias_version(MlflowClient(), destination, CHAMPION) == copied
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [("deploy_models", "model_training_job -t dev"), ("hybrid", "model_training_job -t staging")],
+)
+def test_retraining_needed_says_which_job_to_run_where(pattern, expected):
+    with pytest.raises(JobError, match=expected):
+        promotion.retraining_needed(["--model_name=m", "--target=prod", f"--pattern={pattern}"])

@@ -74,7 +74,7 @@ def plan(bundles: dict[str, ResolvedBundle]) -> list[Step]:
             steps.append(Step(target, "model_training_job", f"train in {bundle.variables['catalog']}"))
         else:
             raise ScenarioError(f"target {target!r} neither trains nor promotes a model")
-    steps.append(Step("prod", "batch_inference_job", "score new trips with the prod champion"))
+    steps.append(Step("prod", "batch_inference_job", "score new rows with the prod champion"))
     if "monitoring_job" in bundles["prod"].jobs:
         steps.append(Step("prod", "monitoring_job", "check the predictions for drift"))
     return steps
@@ -111,7 +111,7 @@ def run_scenario(project_dir: Path, state: Path, echo: Callable[[str], None] = p
         retrain = run.tasks.get("retrain")
         if retrain is not None and retrain.state == SUCCESS:
             window_end = run.tasks["monitor"].values.get("window_end", "?")
-            echo(f"--> Drift found: {step.target} retrained on trips up to {window_end}, the drifted days included.")
+            echo(f"--> Drift found: {step.target} retrained on the rows up to {window_end}, the drifted days included.")
         if not run.succeeded:
             if step.job == "monitoring_job" and _only_failed(run, "retraining_needed"):
                 echo("--> Drift found: this target cannot train, so the job failed to alert the team (expected).")
@@ -156,10 +156,18 @@ def mlflow_command() -> str:
     return relative if not relative.startswith("..") else str(executable)
 
 
+def optional_module(name: str, attribute: str):
+    """``attribute`` of the job package's module ``name``, or None when this project has no such module."""
+    try:
+        return getattr(project_module(name), attribute)
+    except ModuleNotFoundError:
+        return None
+
+
 def summary(project_dir: Path, state: Path) -> str:
     """Each target's champion, its metrics and where it came from; where to look next."""
     names, registry = project_module("names"), project_module("registry")
-    source_tag, previous_tag = project_module("promotion").SOURCE_TAG, project_module("deploy").PREVIOUS
+    source_tag, previous_tag = optional_module("promotion", "SOURCE_TAG"), project_module("deploy").PREVIOUS
     headline = next(iter(project_module("model").THRESHOLDS))
     config = load_bundle(project_dir)
     project_module("runtime").configure_mlflow()

@@ -11,10 +11,7 @@ figures are appended to ``<catalog>.<schema>.<model>_monitoring`` and the task v
 day monitored) is where the retraining's data ends, so the new model learns from the
 drifted days. The reference ends at the champion's own ``training_end_date`` tag when it
 has one (a retrained champion saw more days than the bundle's default).
-
-``retraining_needed`` is the entry point of targets that cannot train (deploy models,
-and prod in the hybrid pattern): it fails with a message naming what to run where, so the
-job's failure notification reaches the team.
+Targets that cannot train run ``promotion.retraining_needed`` on drift instead.
 """
 
 from __future__ import annotations
@@ -45,14 +42,6 @@ def build_parser():
     p.add_argument("--window_days", type=int, default=14, help="days of recent predictions to check")
     p.add_argument("--psi_threshold", type=float, default=0.2, help="PSI above which a column has drifted")
     p.add_argument("--max_error_increase", type=float, default=0.25, help="allowed relative error increase")
-    return p
-
-
-def build_retraining_needed_parser():
-    p = params.parser("retraining_needed", "Fail with instructions where training cannot run.")
-    p.add_argument("--model_name", required=True)
-    p.add_argument("--target", required=True)
-    p.add_argument("--pattern", required=True, choices=("deploy_code", "deploy_models", "hybrid"))
     return p
 
 
@@ -159,25 +148,6 @@ def main(argv: list[str] | None = None) -> bool:
     set_task_value("retrain", str(retrain).lower())
     set_task_value("window_end", last.isoformat())
     return retrain
-
-
-@params.entry_point(build_retraining_needed_parser)
-def retraining_needed(argv: list[str] | None = None) -> None:
-    args = build_retraining_needed_parser().parse_args(argv)
-    if args.pattern == "hybrid":
-        how = (
-            "Retrain in staging on production data: databricks bundle run model_training_job -t staging, "
-            "then promote: databricks bundle run model_promotion_job -t prod"
-        )
-    else:
-        how = (
-            "Retrain in dev: databricks bundle run model_training_job -t dev, then promote: "
-            "databricks bundle run model_promotion_job -t staging, then -t prod"
-        )
-    raise JobError(
-        f"Drift detected for {args.model_name} in {args.target}. The {args.pattern} pattern does not "
-        f"train in {args.target}. {how}."
-    )
 
 
 if __name__ == "__main__":

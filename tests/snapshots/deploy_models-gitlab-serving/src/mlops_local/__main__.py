@@ -16,7 +16,7 @@ import sys
 import time
 
 from .bundle import BundleError, load_bundle, resolve
-from .project import activate, find_project_dir, project_module, state_dir
+from .project import activate, find_project_dir, problem_changed, project_module, state_dir
 from .rules import check
 from .runner import LocalRunner, check_wheel_tasks
 from .scenario import ScenarioError, run_scenario, summary
@@ -100,6 +100,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Removed {folder}")
         return 0
     state = activate(project)
+    changed = problem_changed(state) if args.command in ("run", "scenario") else None
+    if changed:
+        print(
+            f"Note: model.py's problem changed since the last local run ({changed}). The local models and "
+            f"tables in {state} were made for the old one; if a job fails on them, start afresh with "
+            "python -m mlops_local reset.",
+            file=sys.stderr,
+        )
     started = time.perf_counter()
     JobError = project_module("runtime").JobError
     try:
@@ -117,7 +125,11 @@ def main(argv: list[str] | None = None) -> int:
             print(summary(project, state))
             return 0
         if args.command == "approve":
-            promotion = project_module("promotion")
+            try:
+                promotion = project_module("promotion")
+            except ModuleNotFoundError:
+                print("error: this project promotes no models, so it has no approval to give", file=sys.stderr)
+                return 1
             project_module("runtime").configure_mlflow()
             promotion.approve(args.model, args.version)
             print(f"{args.model} v{args.version}: {promotion.APPROVAL_TAG}={promotion.APPROVED}")

@@ -11,10 +11,11 @@ and place, on ``samples.nyctaxi.trips`` (every Unity Catalog workspace has it).
 
 from __future__ import annotations
 
-import datetime as dt
+import logging
 from dataclasses import dataclass
 
-from pyspark.sql import Column, DataFrame, SparkSession
+import mlflow
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
@@ -69,6 +70,24 @@ def build_model():
     return HistGradientBoostingRegressor(**MODEL_PARAMS)
 
 
+def log_model(fitted, **options):
+    """Change this with build_model: how MLflow saves the fitted model (its flavor and options).
+
+    ``options`` are what training passes to any flavor (``name``, ``signature``,
+    ``input_example``, ``pip_requirements``, ``registered_model_name``). Another library
+    logs with its own flavor (``mlflow.xgboost``, ...) or ``mlflow.pyfunc.log_model(python_model=...)``.
+    """
+    logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)  # its notice about the format below
+    # The format every MLflow 3 release reads (Databricks Runtime 17.3 ships 3.0).
+    return mlflow.sklearn.log_model(
+        fitted, serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE, **options
+    )
+
+
+# Change this with log_model: what loading the logged model imports, so that scoring workers
+# can load it ahead of the first batch.
+SCORING_IMPORTS = ("mlflow.pyfunc", "mlflow.sklearn", "sklearn.ensemble")
+
 # Change this with the estimator: the packages the logged model needs to load and predict,
 # pinned to this environment's versions when it is logged (not the project's uv.lock, which
 # also holds Spark and the test tools a serving endpoint would install for nothing).
@@ -98,8 +117,13 @@ THRESHOLDS = {
 }
 
 
-def metrics(y_true, y_pred) -> dict[str, float]:
-    """Change this with THRESHOLDS: what training logs on the hold-out days (as ``holdout_<name>``)."""
+def metrics(fitted, X, y_true) -> dict[str, float]:
+    """Change this with THRESHOLDS: what training logs on the hold-out days (as ``holdout_<name>``).
+
+    ``fitted`` is the trained model and ``X`` the hold-out features: a classifier's scores can
+    come from ``fitted.predict_proba(X)`` (ROC AUC), its classes from ``fitted.predict(X)``.
+    """
+    y_pred = fitted.predict(X)
     return {
         "root_mean_squared_error": float(root_mean_squared_error(y_true, y_pred)),
         "mean_absolute_error": float(mean_absolute_error(y_true, y_pred)),
@@ -127,53 +151,3 @@ MONITORED_ERROR = "rmse"
 
 def monitored_error(prediction: Column, label: Column) -> Column:
     return F.sqrt(F.avg((prediction - label) ** 2))
-
-
-# --- Local stand-in for SOURCE_TABLE -------------------------------------------------
-
-# The sample table covers January and February 2016, and so does the stand-in. From
-# DRIFT_START its trips get longer and dearer, so that monitoring has drift to find.
-STAND_IN_START = dt.date(2016, 1, 1)
-STAND_IN_END = dt.date(2016, 2, 29)
-DRIFT_START = dt.date(2016, 2, 15)
-MANHATTAN_ZIPS = [10001, 10002, 10003, 10011, 10016, 10019, 10022, 10023, 10028, 10036, 10065, 10128]
-
-
-def stand_in_table(spark: SparkSession, rows: int = 30_000, seed: int = 7) -> DataFrame:
-    """Change this with SOURCE_TABLE: seeded rows with its schema, for runs on this machine.
-
-    Local runs read this instead of ``SOURCE_TABLE`` (made once and cached, see
-    ``runtime.read_table``), so the same job parameters work locally and on Databricks.
-    """
-    start = dt.datetime.combine(STAND_IN_START, dt.time.min)
-    seconds = int((dt.datetime.combine(STAND_IN_END, dt.time.max) - start).total_seconds())
-    zips = F.array(*[F.lit(z) for z in MANHATTAN_ZIPS])
-    trips = (
-        spark.range(rows, numPartitions=2)
-        .withColumn("pickup", (F.lit(start).cast("timestamp").cast("long") + (F.rand(seed) * seconds).cast("long")))
-        .withColumn("pickup", F.col("pickup").cast("timestamp"))
-        .withColumn("drifted", F.col("pickup") >= F.lit(DRIFT_START).cast("timestamp"))
-        # Log-normal distances around 2 miles; longer trips after the drift starts.
-        .withColumn("distance", F.exp(F.lit(0.6) + F.lit(0.7) * F.randn(seed + 1)))
-        .withColumn("distance", F.when(F.col("drifted"), F.col("distance") * 1.6).otherwise(F.col("distance")))
-        .withColumn("rush", F.hour("pickup").between(7, 9) | F.hour("pickup").between(16, 19))
-        .withColumn("speed_mph", F.when(F.col("rush"), 8.0).otherwise(13.0) + F.randn(seed + 2))
-        .withColumn("minutes", F.col("distance") / F.greatest(F.col("speed_mph"), F.lit(3.0)) * 60 + 2)
-        .withColumn(
-            "fare",
-            2.5
-            + 1.6 * F.col("distance")
-            + 0.35 * F.col("minutes")
-            + F.when(F.col("rush"), 1.0).otherwise(0.0)
-            + F.when(F.col("drifted"), 3.0).otherwise(0.0)
-            + 0.8 * F.randn(seed + 3),
-        )
-    )
-    return trips.select(
-        F.col("pickup").alias("tpep_pickup_datetime"),
-        (F.col("pickup") + F.make_interval(mins=F.col("minutes").cast("int"))).alias("tpep_dropoff_datetime"),
-        F.round("distance", 2).cast("double").alias("trip_distance"),
-        F.round(F.greatest(F.col("fare"), F.lit(2.5)), 2).cast("double").alias("fare_amount"),
-        zips[(F.rand(seed + 4) * len(MANHATTAN_ZIPS)).cast("int")].cast("int").alias("pickup_zip"),
-        zips[(F.rand(seed + 5) * len(MANHATTAN_ZIPS)).cast("int")].cast("int").alias("dropoff_zip"),
-    )

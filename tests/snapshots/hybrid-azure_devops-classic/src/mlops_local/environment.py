@@ -6,9 +6,9 @@ The job package's ``runtime`` hands each call here when ``MLOPS_LOCAL_DIR`` name
 - Spark: a local session tuned for small data on a laptop (few partitions, no UI, a JVM
   that starts fast, native thread pools of one thread since Spark's tasks already use the
   cores), which can start in the background while the job imports its libraries;
-- tables: Parquet folders under ``<local state>/warehouse/<catalog>/<schema>/<table>``; the
-  project's ``model.SOURCE_TABLE`` is made from ``model.stand_in_table`` the first time it
-  is read;
+- tables: Parquet folders under ``<local state>/warehouse/<catalog>/<schema>/<table>``; a
+  source table the state lacks is made from the project's ``stand_in.py`` (development only,
+  beside databricks.yml) the first time it is read;
 - the registry: an MLflow SQLite database in the state folder;
 - task values: handed to the local runner (``task_value_sink``);
 - the workspace's APIs: the stand-in workspace of ``workspace.py``.
@@ -20,6 +20,7 @@ in ``MLOPS_LOCAL_CACHE`` (default ``~/.cache/mlops-local``).
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import inspect
 import os
 import shutil
@@ -31,7 +32,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .project import project_module
+from .project import PROJECT_ENV, find_project_dir, project_module
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -138,9 +139,8 @@ _early_session: SparkSession | None = None
 
 
 def scoring_modules() -> tuple[str, ...]:
-    """What scoring with ``spark_udf`` imports in a Spark Python worker: MLflow and the model's library."""
-    estimator = type(project_module("model").build_model())
-    return ("mlflow.pyfunc", "mlflow.sklearn", estimator.__module__)
+    """What scoring with ``spark_udf`` imports in a Spark Python worker (``model.SCORING_IMPORTS``)."""
+    return tuple(project_module("model").SCORING_IMPORTS)
 
 
 def start_spark_early(root: Path, warm_up_modules: tuple[str, ...] = ()) -> None:
@@ -208,7 +208,7 @@ def table_exists(root: Path, name: str) -> bool:
 
 
 def read_table(spark: SparkSession, root: Path, name: str) -> DataFrame | None:
-    """Table ``name``, or None when it does not exist; the model's source table is made from its stand-in."""
+    """Table ``name``, or None when it does not exist; a missing source table is made from its stand-in."""
     ensure_stand_in(spark, root, name)
     return spark.read.parquet(str(table_path(root, name))) if table_exists(root, name) else None
 
@@ -224,25 +224,49 @@ def copy_table(root: Path, folder: Path, name: str) -> None:
     shutil.copytree(folder, path)
 
 
-def ensure_stand_in(spark: SparkSession, root: Path, name: str) -> None:
-    """Make ``model.SOURCE_TABLE`` from ``model.stand_in_table`` the first time it is read.
+STAND_IN_FILE = "stand_in.py"
 
-    The rows are cached under a key made of ``model.py`` and the Spark version, so a change
-    to the model's module makes a new table.
+
+def stand_in_module(project_dir: Path | None = None):
+    """The project's ``stand_in.py`` (development only, beside databricks.yml), or None without one."""
+    try:
+        path = find_project_dir(project_dir or os.environ.get(PROJECT_ENV)) / STAND_IN_FILE
+    except FileNotFoundError:
+        return None
+    if not path.is_file():
+        return None
+    spec = importlib.util.spec_from_file_location("mlops_local_stand_in", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def ensure_stand_in(spark: SparkSession, root: Path, name: str, project_dir: Path | None = None) -> bool:
+    """Make table ``name`` in ``root`` from the project's ``stand_in.stand_in_table`` when it is missing.
+
+    True when the table exists afterwards. The project is the nearest folder with a
+    databricks.yml from ``project_dir`` (default: ``MLOPS_LOCAL_PROJECT``, else the working
+    directory). The rows are cached
+    under a key made of ``stand_in.py``, the table's own name and the Spark version, so a
+    change to the file makes a new table.
     """
     import pyspark
 
-    model = project_module("model")
-    if name != model.SOURCE_TABLE or table_exists(root, name):
-        return
-    made_of = inspect.getsource(model) + pyspark.__version__
+    if table_exists(root, name):
+        return True
+    table_path(root, name)  # refuses a name that is not <catalog>.<schema>.<table>
+    stand_in = stand_in_module(project_dir)
+    if stand_in is None or stand_in.stand_in_table(spark, name) is None:
+        return False
+    made_of = inspect.getsource(stand_in) + name.rsplit(".", 1)[-1] + pyspark.__version__
     key = "stand-in-" + hashlib.sha256(made_of.encode()).hexdigest()[:16]
 
     def generate(folder: Path) -> None:
-        print(f"Generating the local stand-in for {name} (model.stand_in_table) into {folder.parent}")
-        model.stand_in_table(spark).write.parquet(str(folder))
+        print(f"Generating the local stand-in for {name} (stand_in.py) into {folder.parent}")
+        stand_in.stand_in_table(spark, name).write.parquet(str(folder))
 
     copy_table(root, cached(key, generate), name)
+    return True
 
 
 # --- MLflow ------------------------------------------------------------------------
@@ -300,8 +324,22 @@ def set_task_value(key: str, text: str) -> None:
         print(f"task value {key}={text} not published (not in a job run)")
 
 
+# Set by a compute that runs the job wheel against a workspace of its own (the template's
+# fake workspace does): the job's calls to the workspace's APIs go there, as the job's identity.
+WORKSPACE_HOST_ENV, WORKSPACE_TOKEN_ENV = "MLOPS_LOCAL_WORKSPACE_HOST", "MLOPS_LOCAL_WORKSPACE_TOKEN"
+
+
 def workspace_client(root: Path):
-    """A ``WorkspaceClient`` of the stand-in workspace that keeps its objects in ``root``."""
+    """A ``WorkspaceClient`` of the stand-in workspace that keeps its objects in ``root``
+    (or of the workspace ``MLOPS_LOCAL_WORKSPACE_HOST`` names, when the compute running the
+    job sets it)."""
+    host = os.environ.get(WORKSPACE_HOST_ENV)
+    if host:
+        from databricks.sdk import WorkspaceClient
+        from databricks.sdk.config import Config
+
+        token = os.environ.get(WORKSPACE_TOKEN_ENV, "")
+        return WorkspaceClient(config=Config(host=host, token=token, auth_type="pat", retry_timeout_seconds=60))
     from .workspace import local_client
 
     return local_client(root)

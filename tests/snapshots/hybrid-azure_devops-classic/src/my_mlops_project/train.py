@@ -1,6 +1,7 @@
 """Train: fit the model, log it to MLflow with a signature, register a new version.
 
-The problem (data, features, estimator, its parameters and metrics) is read from ``model.py``.
+The problem (data, features, estimator, its parameters, metrics and how it is logged) is
+read from ``model.py``.
 
 The MLflow run and the model version record the commit, target and job run that produced
 them (tags ``git_commit``, ``target``, ``job_run_id``) when the job passes them.
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
-import logging
 import os
 import warnings
 
@@ -75,15 +75,13 @@ def main(argv: list[str] | None = None) -> str:
     train = to_pandas(train_df, [*features, label], "training")
     holdout = to_pandas(holdout_df, [*features, label], "the hold-out days")
     estimator = model.build_model().fit(train[features], train[label])
-    holdout_metrics = model.metrics(holdout[label], estimator.predict(holdout[features]))
+    holdout_metrics = model.metrics(estimator, holdout[features], holdout[label])
     metrics = {f"holdout_{name}": value for name, value in holdout_metrics.items()}
 
     example = train[features].head(5)
     with warnings.catch_warnings():  # the features have no missing values: integer columns are right
         warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
         signature = infer_signature(example, estimator.predict(example))
-    level = logging.getLogger("mlflow.sklearn").level
-    logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)  # the cloudpickle notice, see below
     with mlflow.start_run(run_name=f"train {model_ref.name}") as run, without_uv_project_detection():
         mlflow.log_params(model.MODEL_PARAMS)
         mlflow.log_params(
@@ -97,17 +95,14 @@ def main(argv: list[str] | None = None) -> str:
         )
         mlflow.log_metrics(metrics)
         mlflow.set_tags(provenance(args))
-        info = mlflow.sklearn.log_model(
+        info = model.log_model(
             estimator,
             name="model",
             signature=signature,
             input_example=example,
             pip_requirements=pip_requirements(),
             registered_model_name=model_ref.full_name,
-            # The format every MLflow 3 release reads (Databricks Runtime 17.3 ships 3.0).
-            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
         )
-    logging.getLogger("mlflow.sklearn").setLevel(level)
     version = str(info.registered_model_version)
     client = MlflowClient()
     client.set_model_version_tag(model_ref.full_name, version, "training_end_date", args.training_end_date)

@@ -1,10 +1,16 @@
-"""The local runner follows the job definition: order, conditions, outcomes, parameters."""
+"""The local runner follows the job definition: order, conditions, outcomes, parameters.
+
+Tests of ``src/mlops_local``, the runner every project shares: kept in the template, not in
+each project. ``tests/test_local_runner.py`` runs them inside a baked project, with that
+project's fixtures.
+"""
 
 import copy
 
 import pytest
 from conftest import PROJECT_DIR
 from mlops_local.bundle import BundleError, ResolvedBundle, load_bundle, resolve
+from mlops_local.project import package_name
 from mlops_local.runner import (
     EXCLUDED,
     FAILED,
@@ -13,6 +19,8 @@ from mlops_local.runner import (
     LocalRunner,
     TaskConfigError,
 )
+
+PACKAGE = package_name(PROJECT_DIR)
 
 
 def bundle_with(jobs: dict) -> ResolvedBundle:
@@ -35,7 +43,7 @@ def test_conditions_outcomes_and_run_if(local_state):
             # Listed out of order on purpose: the runner sorts by depends_on.
             condition("when_true", "1", "1", [{"task_key": "check", "outcome": "true"}]),
             condition("when_false", "1", "1", [{"task_key": "check", "outcome": "false"}]),
-            condition("check", "{% raw %}{{job.parameters.flag}}{% endraw %}", "yes"),
+            condition("check", "{{job.parameters.flag}}", "yes"),
             {"task_key": "child", "depends_on": [{"task_key": "when_true"}], "run_job_task": {"job_id": "local:child"}},
             {**condition("always", "1", "1", [{"task_key": "when_false"}]), "run_if": "ALL_DONE"},
         ],
@@ -69,7 +77,7 @@ def test_a_failed_task_fails_the_job_and_skips_its_dependants(local_state):
             {
                 "task_key": "needs_champion",
                 "python_wheel_task": {
-                    "package_name": "{{ cookiecutter.project_slug }}",
+                    "package_name": PACKAGE,
                     "entry_point": "deploy",
                     "named_parameters": {"catalog": "unit", "schema": "ml", "model_name": "never_trained"},
                 },
@@ -94,7 +102,7 @@ def test_a_parameter_the_entry_point_does_not_accept_names_job_task_and_paramete
 
 
 def test_an_unknown_job_run_value_names_the_parameter(local_state):
-    job = {"tasks": [condition("check", "{% raw %}{{tasks.nowhere.values.x}}{% endraw %}", "1")]}
+    job = {"tasks": [condition("check", "{{tasks.nowhere.values.x}}", "1")]}
     runner = LocalRunner(PROJECT_DIR, bundle_with({"job": job}), local_state, echo=lambda _: None)
     with pytest.raises(TaskConfigError, match="task 'check', parameter 'left'"):
         runner.run("job")

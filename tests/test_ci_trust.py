@@ -1,0 +1,620 @@
+"""CI trust against a monorepo neighbour, a GitLab Maintainer, a moved alias and a broken copy.
+
+Each check models one attacker against the CI files of a baked project and returns what the
+attacker achieves ([] = nothing). The checks run the jobs' own shell text: the Go build with the
+real ``go`` command (only the final ``go build`` is replaced by a stand-in that reports which
+module it would have built), uv's configuration discovery with the real ``uv``, and the
+promotion and sweeper scripts with stand-ins for ``databricks``, ``git`` and ``curl`` that
+answer from a script of replies (an alias that moves after its first read, a copy without
+deployment state).
+
+Every check also runs on the template as it was before this round (commit BEFORE, baked from
+git), where each must find its attack.
+"""
+
+# ruff: noqa: E501 (stand-in replies and attack descriptions read best on one line)
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+import yaml
+from bake import TEMPLATE_DIR
+from cookiecutter.main import cookiecutter
+from test_cicd import EXTRACT, PATTERNS, PLATFORMS, CIJob, layout
+
+BEFORE = "5441336"  # the template before this round of CI trust fixes
+ATTACKER_HOST = "https://attacker.example.com"
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+# --------------------------------------------------------------------------------------
+# Bakes: the current template and the one before, at the repository root and in a folder
+
+
+@pytest.fixture(scope="module")
+def template_before(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("template-before")
+    archive = subprocess.run(["git", "-C", str(TEMPLATE_DIR), "archive", BEFORE], capture_output=True, check=True)
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(root, filter="data")
+    return root
+
+
+def bake_into(template: Path, out: Path, platform: str, pattern: str, root: str = ".") -> Path:
+    context = {"cicd_platform": platform, "deployment_pattern": pattern}
+    if root != ".":
+        context["project_root"] = root
+    baked = Path(cookiecutter(str(template), no_input=True, output_dir=str(out), extra_context=context))
+    return out / root if root != "." else baked
+
+
+# --------------------------------------------------------------------------------------
+# Stand-ins: commands that log their call (and the environment it ran with) and answer from
+# a file of replies: {"<first arguments>": [reply, reply, ...]}, each reply {"out": ..., "rc": n};
+# the last reply of a list repeats.
+
+STUB = r"""#!/usr/bin/env python3
+import json, os, sys
+name, args = os.path.basename(sys.argv[0]), " ".join(sys.argv[1:])
+replies = json.load(open(os.environ["STUB_REPLIES"]))
+seen_file = os.environ["STUB_SEEN"]
+seen = json.load(open(seen_file)) if os.path.exists(seen_file) else {}
+watched = ("DATABRICKS_HOST", "DATABRICKS_CLIENT_ID", "DATABRICKS_AUTH_TYPE", "HTTPS_PROXY", "https_proxy",
+           "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "GOPROXY", "GOSUMDB", "UV_INDEX_URL", "UV_NO_CONFIG",
+           "BUNDLE_VAR_catalog")
+with open(os.environ["STUB_LOG"], "a") as log:
+    log.write(json.dumps({"call": f"{name} {args}", "env": {k: os.environ.get(k) for k in watched}}) + "\n")
+for key in sorted(replies, key=len, reverse=True):
+    if (f"{name} {args} ").startswith(key + " ") or f"{name} {args}" == key:
+        n = seen.get(key, 0)
+        seen[key] = n + 1
+        json.dump(seen, open(seen_file, "w"))
+        reply = replies[key][min(n, len(replies[key]) - 1)]
+        if reply.get("out") is not None:
+            out = reply["out"]
+            print(out if isinstance(out, str) else json.dumps(out))
+        sys.exit(reply.get("rc", 0))
+if name == "go" and "-o" in sys.argv:
+    out = sys.argv[sys.argv.index("-o") + 1]
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    os.symlink(os.path.join(os.path.dirname(os.path.abspath(sys.argv[0])), "databricks"), out)
+"""
+STUBBED = ("databricks", "go", "curl", "git", "pip", "make", "uv", "uvx")
+
+
+def run_with_stubs(
+    body: str, work: Path, replies: dict, env: dict[str, str], cwd: Path, shell=("bash", "-eo", "pipefail")
+) -> tuple[int, list[dict], str]:
+    stubs = work / "stubs"
+    stubs.mkdir(parents=True, exist_ok=True)
+    for name in STUBBED:
+        (stubs / name).write_text(STUB)
+        (stubs / name).chmod(0o755)
+    for name in ("log", "seen", "replies"):
+        (work / name).unlink(missing_ok=True)
+    (work / "replies").write_text(json.dumps(replies))
+    script = work / "script.sh"
+    script.write_text(body)
+    base = {
+        "PATH": f"{stubs}:/usr/bin:/bin",
+        "HOME": str(work),
+        "STUB_REPLIES": str(work / "replies"),
+        "STUB_SEEN": str(work / "seen"),
+        "STUB_LOG": str(work / "log"),
+        "GITHUB_OUTPUT": str(work / "github_output"),
+        "GITHUB_STEP_SUMMARY": str(work / "github_summary"),
+        "GITHUB_PATH": str(work / "github_path"),
+    }
+    result = subprocess.run([*shell, str(script)], cwd=cwd, env={**base, **env}, capture_output=True, text=True)
+    log = work / "log"
+    calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    return result.returncode, calls, result.stdout + result.stderr
+
+
+# --------------------------------------------------------------------------------------
+# 1. A neighbour's go.work (or a replace in go.mod) builds another module as the CLI
+
+
+GO_WRAPPER = r"""#!/usr/bin/env python3
+# The real go, except that `go build` only reports which module it would build as the CLI.
+import os, subprocess, sys
+real, args = os.environ["REAL_GO"], sys.argv[1:]
+if "build" in args:
+    folder = args[args.index("-C") + 1] if "-C" in args else "."
+    out = args[args.index("-o") + 1]
+    found = subprocess.run([real, "-C", folder, "list", "-m", "-f", "{{.Dir}}", "github.com/databricks/cli"],
+                           capture_output=True, text=True)
+    if found.returncode:
+        sys.exit(found.stderr)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w") as f:
+        f.write(f"#!/bin/sh\necho 'built from {found.stdout.strip()}'\n")
+    os.chmod(out, 0o755)
+    sys.exit(0)
+os.execv(real, [real, *args])
+"""
+
+
+def _cli_build_scripts(project: Path, platform: str) -> dict[str, CIJob]:
+    """The CLI build scripts of the CI files (one per distinct text), with a job that runs each."""
+    scripts: dict[str, CIJob] = {}
+    for job in EXTRACT[platform](project):
+        for body in job.scripts:
+            if 'go -C "$module" build' in body:
+                scripts.setdefault(body, job)
+    return scripts
+
+
+def _attacker_module(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "go.mod").write_text("module github.com/databricks/cli\n\ngo 1.26.0\n")
+    (folder / "main.go").write_text('package main\n\nfunc main() { println("the attacker\'s CLI") }\n')
+
+
+def go_replace_attacks(project: Path, platform: str, work: Path) -> list[str]:
+    """What the CLI build produces when a neighbour's /go.work replaces the CLI module, and when
+    the project's own go.mod does: [] when every build refuses or builds the pinned CLI."""
+    real_go = shutil.which("go")
+    if real_go is None:
+        pytest.skip("needs the go command")
+    where = layout(project)
+    found = []
+    for case in ("go.work", "go.mod"):
+        # A repository with the project in a folder, and the neighbour's module next to it.
+        repo = work / case / "repo"
+        shutil.copytree(where.repo, repo, ignore=shutil.ignore_patterns(".git"))
+        proj = repo / where.root if where.mono else repo
+        _attacker_module(repo / "tools" / "x")
+        module = proj / ".databricks-cli"
+        if case == "go.work":
+            rel = module.relative_to(repo)
+            (repo / "go.work").write_text(
+                f"go 1.26.0\n\nuse ./{rel}\n\nreplace github.com/databricks/cli => ./tools/x\n"
+            )
+        else:
+            rel = os.path.relpath(repo / "tools" / "x", module)
+            with (module / "go.mod").open("a") as f:
+                f.write(f"\nreplace github.com/databricks/cli => {rel}\n")
+        home = work / case / "home"
+        (home / "go" / "pkg").mkdir(parents=True, exist_ok=True)
+        cache = subprocess.run([real_go, "env", "GOMODCACHE"], capture_output=True, text=True).stdout.strip()
+        if not (home / "go" / "pkg" / "mod").exists():
+            (home / "go" / "pkg" / "mod").symlink_to(cache)  # the machine's module cache, read by go list
+        wrapper = work / case / "bin"
+        wrapper.mkdir(exist_ok=True)
+        (wrapper / "go").write_text(GO_WRAPPER)
+        (wrapper / "go").chmod(0o755)
+        for index, (body, job) in enumerate(_cli_build_scripts(project, platform).items()):
+            script = work / case / f"build{index}.sh"
+            script.write_text(body)
+            env = {
+                "PATH": f"{wrapper}:/usr/bin:/bin",
+                "HOME": str(home),
+                "REAL_GO": real_go,
+                "CI_PROJECT_DIR": str(repo),
+                "BUILD_SOURCESDIRECTORY": str(repo),
+                "GITHUB_PATH": str(work / case / "github_path"),
+                "GOFLAGS": "-modcacherw",
+            }
+            result = subprocess.run(
+                ["bash", "--noprofile", "--norc", str(script)], cwd=proj, env=env, capture_output=True, text=True
+            )
+            built = re.findall(r"built from (\S+)", result.stdout)
+            if result.returncode == 0 and any("tools/x" in b for b in built):
+                found.append(f"{job.file}:{job.name}: a replace in {case} builds the attacker's module as the CLI")
+            elif result.returncode == 0 and not built:
+                found.append(
+                    f"{job.file}:{job.name}: the build passed without building anything ({result.stderr[-300:]})"
+                )
+            elif result.returncode != 0 and case == "go.work":
+                found.append(f"{job.file}:{job.name}: a parent go.work breaks the build: {result.stderr[-300:]}")
+    return found
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_a_neighbours_go_work_cannot_replace_the_cli(tmp_path, template_before, platform):
+    project = bake_into(TEMPLATE_DIR, tmp_path / "new", platform, "deploy_code", "ml/fares")
+    assert go_replace_attacks(project, platform, tmp_path / "new-run") == []
+    old = bake_into(template_before, tmp_path / "old", platform, "deploy_code", "ml/fares")
+    found = "\n".join(go_replace_attacks(old, platform, tmp_path / "old-run"))
+    assert "a replace in go.work builds the attacker's module as the CLI" in found, found
+    assert "a replace in go.mod builds the attacker's module as the CLI" in found, found
+
+
+# uv: a parent folder's uv.toml (or a workspace root's pyproject.toml) configures every uv call
+# below it unless UV_NO_CONFIG=1. `uv version` reads that configuration and refuses to run under
+# a required-version it does not meet, which is how the probe sees it.
+
+
+def uv_config_attacks(project: Path, platform: str, work: Path) -> list[str]:
+    uv = shutil.which("uv") or str(Path(os.sys.executable).parent / "uv")
+    where = layout(project)
+    repo = work / "repo"
+    if not repo.exists():
+        shutil.copytree(where.repo, repo, ignore=shutil.ignore_patterns(".git"))
+        (repo / "uv.toml").write_text('required-version = ">=99"\n')
+    proj = repo / where.root if where.mono else repo
+    found = []
+    for job in EXTRACT[platform](project):
+        if not job.signs_in or not re.search(r"\buv\b|bundle deploy", job.commands):
+            continue
+        env_text = "\n".join(f"{k}={v}" for k, v in job.env.items()) + "\n" + job.commands
+        no_config = bool(re.search(r"(^|\s)UV_NO_CONFIG=\"?1\b", env_text, re.M))
+        env = {"PATH": os.environ["PATH"], "HOME": str(work), "UV_OFFLINE": "1"}
+        if no_config:
+            env["UV_NO_CONFIG"] = "1"
+        result = subprocess.run([uv, "version"], cwd=proj, env=env, capture_output=True, text=True)
+        if "Required uv version" in result.stderr:
+            found.append(f"{job.file}:{job.name}: uv reads the repository root's uv.toml while holding a principal")
+    return found
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_a_root_uv_toml_does_not_reach_a_job_that_holds_a_principal(tmp_path, template_before, platform):
+    project = bake_into(TEMPLATE_DIR, tmp_path / "new", platform, "hybrid", "ml/fares")
+    assert uv_config_attacks(project, platform, tmp_path / "new-run") == []
+    old = bake_into(template_before, tmp_path / "old", platform, "hybrid", "ml/fares")
+    found = "\n".join(uv_config_attacks(old, platform, tmp_path / "old-run"))
+    assert "uv reads the repository root's uv.toml while holding a principal" in found, found
+
+
+def test_the_monorepo_docs_give_the_root_configuration_to_codeowners(baked, tmp_path, template_before):
+    for template, expected in ((TEMPLATE_DIR, True), (template_before, False)):
+        for platform in PLATFORMS:
+            project = bake_into(template, tmp_path / f"{expected}-{platform}", platform, "deploy_code", "ml/fares")
+            doc = (project / "docs" / "ci-setup.md").read_text()
+            named = all(f"`/{name}`" in doc for name in ("go.work", "uv.toml", "pyproject.toml"))
+            assert named == expected, (template, platform)
+
+
+# --------------------------------------------------------------------------------------
+# 2. GitLab: pipeline variables override job variables
+
+
+PIPELINE_VARIABLES = {
+    "DATABRICKS_HOST": ATTACKER_HOST,
+    "DATABRICKS_CLIENT_ID": "00000000-0000-0000-0000-000000000666",
+    "HTTPS_PROXY": "http://proxy.attacker.example.com:3128",
+    "https_proxy": "http://proxy.attacker.example.com:3128",
+    "SSL_CERT_FILE": "/tmp/attacker-ca.pem",
+    "REQUESTS_CA_BUNDLE": "/tmp/attacker-ca.pem",
+    "GOPROXY": "https://goproxy.attacker.example.com",
+    "GOSUMDB": "off",
+    "UV_INDEX_URL": "https://pypi.attacker.example.com/simple",
+    "BUNDLE_VAR_catalog": "attacker",
+}
+
+
+def _happy_replies(champion: str = "3") -> dict:
+    return {
+        "databricks model-versions get-by-alias": [{"out": {"version": champion}}],
+        "databricks model-versions get": [{"out": {"run_id": "r1"}}],
+        "databricks experiments get-run": [
+            {
+                "out": {
+                    "run": {
+                        "data": {"tags": [{"key": "git_commit", "value": COMMIT}, {"key": "job_run_id", "value": "7"}]}
+                    }
+                }
+            }
+        ],
+        "databricks jobs get-run": [{"out": {"job_id": 5, "run_as_user_name": "dev-sp"}}],
+        "databricks jobs get": [
+            {"out": {"settings": {"name": "my_mlops_project-model-training", "deployment": {"kind": "BUNDLE"}}}}
+        ],
+        "databricks bundle summary": [
+            {
+                "out": {
+                    "resources": {
+                        "registered_models": {
+                            "model": {"id": "x", "catalog_name": "t", "schema_name": "s", "name": "m"}
+                        }
+                    }
+                }
+            }
+        ],
+        "databricks model-versions list": [{"out": []}],
+        "databricks workspace get-status": [{"out": {"modified_at": 1000}}],
+        "databricks workspace list": [{"out": []}],
+    }
+
+
+def _gitlab_job_script(job: CIJob) -> str:
+    return "\n".join(_flatten(job.raw.get("before_script")) + _flatten(job.raw.get("script")))
+
+
+def _flatten(items) -> list[str]:
+    if items is None:
+        return []
+    if isinstance(items, str):
+        return [items]
+    return [line for item in items for line in _flatten(item)]
+
+
+def pipeline_variable_attacks(project: Path, work: Path) -> list[str]:
+    """GitLab jobs that hold the staging or prod principal and let a pipeline variable choose
+    where their token goes, or which proxy, CA, Go proxy, index or bundle variable they use."""
+    where = layout(project)
+    found = []
+    jobs = {j.name: j for j in EXTRACT["gitlab"](project)}
+    staging_sp, prod_sp = "00000000-0000-0000-0000-000000000001", "00000000-0000-0000-0000-000000000002"
+    for job in jobs.values():
+        client = job.env.get("DATABRICKS_CLIENT_ID")
+        if not job.signs_in or client not in (staging_sp, prod_sp):
+            continue
+        # The CLI artifact the build job passes on: a stand-in with the hash the build recorded.
+        bin_dir = where.project / ".databricks-cli" / "bin"
+        bin_dir.mkdir(parents=True, exist_ok=True)
+        (bin_dir / "databricks").write_text(STUB)
+        (bin_dir / "databricks").chmod(0o755)
+        digest = subprocess.run(["sha256sum", "databricks"], cwd=bin_dir, capture_output=True, text=True).stdout
+        (bin_dir / "databricks.sha256").write_text(digest)
+        # GitLab: job variables, then the pipeline variables over them.
+        env = {k: str(v) for k, v in job.env.items() if isinstance(v, str | int)}
+        env.update({"CI_PROJECT_DIR": str(where.repo), "GITLAB_USER_LOGIN": "maintainer", "CI_JOB_URL": "u"})
+        env.update({"MODEL_VERSION": "", "SOURCE_MODEL": "dev.s.m", "DATABRICKS_OIDC_TOKEN": "id-token"})
+        env.update(PIPELINE_VARIABLES)
+        code, calls, output = run_with_stubs(
+            _gitlab_job_script(job), work / job.name, _happy_replies(), env, where.repo
+        )
+        for call in calls:
+            if not call["call"].startswith("databricks "):
+                continue
+            bad = {k: v for k, v in call["env"].items() if v is not None and v == PIPELINE_VARIABLES.get(k)}
+            if bad:
+                found.append(f"{job.name}: `{call['call'][:40]}` runs with pipeline variables {sorted(bad)}")
+                break
+    return found
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_a_gitlab_pipeline_variable_does_not_steer_a_principal(tmp_path, template_before, pattern):
+    project = bake_into(TEMPLATE_DIR, tmp_path / "new", "gitlab", pattern)
+    assert pipeline_variable_attacks(project, tmp_path / "new-run") == []
+    old = bake_into(template_before, tmp_path / "old", "gitlab", pattern)
+    found = "\n".join(pipeline_variable_attacks(old, tmp_path / "old-run"))
+    assert "runs with pipeline variables ['BUNDLE_VAR_catalog', 'DATABRICKS_CLIENT_ID', 'DATABRICKS_HOST'" in found, (
+        found
+    )
+
+
+def gitlab_runner_problems(project: Path) -> list[str]:
+    """Jobs holding the staging or prod principal, and the build of the CLI they run, on the
+    protected runners (one tag); merge request pipelines never build on those."""
+    jobs = {j.name: j for j in EXTRACT["gitlab"](project)}
+    problems = []
+    for job in jobs.values():
+        if job.env.get("DATABRICKS_CLIENT_ID") in (
+            "00000000-0000-0000-0000-000000000001",
+            "00000000-0000-0000-0000-000000000002",
+        ):
+            tags = job.raw.get("tags") or []
+            if not any(t.endswith("-protected") for t in tags):
+                problems.append(f"{job.name}: holds a principal on any runner")
+            for need in job.needs:
+                builder = jobs[need]
+                if "go -C" in builder.commands and builder.raw.get("tags") != tags:
+                    problems.append(f"{job.name}: runs a CLI built on other runners ({need})")
+                if "go -C" in builder.commands and "pull_request" in builder.triggers:
+                    problems.append(f"{job.name}: runs a CLI that merge request pipelines also build ({need})")
+            if "sha256sum -c databricks.sha256" not in job.commands:
+                problems.append(f"{job.name}: does not check the CLI binary's hash")
+    return problems
+
+
+def test_gitlab_principals_and_their_cli_stay_on_protected_runners(tmp_path, template_before):
+    for pattern in PATTERNS:
+        project = bake_into(TEMPLATE_DIR, tmp_path / f"new-{pattern}", "gitlab", pattern)
+        assert gitlab_runner_problems(project) == []
+    old = bake_into(template_before, tmp_path / "old", "gitlab", "deploy_models")
+    found = "\n".join(gitlab_runner_problems(old))
+    assert "promote-prod: holds a principal on any runner" in found, found
+    assert "promote-prod: runs a CLI that merge request pipelines also build" in found, found
+
+
+# --------------------------------------------------------------------------------------
+# 3. and 4. Promotions: the version checked is the version copied; prod takes staging's champion
+
+
+def _promotion_body(job: CIJob, platform: str) -> str:
+    if platform == "gitlab":
+        return _gitlab_job_script(job)
+    return "\n".join(
+        s for s in job.scripts if "model_promotion_job" in s or "get-by-alias" in s or "provenance" in s.lower()
+    )
+
+
+def promotion_attacks(project: Path, platform: str, pattern: str, work: Path) -> list[str]:
+    """The staging promotion with the dev alias moved between the check and the copy; the
+    prod promotion asked for a staging version that is not staging's champion."""
+    found = []
+    jobs = EXTRACT[platform](project)
+    where = layout(project)
+    for job in jobs:
+        ops = [(v, k, t) for v, k, t in job.ops if k == "model_promotion_job"]
+        if not ops:
+            continue
+        target = ops[0][2]
+        env = {
+            "SOURCE_MODEL": "dev.s.m",
+            "CI_PROJECT_DIR": str(where.repo),
+            "PIPELINE_WORKSPACE": str(work / "pipeline"),
+            "RESOURCES_PIPELINE_PROMOTESTAGING_SOURCEBRANCH": "refs/heads/main",
+            "APPROVED_BY": "reviewer",
+            "APPROVAL_RUN": "run",
+            "GITLAB_USER_LOGIN": "reviewer",
+            "CI_JOB_URL": "u",
+            "BUILD_REQUESTEDFOR": "r",
+            "BUILD_BUILDID": "1",
+            "SYSTEM_COLLECTIONURI": "c/",
+            "SYSTEM_TEAMPROJECTID": "p",
+            "DATABRICKS_OIDC_TOKEN": "t",
+        }
+        bin_dir = where.project / ".databricks-cli" / "bin"
+        if platform == "gitlab":
+            bin_dir.mkdir(parents=True, exist_ok=True)
+            (bin_dir / "databricks").write_text(STUB)
+            (bin_dir / "databricks").chmod(0o755)
+            (bin_dir / "databricks.sha256").write_text(
+                subprocess.run(["sha256sum", "databricks"], cwd=bin_dir, capture_output=True, text=True).stdout
+            )
+        body = _promotion_body(job, platform)
+        if target == "staging":
+            # The dev owner moves `champion` from 3 to 4 right after the first read.
+            replies = _happy_replies()
+            replies["databricks model-versions get-by-alias"] = [{"out": {"version": "3"}}, {"out": {"version": "4"}}]
+            code, calls, output = run_with_stubs(
+                body, work / job.name, replies, {**env, "MODEL_VERSION": ""}, where.project
+            )
+            runs = [c["call"] for c in calls if "bundle run model_promotion_job" in c["call"]]
+            if code == 0 and (not runs or "source_version=3" not in runs[0]):
+                found.append(f"{job.file}:{job.name}: checked version 3, then copied {runs[0] if runs else 'nothing'}")
+            # A commit that is not a full SHA.
+            replies = _happy_replies()
+            replies["databricks experiments get-run"] = [
+                {
+                    "out": {
+                        "run": {
+                            "data": {
+                                "tags": [{"key": "git_commit", "value": "main"}, {"key": "job_run_id", "value": "7"}]
+                            }
+                        }
+                    }
+                }
+            ]
+            code, calls, _ = run_with_stubs(
+                body, work / job.name, replies, {**env, "MODEL_VERSION": "3"}, where.project
+            )
+            if any("bundle run model_promotion_job" in c["call"] for c in calls):
+                found.append(f"{job.file}:{job.name}: promotes a version whose recorded commit is 'main'")
+        else:
+            # Staging's champion is 3; version 5 failed validation in staging (no validated tag).
+            (work / "pipeline" / "promoteStaging" / "promotion").mkdir(parents=True, exist_ok=True)
+            (work / "pipeline" / "promoteStaging" / "promotion" / "staging_version").write_text("5\n")
+            replies = _happy_replies("3")
+            code, calls, output = run_with_stubs(
+                body, work / job.name, replies, {**env, "MODEL_VERSION": "5"}, where.project
+            )
+            runs = [c["call"] for c in calls if "bundle run model_promotion_job" in c["call"]]
+            if runs and "source_version=3" not in runs[0]:
+                found.append(f"{job.file}:{job.name}: copies staging version 5, which is not staging's champion")
+            # Empty: the champion, as a number.
+            code, calls, output = run_with_stubs(
+                body, work / job.name, replies, {**env, "MODEL_VERSION": ""}, where.project
+            )
+            runs = [c["call"] for c in calls if "bundle run model_promotion_job" in c["call"]]
+            if platform == "azure_devops" and pattern == "deploy_models":
+                pass  # the version comes from the artefact
+            elif not runs or "source_version=3" not in runs[0]:
+                found.append(
+                    f"{job.file}:{job.name}: an empty version reaches the job as {runs[0] if runs else 'nothing'}: {output[-300:]}"
+                )
+            if platform == "azure_devops" and pattern == "deploy_models":
+                (work / "pipeline" / "promoteStaging" / "promotion" / "staging_version").write_text("3\n")
+                branch = {**env, "RESOURCES_PIPELINE_PROMOTESTAGING_SOURCEBRANCH": "refs/heads/attacker"}
+                code, calls, _ = run_with_stubs(body, work / job.name, replies, branch, where.project)
+                if any("bundle run model_promotion_job" in c["call"] for c in calls):
+                    found.append(f"{job.file}:{job.name}: takes the promotion artefact of a run on another branch")
+    if platform == "azure_devops" and pattern == "deploy_models":
+        promote = yaml.safe_load((project / ".azure" / "pipelines" / "promote.yml").read_text())
+        for resource in promote["resources"]["pipelines"]:
+            if resource.get("branch") != "main":
+                found.append(f"promote.yml: pipeline resource {resource['pipeline']} is not limited to main")
+    return found
+
+
+@pytest.mark.parametrize("pattern", ["deploy_models", "hybrid"])
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_promotions_copy_the_version_they_checked(tmp_path, template_before, platform, pattern):
+    project = bake_into(TEMPLATE_DIR, tmp_path / "new", platform, pattern)
+    assert promotion_attacks(project, platform, pattern, tmp_path / "new-run") == []
+    old = bake_into(template_before, tmp_path / "old", platform, pattern)
+    found = "\n".join(promotion_attacks(old, platform, pattern, tmp_path / "old-run"))
+    if not (platform == "azure_devops" and pattern == "deploy_models"):
+        assert "copies staging version 5, which is not staging's champion" in found, found
+    if pattern == "deploy_models":
+        assert "checked version 3, then copied" in found, found
+        assert "promotes a version whose recorded commit is 'main'" in found, found
+    if platform == "azure_devops" and pattern == "deploy_models":
+        assert "takes the promotion artefact of a run on another branch" in found, found
+        assert "is not limited to main" in found, found
+
+
+# --------------------------------------------------------------------------------------
+# 5. The sweeper: one broken copy among good ones
+
+
+def sweeper_attacks(project: Path, platform: str, work: Path) -> list[str]:
+    found = []
+    where = layout(project)
+    for job in EXTRACT[platform](project):
+        if not any(t.startswith("schedule") for t in job.triggers) or not job.uses_databricks:
+            continue
+        body = next(s for s in job.scripts if "workspace list" in s)
+        root = f"/Workspace/Users/00000000-0000-0000-0000-000000000003/.bundle/{where.slug}/test"
+        replies = _happy_replies()
+        replies["databricks workspace list"] = [
+            {"out": [{"path": f"{root}/{i}", "object_type": "DIRECTORY"} for i in ("pr1", "pr2", "pr3")]}
+        ]
+        replies[f"databricks workspace get-status {root}/pr2/state/deployment.json"] = [
+            {"out": "Error: not found", "rc": 1}
+        ]
+        replies["curl"] = [{"out": {"state": "closed", "status": "completed"}}]
+        env = {
+            "MAX_AGE_DAYS": "3",
+            "GH_TOKEN": "t",
+            "GITHUB_API_URL": "https://api.github.invalid",
+            "GITHUB_REPOSITORY": "o/r",
+            "SYSTEM_ACCESSTOKEN": "t",
+            "SYSTEM_COLLECTIONURI": "c/",
+            "SYSTEM_TEAMPROJECTID": "p",
+            "BUILD_REPOSITORY_ID": "r",
+            "BUILD_REPOSITORY_PROVIDER": "TfsGit",
+            "CI_PROJECT_DIR": str(where.repo),
+        }
+        if platform == "gitlab":  # the CLI artifact of the build job, with its recorded hash
+            bin_dir = where.project / ".databricks-cli" / "bin"
+            bin_dir.mkdir(parents=True, exist_ok=True)
+            (bin_dir / "databricks").write_text(STUB)
+            (bin_dir / "databricks").chmod(0o755)
+            (bin_dir / "databricks.sha256").write_text(
+                subprocess.run(["sha256sum", "databricks"], cwd=bin_dir, capture_output=True, text=True).stdout
+            )
+        code, calls, output = run_with_stubs(body, work / job.name, replies, env, where.project)
+        destroyed = {m.group(1) for c in calls if (m := re.search(r"bundle destroy .*deployment_id=(\w+)", c["call"]))}
+        if destroyed != {"pr1", "pr3"}:
+            found.append(f"{job.file}:{job.name}: with pr2 broken, destroyed {sorted(destroyed)} of pr1, pr3")
+        if code == 0:
+            found.append(f"{job.file}:{job.name}: passes although it could not sweep pr2")
+        elif "pr2" not in output:
+            found.append(f"{job.file}:{job.name}: fails without naming pr2")
+        if platform == "azure_devops":  # a GitHub-hosted repository: no Azure Repos pull request to ask
+            code, calls, output = run_with_stubs(
+                body,
+                work / job.name,
+                {**replies, "curl": [{"out": "not found", "rc": 22}]},
+                {**env, "BUILD_REPOSITORY_PROVIDER": "GitHub"},
+                where.project,
+            )
+            if any(c["call"].startswith("curl") for c in calls):
+                found.append(f"{job.file}:{job.name}: asks Azure Repos about a GitHub repository's pull requests")
+    return found
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_the_sweeper_sweeps_every_good_copy_and_reports_the_bad_one(tmp_path, template_before, platform):
+    project = bake_into(TEMPLATE_DIR, tmp_path / "new", platform, "hybrid")
+    assert sweeper_attacks(project, platform, tmp_path / "new-run") == []
+    old = bake_into(template_before, tmp_path / "old", platform, "hybrid")
+    found = "\n".join(sweeper_attacks(old, platform, tmp_path / "old-run"))
+    assert "with pr2 broken, destroyed ['pr1'] of pr1, pr3" in found, found
+    if platform == "azure_devops":
+        assert "asks Azure Repos about a GitHub repository's pull requests" in found, found
