@@ -128,13 +128,13 @@ def spark(local_state):
     from {{ cookiecutter.project_slug }}.runtime import get_spark
 
     return get_spark()
-
-
 {%- if cookiecutter.include_feature_store %}
+
+
 FEATURE_CATALOG, FEATURE_SCHEMA = "unit", "ml"  # where the models of the tests look their features up
+{%- endif %}
 
 
-{% endif -%}
 @pytest.fixture(scope="session")
 def snapshots(local_state, spark, tmp_path_factory) -> StateSnapshots:
     """Saved states: ``baseline`` (empty registry and the sample table), and what other fixtures add."""

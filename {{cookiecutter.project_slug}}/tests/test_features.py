@@ -13,7 +13,6 @@ from conftest import FEATURE_CATALOG, FEATURE_SCHEMA
 from pyspark.sql import functions as F
 
 from {{ cookiecutter.project_slug }} import feature_store, features, model
-from {{ cookiecutter.project_slug }}.names import ModelRef
 from {{ cookiecutter.project_slug }}.runtime import feature_engineering, read_table
 
 
@@ -103,6 +102,7 @@ def test_the_model_carries_the_feature_tables_of_its_catalog(champion):
     assert feature_store.feature_tables_read(model_ref.uri(version)) == sorted(
         feature_store.table_names(model_ref.catalog, model_ref.schema)
     )
+{%- if cookiecutter.deployment_pattern != 'deploy_code' %}
 
 
 @pytest.mark.slow
@@ -112,6 +112,7 @@ def test_a_promoted_model_scores_from_the_destination_catalogs_tables(spark, cha
     from helpers import data_args, model_args
 
     from {{ cookiecutter.project_slug }} import promotion
+    from {{ cookiecutter.project_slug }}.names import ModelRef
 
     source, version = champion
     destination = ModelRef("prodlike", source.schema, source.name)
@@ -134,6 +135,7 @@ def test_a_promoted_model_scores_from_the_destination_catalogs_tables(spark, cha
     assert after == before
     source_after = client().score_batch(model_uri=source.uri(version), df=keys).select("trip_id", "prediction")
     assert sorted(source_after.collect()) != before  # the source model does read the source tables
+{%- endif %}
 
 
 @pytest.mark.slow
