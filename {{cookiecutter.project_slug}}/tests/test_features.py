@@ -150,6 +150,7 @@ def test_the_scenario_shows_each_targets_feature_tables(scenario, local_state):
         if target == "test":  # the scenario runs dev, staging and prod
             continue
         catalog, schema = bundle.variables["catalog"], bundle.variables["schema"]
-        line = next(line for line in text.splitlines() if line.strip().startswith(f"{target} "))
+        section = text.split("Feature tables by target (written / read):")[1].splitlines()
+        line = next(line for line in section if line.strip().startswith(f"{target} "))
         for name in feature_store.table_names(catalog, schema):
             assert line.count(name) == 2, line  # written and read, in the target's own catalog
