@@ -106,6 +106,7 @@ BAD_TEAM_VALUES = [
     ("compute", "gpu"),
     ("include_monitoring", "maybe"),
     ("include_serving_endpoint", "sometimes"),
+    ("include_feature_store", "often"),
     ("dev_workspace_host", "http://adb-3.3.azuredatabricks.net"),
     ("staging_workspace_host", "adb-1.1.azuredatabricks.net"),
     ("prod_workspace_host", "https://host/with/path"),
