@@ -139,12 +139,15 @@ def test_a_promoted_model_scores_from_the_destination_catalogs_tables(spark, cha
 
 
 @pytest.mark.slow
-def test_the_scenario_shows_each_targets_feature_tables(scenario, local_state):
+def test_the_scenario_shows_each_targets_feature_tables(scenario, local_state, snapshots):
     from conftest import PROJECT_DIR
     from mlops_local.bundle import load_bundle
     from mlops_local.scenario import resolve_all, summary
 
-    text = summary(PROJECT_DIR, local_state)
+    try:
+        text = summary(PROJECT_DIR, local_state)
+    finally:
+        snapshots.restore("baseline")  # the tests after this file expect no scenario state (monitors, endpoints)
     assert "Feature tables by target (written / read):" in text
     for target, bundle in resolve_all(load_bundle(PROJECT_DIR)).items():
         if target == "test":  # the scenario runs dev, staging and prod
