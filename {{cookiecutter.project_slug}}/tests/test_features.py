@@ -136,24 +136,3 @@ def test_a_promoted_model_scores_from_the_destination_catalogs_tables(spark, cha
     source_after = client().score_batch(model_uri=source.uri(version), df=keys).select("trip_id", "prediction")
     assert sorted(source_after.collect()) != before  # the source model does read the source tables
 {%- endif %}
-
-
-@pytest.mark.slow
-def test_the_scenario_shows_each_targets_feature_tables(scenario, local_state, snapshots):
-    from conftest import PROJECT_DIR
-    from mlops_local.bundle import load_bundle
-    from mlops_local.scenario import resolve_all, summary
-
-    try:
-        text = summary(PROJECT_DIR, local_state)
-    finally:
-        snapshots.restore("baseline")  # the tests after this file expect no scenario state (monitors, endpoints)
-    assert "Feature tables by target (written / read):" in text
-    for target, bundle in resolve_all(load_bundle(PROJECT_DIR)).items():
-        if target == "test":  # the scenario runs dev, staging and prod
-            continue
-        catalog, schema = bundle.variables["catalog"], bundle.variables["schema"]
-        section = text.split("Feature tables by target (written / read):")[1].splitlines()
-        line = next(line for line in section if line.strip().startswith(f"{target} "))
-        for name in feature_store.table_names(catalog, schema):
-            assert line.count(name) == 2, line  # written and read, in the target's own catalog
