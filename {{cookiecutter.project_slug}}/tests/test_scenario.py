@@ -111,7 +111,6 @@ def test_a_prod_promotion_without_approval_stops_before_deploy(scenario, local_s
 {%- if cookiecutter.include_feature_store %}
 
 
-@pytest.mark.slow
 def test_the_scenario_shows_each_targets_feature_tables(scenario, local_state):
     """Per target, the summary names the feature tables its jobs wrote and read: its own catalog's."""
     from {{ cookiecutter.project_slug }}.feature_store import table_names
