@@ -132,6 +132,11 @@ def spark(local_state):
 
 
 FEATURE_CATALOG, FEATURE_SCHEMA = "unit", "ml"  # where the models of the tests look their features up
+{%- if cookiecutter.deployment_pattern != 'deploy_code' %}
+PROMOTION_CATALOGS = ("unit_staging", "unit_prod", "unit_other")  # test_promotion.py's destinations
+{%- else %}
+PROMOTION_CATALOGS = ()
+{%- endif %}
 {%- endif %}
 
 
@@ -146,7 +151,8 @@ def snapshots(local_state, spark, tmp_path_factory) -> StateSnapshots:
 {%- if cookiecutter.include_feature_store %}
     from {{ cookiecutter.project_slug }} import feature_store
 
-    feature_store.main([f"--catalog={FEATURE_CATALOG}", f"--schema={FEATURE_SCHEMA}"])
+    for catalog in (FEATURE_CATALOG, *PROMOTION_CATALOGS):  # each catalog's own feature tables
+        feature_store.main([f"--catalog={catalog}", f"--schema={FEATURE_SCHEMA}"])
 {%- endif %}
     saved.save("baseline")
     return saved
