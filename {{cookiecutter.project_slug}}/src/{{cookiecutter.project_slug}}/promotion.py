@@ -129,6 +129,7 @@ def copy_model(argv: list[str] | None = None) -> str:
         # tables. The source's fitted model is logged again with this catalog's (feature_store.relog).
         end = args.training_end_date or get_version(client, source, source_version).tags.get("training_end_date", "")
         version = relog(source_uri, destination, args.training_table, end, args.sample_fraction)
+        client.set_model_version_tag(destination.full_name, version, "training_end_date", end)
         print(f"Logged {source_uri} into {destination.full_name} v{version} with its catalog's feature tables")
 {%- else %}
         copied = client.copy_model_version(source_uri, destination.full_name)
