@@ -40,6 +40,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from bake import TEMPLATE_DIR, project_env, rebake
+from wheelhouse import uv_find_links
 
 JOB_LINE = re.compile(r"^=== (\w+) \[(\w+)\] succeeded in ([0-9.]+)s", re.MULTILINE)
 FLOOR_CODE = (
@@ -139,7 +140,9 @@ TEMPLATE_ONLY = ("PYTHONPATH", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON", "VIRTU
 
 
 def uv_env() -> dict[str, str]:
-    return {key: value for key, value in os.environ.items() if key not in TEMPLATE_ONLY}
+    """The project's environment: nothing of the template's, and PySpark's wheel built once
+    (tools/wheelhouse.py), as uv's own cache gives it on a machine whose index it can reuse."""
+    return uv_find_links({key: value for key, value in os.environ.items() if key not in TEMPLATE_ONLY})
 
 
 def uv_sync(project: Path) -> float:
