@@ -40,8 +40,11 @@ IDS = ["-".join(str(v) for k, v in combo.items() if k != "project_slug") for com
 
 
 def deployable(baked, cli, tmp_path, **answers):
-    """A baked project, copied to point at the fake and committed to git (as CI has it)."""
-    return pointed_at_fake(baked(**answers), cli.fake.url, tmp_path / "project")
+    """A baked project, copied to point at the fake and committed to git (as CI has it), and the
+    workspace's catalogs and schemas for it."""
+    project = pointed_at_fake(baked(**answers), cli.fake.url, tmp_path / "project")
+    cli.prepare(project)
+    return project
 
 
 def clean_output(result: subprocess.CompletedProcess) -> str:
@@ -381,7 +384,7 @@ def ci_project(
         "include_serving_endpoint": optional,
     }
     project = pointed_at_fake(baked(**answers), cli.fake.url, tmp_path / checkout, principals=PRINCIPALS)
-    cli.use_data_of(project)
+    cli.prepare(project)
     head = head_of(project)
     return project, head
 
