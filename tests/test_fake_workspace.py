@@ -236,7 +236,7 @@ def test_make_fake_serves_until_sigterm_and_removes_its_state(real_cli, tmp_path
     assert "failed in the fake workspace" not in log, log
     import time
 
-    deadline = time.monotonic() + 30  # the fake stops its workers, then removes its state
+    deadline = time.monotonic() + 60  # the fake stops its workers, then removes its state
     while list(tmp_path.glob("fakeworkspace-state-*")) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not list(tmp_path.glob("fakeworkspace-state-*")), "SIGTERM leaves no state behind"
