@@ -13,7 +13,7 @@ from mlops_local.environment import stand_in_module, table_path
 from pyspark.sql import functions as F
 
 from my_mlops_project import model
-from my_mlops_project.data import load_rows, split_by_date, training_frames
+from my_mlops_project.data import MIN_SAMPLE_ROWS, load_rows, split_by_date, training_frames
 from my_mlops_project.runtime import JobError, write_table
 
 
@@ -24,8 +24,10 @@ def stand_in_table(spark, name):
 def test_the_stand_in_has_the_source_columns_and_covers_the_bundle_dates(spark):
     """Local runs read stand_in.py's rows with the bundle's dates: days to train and hold out up
     to training_end_date, and days to score from score_from_date."""
-    rows = model.add_features(stand_in_table(spark, model.SOURCE_TABLE))
-    assert {*model.SOURCE_COLUMNS, model.LABEL} <= set(stand_in_table(spark, model.SOURCE_TABLE).columns)
+    source = stand_in_table(spark, model.SOURCE_TABLE)
+    rows = model.add_features(source)
+    assert set(model.SOURCE_COLUMNS) <= set(source.columns)
+    assert {*model.FEATURES, model.LABEL} <= set(rows.columns)  # the label may be computed by add_features
     end, score_from = bundle_date("training_end_date"), bundle_date("score_from_date")
     day = F.to_date(model.TIMESTAMP)
     first, last = rows.agg(F.min(day), F.max(day)).first()
@@ -45,6 +47,14 @@ def test_the_stand_in_is_made_on_first_read(spark, local_state):
     rows = load_rows(spark, model.SOURCE_TABLE)
     assert rows.count() > 0
     assert set(model.SOURCE_COLUMNS) <= set(rows.columns)
+
+
+def test_a_sample_keeps_enough_rows_for_a_hold_out(spark):
+    """However small the fraction (the test target's, the quick loop's), a sample keeps
+    MIN_SAMPLE_ROWS rows, or the whole of a smaller table."""
+    rows = load_rows(spark, model.SOURCE_TABLE).count()
+    sampled = load_rows(spark, model.SOURCE_TABLE, sample_fraction=0.01).count()
+    assert sampled >= 0.9 * min(rows, MIN_SAMPLE_ROWS)  # Bernoulli sampling: near the target, not on it
 
 
 def test_missing_table_fails_with_its_name(spark):

@@ -1,7 +1,7 @@
 import datetime as dt
 
 import pytest
-from helpers import bundle_date, model_args
+from helpers import bundle_date, drifted_table, model_args
 from mlops_local import environment
 from pyspark.sql import functions as F
 
@@ -30,21 +30,6 @@ def task_values(monkeypatch):
 
 def source_rows(spark):
     return read_table(spark, model.SOURCE_TABLE)
-
-
-def drifted_table(spark, name: str) -> str:
-    """Rows from score_from_date on, of which only those with the top half of the first
-    numeric feature: a shift monitoring must find, made here rather than expected of the data."""
-    rows = model.add_features(source_rows(spark))
-    rows = rows.where(F.to_date(model.TIMESTAMP) >= F.lit(bundle_date("score_from_date")))
-    feature = next(f.name for f in rows.schema.fields if f.name in model.FEATURES and f.dataType.typeName() in NUMERIC)
-    median = rows.approxQuantile(feature, [0.5], 0.01)[0]
-    drifted = rows.where(F.col(feature) > F.lit(median)).select(*source_rows(spark).columns)
-    write_table(drifted, name, mode="overwrite")
-    return name
-
-
-NUMERIC = {"double", "float", "integer", "long", "short", "decimal"}
 
 
 def last_day(spark, table: str) -> str:
