@@ -53,12 +53,14 @@ def test_monitor_finds_drift_writes_metrics_and_asks_for_retraining(spark, champ
 
 
 def test_monitor_without_drift_does_not_retrain(spark, champion, task_values):
-    """Predictions for the days the model was trained on: the reference distribution, no drift."""
+    """Predictions for days the model was trained on (before the hold-out days): the reference
+    distribution and the reference error, so no drift."""
     model_ref, _ = champion
     end = bundle_date("training_end_date")
+    trained_to = end - dt.timedelta(days=model.HOLDOUT_DAYS)
     steady = "unit.ml.rows_without_drift"
-    write_table(source_rows(spark).where(F.to_date(model.TIMESTAMP) <= F.lit(end)), steady, mode="overwrite")
-    start = end - dt.timedelta(days=2 * model.HOLDOUT_DAYS)
+    write_table(source_rows(spark).where(F.to_date(model.TIMESTAMP) <= F.lit(trained_to)), steady, mode="overwrite")
+    start = trained_to - dt.timedelta(days=2 * model.HOLDOUT_DAYS)
     batch_inference.main([*model_args(model_ref), f"--input_table={steady}", f"--score_from_date={start}"])
     assert monitoring.main([*model_args(model_ref), f"--training_end_date={end}"]) is False
     assert task_values == {"retrain": "false", "window_end": last_day(spark, steady)}
