@@ -499,7 +499,7 @@ for key, value in answers.items():
         break
 else:
     if name == "curl":
-        print(json.dumps({"status": "completed", "state": "closed"}))
+        print(json.dumps({"status": "completed", "state": "closed", "oidcToken": "id-token"}))
 """
 STUBBED = ("databricks", "uv", "uvx", "go", "curl", "git", "python", "pip", "sudo", "az", "make")
 # Calls whose failure a script handles on purpose: "is there an endpoint to delete?", "has any
@@ -538,6 +538,7 @@ def _run_script(body: str, work: Path, fail_at: int, project: Path) -> tuple[int
         "SOURCE_MODEL": "dev.s.m",
         "MAX_AGE_DAYS": "3",
         "SYSTEM_ACCESSTOKEN": "t",
+        "SYSTEM_OIDCREQUESTURI": "https://dev.azure.com/org/p/_apis/distributedtask/hubs/build/plans/x/jobs/y/oidctoken",
         # What Azure DevOps sets for every step.
         "JAVA_HOME_17_X64": "/usr/lib/jvm/java-17",
         "BUILD_REQUESTEDFOR": "A Person",

@@ -366,7 +366,7 @@ PRINCIPALS = tuple(DEFAULT_ANSWERS[f"{who}_service_principal"] for who in ("ci",
 MANUAL_INPUTS = {
     "github_actions": lambda dev_model: {"source_model": dev_model, "model_version": ""},
     "azure_devops": lambda dev_model: {"sourceModel": dev_model, "modelVersion": "champion"},
-    "gitlab": lambda dev_model: {"SOURCE_MODEL": dev_model, "PROMOTE": "yes"},
+    "gitlab": lambda dev_model: {"source_model": dev_model, "promote_model": "yes"},
 }
 
 
