@@ -10,6 +10,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 PATTERN ?= deploy_code
+# pytest-xdist workers of make test (one per core; 1 runs the suite in this process).
+TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 BUILD ?= build
 PY := $(VENV)/bin/python
 LINT_PATHS := hooks tests tools clitest local_extensions.py template_rules.py
@@ -46,7 +48,7 @@ fake: venv
 	@$(PY) tools/cli_build.py serve $(FAKE_ARGS)
 
 test: venv cli
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist worksteal --junitxml=$(BUILD)/test-report.xml
 
 # Regenerate the golden request logs of tests/test_request_goldens.py after an intended change.
 goldens: venv cli
@@ -62,6 +64,7 @@ lint: venv
 bench: venv cli
 	$(PY) tools/bench.py --build-dir $(BUILD) $(BENCH_ARGS)
 	@if command -v go >/dev/null 2>&1; then $(PY) tools/bench_cli.py; fi
+	@$(PY) tools/suite_times.py $(BUILD)/test-report.xml
 
 clean:
 	rm -rf $(BUILD) .pytest_cache

@@ -86,10 +86,10 @@ func main() {
 	}
 	testserver.AddDefaultHandlers(server)
 
-	fmt.Println(server.URL)
-
+	// Listen for the signal before the URL is out: a caller may stop the fake right after reading it.
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	fmt.Println(server.URL)
 	<-stop
 
 	compute.stop()

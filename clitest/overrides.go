@@ -58,6 +58,9 @@ func addOverrides(server *testserver.Server, runner *jobRunner, service *worker,
 		if refusal := checkModelName(req.Body); refusal != nil {
 			return *refusal
 		}
+		if refusal := checkSchemaExists(req.Workspace, req.Body); refusal != nil {
+			return *refusal
+		}
 		return req.Workspace.RegisteredModelsCreate(req)
 	})
 	server.Handle("POST", "/api/2.0/mlflow/experiments/create", func(req testserver.Request) any {

@@ -131,6 +131,29 @@ func checkModelName(body []byte) *testserver.Response {
 	return nil
 }
 
+// checkSchemaExists: a registered model goes into an existing catalog and schema; the fake's
+// catalogs and schemas are the ones created in it (the tests' setup creates each target's, as
+// a workspace admin does before the first deploy). Error code SCHEMA_DOES_NOT_EXIST of the
+// Databricks error codes (databricks-sdk-go, ErrorCodeSchemaDoesNotExist).
+func checkSchemaExists(w *testserver.FakeWorkspace, body []byte) *testserver.Response {
+	var request catalog.CreateRegisteredModelRequest
+	if err := json.Unmarshal(body, &request); err != nil {
+		return nil
+	}
+	schema := request.CatalogName + "." + request.SchemaName
+	unlock := w.LockUnlock()
+	_, exists := w.Schemas[schema]
+	unlock()
+	if exists {
+		return nil
+	}
+	r := testserver.Response{StatusCode: http.StatusNotFound, Body: map[string]string{
+		"error_code": "SCHEMA_DOES_NOT_EXIST",
+		"message":    fmt.Sprintf("Schema '%s' does not exist.", schema),
+	}}
+	return &r
+}
+
 // checkExperimentParent: an experiment's parent folder must exist; the service does not create
 // it (RESOURCE_DOES_NOT_EXIST "Parent directory ... does not exist.", quoted in
 // databricks-demos/dbdemos issue 155).

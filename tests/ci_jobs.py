@@ -216,7 +216,18 @@ def _flatten(script) -> list[str]:
 
 
 def gitlab_jobs(project: Path, inputs: dict[str, str], head: str) -> list[CiJob]:
-    config = yaml.load((project / ".gitlab-ci.yml").read_text(), Loader=_GitLabLoader)
+    # A file with `spec:inputs` is two documents: the header, then the configuration. GitLab
+    # writes each input (the value given, else its default) into the text where the
+    # configuration says $[[ inputs.x ]], when it creates the pipeline.
+    text = (project / ".gitlab-ci.yml").read_text()
+    documents = [d for d in yaml.load_all(text, Loader=_GitLabLoader) if d is not None]
+    spec = ((documents[0].get("spec") or {}).get("inputs") or {}) if len(documents) == 2 else {}
+    values = {
+        name: str(inputs.get(name, s.get("default", "") if isinstance(s, dict) else "")) for name, s in spec.items()
+    }
+    body = text.split("\n---\n", 1)[1] if len(documents) == 2 else text
+    body = re.sub(r"\$\[\[\s*inputs\.([\w-]+)\s*\]\]", lambda m: values.get(m.group(1), ""), body)
+    config = yaml.load(body, Loader=_GitLabLoader)
     predefined = {
         "CI_MERGE_REQUEST_IID": "7",
         "CI_PIPELINE_ID": "100",

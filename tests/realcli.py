@@ -15,10 +15,12 @@ import shutil
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
 from cli_build import FAKE_SERVICE_PRINCIPAL, Binaries, fake_command
 
 # Identities of the fake (testserver): a dbapi0 token is the user tester@databricks.com, a
@@ -98,17 +100,36 @@ class Session:
             )
         return result
 
+    def prepare(self, project: Path) -> None:
+        """What a workspace holds before a project's first deploy: the catalogs and the schema of
+        its targets (created as a workspace admin would), and its data."""
+        bundle = yaml.safe_load((project / "databricks.yml").read_text())
+        schema = bundle["variables"]["schema"]["default"]
+        for target in bundle["targets"].values():
+            catalog = (target.get("variables") or {}).get("catalog")
+            if catalog:
+                self._post("/api/2.1/unity-catalog/catalogs", {"name": catalog})
+                self._post("/api/2.1/unity-catalog/schemas", {"name": schema, "catalog_name": catalog})
+        self.use_data_of(project)
+
     def use_data_of(self, project: Path) -> None:
         """The workspace's tables are the project's development stand-in (``stand_in.py``): the
         fake's own setup route, as a real workspace holds its data before jobs run."""
+        self._post("/fake/data", {"project": str(project)})
+
+    def _post(self, path: str, body: dict) -> None:
         request = urllib.request.Request(
-            self.fake.url + "/fake/data",
-            data=json.dumps({"project": str(project)}).encode(),
+            self.fake.url + path,
+            data=json.dumps(body).encode(),
             headers={"Authorization": f"Bearer {USER}{self.name}", "Content-Type": "application/json"},
             method="POST",
         )
-        with urllib.request.urlopen(request, timeout=30):
-            pass
+        try:
+            with urllib.request.urlopen(request, timeout=30):
+                pass
+        except urllib.error.HTTPError as error:
+            if error.code != 409:  # already there
+                raise
 
     def json(self, args: list[str], cwd: Path, identity: str = USER, **extra: str):
         return json.loads(self.run([*args, "-o", "json"], cwd, identity, **extra).stdout)

@@ -327,8 +327,11 @@ def _happy_replies(champion: str = "3") -> dict:
     }
 
 
-def _gitlab_job_script(job: CIJob) -> str:
-    return "\n".join(_flatten(job.raw.get("before_script")) + _flatten(job.raw.get("script")))
+def _gitlab_job_script(job: CIJob, inputs: dict[str, str] | None = None) -> str:
+    """The job's shell text with its inputs written in, as GitLab does when it creates the
+    pipeline (after checking each against its regex): the text, not a variable."""
+    text = "\n".join(_flatten(job.raw.get("before_script")) + _flatten(job.raw.get("script")))
+    return re.sub(r"\$\[\[\s*inputs\.(\w+)\s*\]\]", lambda m: (inputs or {}).get(m.group(1), ""), text)
 
 
 def _flatten(items) -> list[str]:
@@ -424,9 +427,9 @@ def test_gitlab_principals_and_their_cli_stay_on_protected_runners(tmp_path, tem
 # 3. and 4. Promotions: the version checked is the version copied; prod takes staging's champion
 
 
-def _promotion_body(job: CIJob, platform: str) -> str:
+def _promotion_body(job: CIJob, platform: str, version: str = "") -> str:
     if platform == "gitlab":
-        return _gitlab_job_script(job)
+        return _gitlab_job_script(job, {"model_version": version, "source_model": "dev.s.m"})
     return "\n".join(
         s for s in job.scripts if "model_promotion_job" in s or "get-by-alias" in s or "provenance" in s.lower()
     )
@@ -466,13 +469,16 @@ def promotion_attacks(project: Path, platform: str, pattern: str, work: Path) ->
             (bin_dir / "databricks.sha256").write_text(
                 subprocess.run(["sha256sum", "databricks"], cwd=bin_dir, capture_output=True, text=True).stdout
             )
-        body = _promotion_body(job, platform)
+
+        def body(version: str, job=job) -> str:
+            return _promotion_body(job, platform, version)
+
         if target == "staging":
             # The dev owner moves `champion` from 3 to 4 right after the first read.
             replies = _happy_replies()
             replies["databricks model-versions get-by-alias"] = [{"out": {"version": "3"}}, {"out": {"version": "4"}}]
             code, calls, output = run_with_stubs(
-                body, work / job.name, replies, {**env, "MODEL_VERSION": ""}, where.project
+                body(""), work / job.name, replies, {**env, "MODEL_VERSION": ""}, where.project
             )
             runs = [c["call"] for c in calls if "bundle run model_promotion_job" in c["call"]]
             if code == 0 and (not runs or "source_version=3" not in runs[0]):
@@ -491,7 +497,7 @@ def promotion_attacks(project: Path, platform: str, pattern: str, work: Path) ->
                 }
             ]
             code, calls, _ = run_with_stubs(
-                body, work / job.name, replies, {**env, "MODEL_VERSION": "3"}, where.project
+                body("3"), work / job.name, replies, {**env, "MODEL_VERSION": "3"}, where.project
             )
             if any("bundle run model_promotion_job" in c["call"] for c in calls):
                 found.append(f"{job.file}:{job.name}: promotes a version whose recorded commit is 'main'")
@@ -501,14 +507,14 @@ def promotion_attacks(project: Path, platform: str, pattern: str, work: Path) ->
             (work / "pipeline" / "promoteStaging" / "promotion" / "staging_version").write_text("5\n")
             replies = _happy_replies("3")
             code, calls, output = run_with_stubs(
-                body, work / job.name, replies, {**env, "MODEL_VERSION": "5"}, where.project
+                body("5"), work / job.name, replies, {**env, "MODEL_VERSION": "5"}, where.project
             )
             runs = [c["call"] for c in calls if "bundle run model_promotion_job" in c["call"]]
             if runs and "source_version=3" not in runs[0]:
                 found.append(f"{job.file}:{job.name}: copies staging version 5, which is not staging's champion")
             # Empty: the champion, as a number.
             code, calls, output = run_with_stubs(
-                body, work / job.name, replies, {**env, "MODEL_VERSION": ""}, where.project
+                body(""), work / job.name, replies, {**env, "MODEL_VERSION": ""}, where.project
             )
             runs = [c["call"] for c in calls if "bundle run model_promotion_job" in c["call"]]
             if platform == "azure_devops" and pattern == "deploy_models":
@@ -520,7 +526,7 @@ def promotion_attacks(project: Path, platform: str, pattern: str, work: Path) ->
             if platform == "azure_devops" and pattern == "deploy_models":
                 (work / "pipeline" / "promoteStaging" / "promotion" / "staging_version").write_text("3\n")
                 branch = {**env, "RESOURCES_PIPELINE_PROMOTESTAGING_SOURCEBRANCH": "refs/heads/attacker"}
-                code, calls, _ = run_with_stubs(body, work / job.name, replies, branch, where.project)
+                code, calls, _ = run_with_stubs(body(""), work / job.name, replies, branch, where.project)
                 if any("bundle run model_promotion_job" in c["call"] for c in calls):
                     found.append(f"{job.file}:{job.name}: takes the promotion artefact of a run on another branch")
     if platform == "azure_devops" and pattern == "deploy_models":
@@ -618,3 +624,165 @@ def test_the_sweeper_sweeps_every_good_copy_and_reports_the_bad_one(tmp_path, te
     assert "with pr2 broken, destroyed ['pr1'] of pr1, pr3" in found, found
     if platform == "azure_devops":
         assert "asks Azure Repos about a GitHub repository's pull requests" in found, found
+
+
+# --------------------------------------------------------------------------------------
+# 7. uv pinned by hash on GitHub; Azure DevOps pull request code never holds System.AccessToken
+
+
+def uv_install_problems(project: Path) -> list[str]:
+    """GitHub steps that install uv without a hash to check it against."""
+    problems = []
+    pins = (project / "ci-requirements.txt").read_text() if (project / "ci-requirements.txt").exists() else ""
+    for path in sorted((project / ".github" / "workflows").glob("*.yml")):
+        for key, job in yaml.safe_load(path.read_text())["jobs"].items():
+            for step in job.get("steps", []):
+                if "astral-sh/setup-uv" in step.get("uses", "") and not (step.get("with") or {}).get("checksum"):
+                    problems.append(f"{path.name}:{key}: setup-uv downloads uv without a checksum")
+                if "ci-requirements.txt" in step.get("run", ""):
+                    if "--require-hashes" not in step["run"]:
+                        problems.append(f"{path.name}:{key}: uv installed without --require-hashes")
+    # The PyPI wheel of the pinned uv (manylinux x86_64), as `pip download uv==0.13.8` shows it.
+    if "sha256:e18a57b8b352eb7c8feb317b9f6f533c8f0ad9673fd6cf34bbe3cf1a9f6a8984" not in pins:
+        problems.append("ci-requirements.txt does not pin the uv wheel's SHA-256")
+    return problems
+
+
+def test_github_installs_uv_by_hash(tmp_path, template_before):
+    project = bake_into(TEMPLATE_DIR, tmp_path / "new", "github_actions", "hybrid")
+    assert uv_install_problems(project) == []
+    old = bake_into(template_before, tmp_path / "old", "github_actions", "hybrid")
+    found = "\n".join(uv_install_problems(old))
+    assert "ci.yml:test-deployment: setup-uv downloads uv without a checksum" in found, found
+    assert "cd.yml:deploy-staging: setup-uv downloads uv without a checksum" in found, found
+
+
+def access_token_exposures(project: Path) -> list[str]:
+    """Azure DevOps pull request jobs whose steps hold System.AccessToken once the pull
+    request's files are checked out (its build backend, hooks or a json.py next to a python3)."""
+    found = []
+    path = project / ".azure" / "pipelines" / "ci.yml"
+    for stage in yaml.safe_load(path.read_text())["stages"]:
+        for job in stage["jobs"]:
+            checked_out = False
+            for step in job.get("steps", []):
+                if step.get("checkout") == "self" or "template" in step:
+                    checked_out = checked_out or step.get("checkout") == "self"
+                    continue
+                if (step.get("env") or {}).get("SYSTEM_ACCESSTOKEN") and checked_out:
+                    found.append(
+                        f"{job['job']}: `{step.get('displayName')}` holds System.AccessToken after the checkout"
+                    )
+                elif (step.get("env") or {}).get("SYSTEM_ACCESSTOKEN") and "python3 -c" in step.get("script", ""):
+                    found.append(
+                        f"{job['job']}: `{step.get('displayName')}` runs python3 that can import from the folder"
+                    )
+    return found
+
+
+def test_azure_pull_request_steps_get_an_id_token_not_the_access_token(tmp_path, template_before):
+    for pattern in PATTERNS:
+        project = bake_into(TEMPLATE_DIR, tmp_path / f"new-{pattern}", "azure_devops", pattern)
+        assert access_token_exposures(project) == []
+        text = (project / ".azure" / "pipelines" / "ci.yml").read_text()
+        assert "DATABRICKS_OIDC_TOKEN: $(DATABRICKS_OIDC_TOKEN)" in text
+    old = bake_into(template_before, tmp_path / "old", "azure_devops", "deploy_code")
+    found = "\n".join(access_token_exposures(old))
+    assert "TestDeployment: `Deploy this pull request's copy of the test target` holds System.AccessToken" in found, (
+        found
+    )
+
+
+def doc_errors(project: Path, platform: str, pattern: str) -> list[str]:
+    """The setup guide's statements that the issue found wrong."""
+    doc = (project / "docs" / "ci-setup.md").read_text()
+    errors = []
+    if platform == "azure_devops" and pattern == "deploy_models":
+        if "`my_mlops_project-promote-staging` > Run pipeline (branch `main`), parameters" not in doc:
+            errors.append("the staging promotion's parameters are not on promote-staging, run on main")
+        row = next(line for line in doc.splitlines() if line.startswith("| `my_mlops_project-staging-promotion` |"))
+        if "*Allow unknown status* off" not in row:
+            errors.append("the staging-promotion connection does not say Allow unknown status off")
+    if platform == "gitlab" and "18.2.2" not in doc:
+        errors.append("the fork advice predates GitLab 18.2.2's fork claims")
+    if (
+        "builds the wheel with `uv build`\n  inside jobs that hold a token, and the build backend runs with it"
+        not in doc
+    ):
+        errors.append("the wheel build's token is not stated per platform")
+    return errors
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_the_setup_guide_corrections(tmp_path, template_before, platform):
+    project = bake_into(TEMPLATE_DIR, tmp_path / "new", platform, "deploy_models")
+    assert doc_errors(project, platform, "deploy_models") == []
+    old = bake_into(template_before, tmp_path / "old", platform, "deploy_models")
+    assert doc_errors(old, platform, "deploy_models"), platform
+
+
+# --------------------------------------------------------------------------------------
+# 2. GitLab promotions take typed inputs, not pipeline variables
+
+PROMOTION_VARIABLES = ("PROMOTE_MODEL", "MODEL_VERSION", "SOURCE_MODEL")
+
+
+def gitlab_input_attacks(project: Path, work: Path) -> list[str]:
+    """What a pipeline variable (whoever may set them) chooses in a GitLab promotion, and which
+    promotion choices are not typed inputs with a regex."""
+    from test_cicd import gitlab_inputs
+
+    where = layout(project)
+    found = []
+    inputs = {}
+    for path in where.ci_files("gitlab"):
+        inputs.update(gitlab_inputs(path))
+    pattern = json.loads((project / ".cookiecutter-replay.json").read_text())["cookiecutter"]["deployment_pattern"]
+    wanted = ["promote_model", "model_version"] + (["source_model"] if pattern == "deploy_models" else [])
+    bad_values = {"promote_model": "yes; id", "model_version": "3 || true", "source_model": "dev.s.m$(id)"}
+    for name in wanted:
+        spec = inputs.get(name)
+        if not spec:
+            found.append(f"{name}: not a spec:inputs input")
+        elif not spec.get("regex"):
+            found.append(f"{name}: an input without a regex")
+        elif re.search(spec["regex"], bad_values[name]) or not re.search(spec["regex"], str(spec.get("default", ""))):
+            found.append(f"{name}: its regex {spec['regex']!r} takes {bad_values[name]!r} or refuses its default")
+    for job in EXTRACT["gitlab"](project):
+        rules = " ".join(r.get("if", "") for r in job.raw.get("rules", []))
+        used = [v for v in PROMOTION_VARIABLES if f"${v}" in rules]
+        if used:
+            found.append(f"{job.name}: its rules read the pipeline variables {used}")
+        if not any(k == "model_promotion_job" for _, k, _ in job.ops):
+            continue
+        bin_dir = where.project / ".databricks-cli" / "bin"
+        bin_dir.mkdir(parents=True, exist_ok=True)
+        (bin_dir / "databricks").write_text(STUB)
+        (bin_dir / "databricks").chmod(0o755)
+        (bin_dir / "databricks.sha256").write_text(
+            subprocess.run(["sha256sum", "databricks"], cwd=bin_dir, capture_output=True, text=True).stdout
+        )
+        defaults = {k: str(v.get("default", "")) for k, v in inputs.items()}
+        env = {"CI_PROJECT_DIR": str(where.repo), "GITLAB_USER_LOGIN": "m", "CI_JOB_URL": "u"}
+        env.update({"DATABRICKS_OIDC_TOKEN": "t", "SOURCE_MODEL": "dev.attacker.model", "MODEL_VERSION": "4"})
+        code, calls, output = run_with_stubs(
+            _gitlab_job_script(job, defaults), work / job.name, _happy_replies(), env, where.repo
+        )
+        runs = [c["call"] for c in calls if "bundle run model_promotion_job" in c["call"]]
+        if any("dev.attacker.model" in r or "source_version=4" in r for r in runs):
+            found.append(f"{job.name}: a pipeline variable chose what it promotes: {runs[0]}")
+    return found
+
+
+@pytest.mark.parametrize(("pattern", "root"), [("deploy_models", "."), ("hybrid", "."), ("deploy_models", "ml/fares")])
+def test_gitlab_promotions_take_typed_inputs_not_pipeline_variables(tmp_path, template_before, pattern, root):
+    project = bake_into(TEMPLATE_DIR, tmp_path / "new", "gitlab", pattern, root)
+    assert gitlab_input_attacks(project, tmp_path / "new-run") == []
+    doc = (project / "docs" / "ci-setup.md").read_text()
+    assert "Minimum role to use pipeline variables: No one allowed" in doc
+    old = bake_into(template_before, tmp_path / "old", "gitlab", pattern, root)
+    found = "\n".join(gitlab_input_attacks(old, tmp_path / "old-run"))
+    assert "model_version: not a spec:inputs input" in found, found
+    assert "its rules read the pipeline variables ['PROMOTE_MODEL']" in found, found
+    if pattern == "deploy_models":
+        assert "a pipeline variable chose what it promotes" in found, found

@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -338,6 +339,12 @@ def azure_jobs(project: Path) -> list[CIJob]:
                 for leg, leg_vars in matrix.items():
                     env = {**job.get("variables", {}), **leg_vars}
                     scripts, always, bodies, token_mapped, connections = [], [], [], True, set()
+                    # The pipeline's ID token minted by a step (System.AccessToken mapped into it alone).
+                    minted = any(
+                        "SYSTEM_OIDCREQUESTURI" in (s.get("script") or "")
+                        and s.get("env", {}).get("SYSTEM_ACCESSTOKEN") == "$(System.AccessToken)"
+                        for s in steps
+                    )
                     for step in steps:
                         body = step.get("script")
                         if str(step.get("task", "")).startswith("AzureCLI@"):
@@ -353,7 +360,12 @@ def azure_jobs(project: Path) -> list[CIJob]:
                         (always if runs_always else scripts).append(_substitute(body, step_env))
                         if re.search(r"\bdatabricks (bundle|model-versions|workspace)\b", body):
                             if "script" in step:
-                                token_mapped &= step.get("env", {}).get("SYSTEM_ACCESSTOKEN") == "$(System.AccessToken)"
+                                token_mapped &= step.get("env", {}).get(
+                                    "SYSTEM_ACCESSTOKEN"
+                                ) == "$(System.AccessToken)" or (
+                                    minted
+                                    and step.get("env", {}).get("DATABRICKS_OIDC_TOKEN") == "$(DATABRICKS_OIDC_TOKEN)"
+                                )
                             else:
                                 token_mapped = False
                         env.update(step.get("env", {}))
@@ -362,7 +374,10 @@ def azure_jobs(project: Path) -> list[CIJob]:
                         environment = environment["name"]
                     lock = stage.get("lockBehavior") == "sequential" and environment
                     auth = env.get("DATABRICKS_AUTH_TYPE")
-                    pipeline_token = auth == "azure-devops-oidc" and "SYSTEM_ACCESSTOKEN" in env and token_mapped
+                    pipeline_token = token_mapped and (
+                        (auth == "azure-devops-oidc" and "SYSTEM_ACCESSTOKEN" in env)
+                        or (auth == "env-oidc" and minted and "DATABRICKS_OIDC_TOKEN" in env)
+                    )
                     via_connection = auth == "env-oidc" and env.get("DATABRICKS_OIDC_TOKEN_ENV") == "idToken"
                     (connection,) = connections if via_connection and len(connections) == 1 else (None,)
                     jobs.append(
@@ -390,7 +405,7 @@ def azure_jobs(project: Path) -> list[CIJob]:
 
 # GitLab ---------------------------------------------------------------------------------
 
-GITLAB_KEYWORDS = {"workflow", "stages", "default", "variables", "include", "image", "services", "cache"}
+GITLAB_KEYWORDS = {"workflow", "stages", "default", "variables", "include", "image", "services", "cache", "spec"}
 
 
 def _gitlab_resolve(config: dict, name: str) -> dict:
@@ -409,11 +424,28 @@ def _gitlab_triggers(rule_if: str) -> set[str]:
     if '"schedule"' in rule_if and branch:
         return {f"schedule:{branch.group(1)}"}
     if '"web"' in rule_if:
-        assert "$PROMOTE_MODEL" in rule_if, rule_if
+        # The promotion input (older CI files: the PROMOTE_MODEL pipeline variable).
+        assert '"$[[ inputs.promote_model ]]"' in rule_if or "$PROMOTE_MODEL" in rule_if, rule_if
         return {f"manual:{branch.group(1)}"} if branch else {"manual"}
     if '"push"' in rule_if and branch:
         return {f"push:{branch.group(1)}"}
     raise AssertionError(f"unexpected rule: {rule_if}")
+
+
+def gitlab_documents(path: Path) -> tuple[dict, dict]:
+    """(header, configuration) of a GitLab CI file: a file with `spec:inputs` is two YAML
+    documents, the header and, after `---`, the configuration; a file without one is one."""
+    documents = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+    if len(documents) == 2:
+        assert set(documents[0]) == {"spec"}, f"{path}: the first document holds only spec"
+        return documents[0], documents[1]
+    assert len(documents) == 1, f"{path}: {len(documents)} documents"
+    return {}, documents[0]
+
+
+def gitlab_inputs(path: Path) -> dict[str, dict]:
+    """The `spec:inputs` of a GitLab CI file."""
+    return (gitlab_documents(path)[0].get("spec") or {}).get("inputs") or {}
 
 
 def gitlab_config(project: Path) -> tuple[Path, dict]:
@@ -422,7 +454,7 @@ def gitlab_config(project: Path) -> tuple[Path, dict]:
     files = layout(project).ci_files("gitlab")
     config: dict = {}
     for path in files:
-        part = yaml.safe_load(path.read_text())
+        _, part = gitlab_documents(path)
         clash = (set(config) & set(part)) - {"include"}
         assert not clash, f"{path}: keys defined twice: {sorted(clash)}"
         config.update(part)
@@ -486,7 +518,7 @@ def bundle_targets(project: Path) -> dict:
 
 
 # The input of the deploy_models promotion that names the dev model to promote, per platform.
-SOURCE_MODEL_INPUT = {"github_actions": "source_model", "azure_devops": "sourceModel", "gitlab": "SOURCE_MODEL"}
+SOURCE_MODEL_INPUT = {"github_actions": "source_model", "azure_devops": "sourceModel", "gitlab": "source_model"}
 UC_NAME = r"^[A-Za-z0-9_]+\.[A-Za-z0-9_]+\.[A-Za-z0-9_]+$"
 
 
@@ -517,18 +549,17 @@ def promotion_inputs(project: Path, platform: str) -> dict[str, dict[str, str]]:
             }
             for p in parameters
         }
-    variables = yaml.safe_load((project / ".gitlab-ci.yml").read_text()).get("variables", {})
+    inputs = gitlab_inputs(layout(project).ci_files("gitlab")[-1])
     return {
-        k: {"default": str(v["value"]), "description": v["description"], "ref": k}
-        for k, v in variables.items()
-        if isinstance(v, dict) and "description" in v
+        k: {"default": str(v.get("default", "")), "description": v["description"], "ref": f"inputs.{k}"}
+        for k, v in inputs.items()
     }
 
 
 def reads_input(platform: str, job: CIJob, var: str, spec: dict[str, str]) -> bool:
     """True if the job's environment variable ``var`` carries the input ``spec``."""
-    if platform == "gitlab":  # the pipeline variable itself, not overridden by the job
-        return var == spec["ref"] and var not in job.raw.get("variables", {})
+    if platform == "gitlab":  # the script sets it from the input, written in when the pipeline is created
+        return f'{var}="$[[ {spec["ref"]} ]]"' in job.commands
     return bool(re.fullmatch(rf"\$\{{\{{\s*{re.escape(spec['ref'])}\s*\}}\}}", str(job.env.get(var, ""))))
 
 
@@ -545,6 +576,15 @@ def check_schema(project: Path, platform: str) -> None:
     """check-jsonschema with the platform's built-in schema, on every CI YAML file."""
     files = [str(p) for p in ci_files(project, platform) if p.suffix in (".yml", ".yaml")]
     assert files
+    if platform == "gitlab":  # a header and a configuration: check-jsonschema reads one document per file
+        split = []
+        for index, name in enumerate(files):
+            for part, document in enumerate(gitlab_documents(Path(name))):
+                if document:
+                    out = Path(tempfile.mkdtemp()) / f"{Path(name).stem}-{index}-{part}.yml"
+                    out.write_text(yaml.safe_dump(document))
+                    split.append(str(out))
+        files = split
     # The vendored Azure Pipelines schema has a branch-filter pattern (`\:`) that is invalid
     # in Unicode mode, which crashes the default regex engine on any branch filter.
     variant = ["--regex-variant", "nonunicode"] if platform == "azure_devops" else []
@@ -633,7 +673,8 @@ def test_no_stored_credentials(project, platform):
             assert not match, f"{path.relative_to(project)}: {match.group(0)!r} ({pattern})"
     if platform == "azure_devops":  # the only macro is the job's own, short-lived access token
         for path in ci_files(project, platform):
-            allowed = {"System.AccessToken", "Pipeline.Workspace", "Agent.OS", "UV_CACHE_DIR"}
+            # DATABRICKS_OIDC_TOKEN: the (secret) ID token the pull request pipeline mints from it.
+            allowed = {"System.AccessToken", "Pipeline.Workspace", "Agent.OS", "UV_CACHE_DIR", "DATABRICKS_OIDC_TOKEN"}
             assert set(re.findall(r"\$\((\w[\w.]*)\)", path.read_text())) <= allowed, path
 
 
@@ -726,23 +767,20 @@ def test_python_uv_and_java_for_the_checks(project, platform, jobs):
     for job in checks:
         java = job.commands + json.dumps(job.env)
         assert re.search(r"JAVA_HOME_17_X64|openjdk-17", java), f"{job.name}: no Java 17 for Spark"
-        if platform != "github_actions":
-            assert "pip install --require-hashes --no-deps -r ci-requirements.txt" in job.commands
-            assert "make install" in job.commands  # uv sync --locked (the project's Makefile)
-    if platform != "github_actions":
-        pins = (project / "ci-requirements.txt").read_text()
-        assert f"uv=={UV_VERSION} \\\n    --hash=sha256:" in pins
+        assert "pip install --require-hashes --no-deps -r ci-requirements.txt" in job.commands
+        assert "make install" in job.commands  # uv sync --locked (the project's Makefile)
+    pins = (project / "ci-requirements.txt").read_text()
+    assert f"uv=={UV_VERSION} \\\n    --hash=sha256:" in pins
     text = "\n".join(p.read_text() for p in ci_files(project, platform))
     if platform == "github_actions":
         for job in checks:
             steps = job.raw["steps"]
             assert {"python-version": "3.12"} in [s.get("with") for s in steps if "setup-python" in s.get("uses", "")]
-            assert [s["with"]["version"] for s in steps if "setup-uv" in s.get("uses", "")] == [UV_VERSION]
-            assert "make install" in job.commands
+            assert not [s for s in steps if "setup-uv" in s.get("uses", "")]  # uv from ci-requirements.txt
     elif platform == "azure_devops":
         assert 'versionSpec: "3.12"' in text
     else:
-        assert yaml.safe_load(text)["default"]["image"].startswith("python:3.12-bookworm@sha256:")
+        assert gitlab_config(project)[1]["default"]["image"].startswith("python:3.12-bookworm@sha256:")
 
 
 # --------------------------------------------------------------------------------------
@@ -908,7 +946,7 @@ def test_deploy_models_promotes_the_dev_model_it_is_given(baked, platform):
 
     # Validated before use: a Unity Catalog name of three identifiers, in the dev catalog.
     before = staging.commands[: staging.commands.index("databricks bundle run model_promotion_job")]
-    checks = [line for line in before.splitlines() if var in line]
+    checks = [line for line in before.splitlines() if var in line and "$[[" not in line]
     assert any(UC_NAME in line for line in checks), checks
 
     def accepted(value: str) -> bool:
@@ -1114,7 +1152,7 @@ def test_ci_setup_documents_environments_approvals_and_grants(project, platform,
     assert doc.index("## 3. Branch protection") < doc.index("## 4. Federation policies")
     assert "**Pull requests from forks.**" in doc
     if platform == "gitlab":
-        assert "Premium" in doc and "Minimum role to use pipeline variables: Owner" in doc
+        assert "Premium" in doc and "Minimum role to use pipeline variables: No one allowed" in doc
 
 
 # --------------------------------------------------------------------------------------

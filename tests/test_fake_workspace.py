@@ -24,7 +24,7 @@ SLUG = "fake_runs"
 def project(baked, cli, tmp_path) -> Path:
     """The default bake with the serving endpoint, pointed at the fake and committed."""
     project = pointed_at_fake(baked(project_slug=SLUG, include_serving_endpoint=True), cli.fake.url, tmp_path / "p")
-    cli.use_data_of(project)
+    cli.prepare(project)
     return project
 
 
@@ -178,8 +178,16 @@ def test_the_fake_refuses_what_the_workspace_refuses(project, cli, broken):
     assert result.returncode != 0 and error in result.stdout + result.stderr, result.stdout + result.stderr
 
 
+def test_a_model_in_a_schema_that_does_not_exist_is_refused(baked, cli, tmp_path):
+    project = pointed_at_fake(baked(project_slug=SLUG), cli.fake.url, tmp_path / "p")  # no cli.prepare
+    result = cli.run(["bundle", "deploy", "-t", "dev"], project, check=False)
+    text = result.stdout + result.stderr
+    assert result.returncode != 0 and f"Schema 'dev.{SLUG}' does not exist" in text, text
+
+
 def test_a_run_as_principal_the_workspace_does_not_know_is_refused(baked, cli, tmp_path):
     project = pointed_at_fake(baked(project_slug=SLUG), cli.fake.url, tmp_path / "p")
+    cli.prepare(project)
     result = cli.run(
         ["bundle", "deploy", "-t", "staging"],
         project,
@@ -228,7 +236,7 @@ def test_make_fake_serves_until_sigterm_and_removes_its_state(real_cli, tmp_path
     assert "failed in the fake workspace" not in log, log
     import time
 
-    deadline = time.monotonic() + 30  # the fake stops its workers, then removes its state
+    deadline = time.monotonic() + 60  # the fake stops its workers, then removes its state
     while list(tmp_path.glob("fakeworkspace-state-*")) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not list(tmp_path.glob("fakeworkspace-state-*")), "SIGTERM leaves no state behind"

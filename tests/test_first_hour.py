@@ -73,11 +73,14 @@ def test_the_quick_loop_catches_a_change_that_breaks_training(baked, tmp_path):
     assert '"max_iter": 200' in source
     problem.write_text(source.replace('"max_iter": 200', '"max_iter": 0'))
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-m", "not slow"],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow"],
         cwd=project,
         env=project_env(Path(project)),
         capture_output=True,
         text=True,
     )
     assert result.returncode != 0, result.stdout[-3000:]
-    assert "test_train_validate_deploy_on_a_small_sample" in result.stdout, result.stdout[-3000:]
+    # The training smoke test is among the failures (tests that fit the estimator fail too).
+    assert "FAILED tests/test_model_lifecycle.py::test_train_validate_deploy_on_a_small_sample" in result.stdout, (
+        result.stdout[-3000:]
+    )

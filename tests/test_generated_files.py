@@ -91,7 +91,7 @@ def test_no_template_leftovers_and_everything_parses(projects, index):
         match = None if path.name == ".cookiecutter-replay.json" else LEFTOVER.search(text)
         assert match is None, f"{path.relative_to(project)}: template leftover {match.group(0)!r}"
         if path.suffix in (".yml", ".yaml"):
-            yaml.safe_load(text)
+            list(yaml.safe_load_all(text))
         elif path.suffix == ".toml":
             tomllib.loads(text)
         elif path.suffix == ".py":

@@ -75,7 +75,7 @@ def test_hostile_but_legal_answers_bake_and_round_trip(tmp_path, pattern):
     project = bake(tmp_path, deployment_pattern=pattern, cicd_platform="gitlab", **HOSTILE)
     for path in project.rglob("*"):
         if path.suffix in (".yml", ".yaml"):
-            yaml.safe_load(path.read_text())
+            list(yaml.safe_load_all(path.read_text()))
         elif path.suffix == ".py":
             compile(path.read_text(), str(path), "exec")
     pyproject = tomllib.loads((project / "pyproject.toml").read_text())

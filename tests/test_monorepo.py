@@ -24,7 +24,7 @@ from bake import TEMPLATE_DIR
 from cookiecutter.exceptions import FailedHookException
 from cookiecutter.main import cookiecutter
 from test_ci_identities import identity_table, identity_violations
-from test_cicd import EXTRACT, PLATFORMS, check_schema, executable, gitlab_config, layout
+from test_cicd import EXTRACT, PLATFORMS, check_schema, executable, gitlab_config, gitlab_documents, layout
 
 # (slug, project_root, deployment_pattern)
 FIRST = ("fare_model", "services/fare_model", "deploy_models")
@@ -200,7 +200,7 @@ def test_the_projects_share_no_name(repository):
             names["workflow"] = {yaml.safe_load(p.read_text())["name"] for p in layout(project).ci_files(platform)}
         if platform == "gitlab":
             _, config = gitlab_config(project)
-            names["key"] = {k for k in yaml.safe_load(layout(project).ci_files(platform)[-1].read_text())}
+            names["key"] = set(gitlab_documents(layout(project).ci_files(platform)[-1])[1])
         for kind, values in names.items():
             assert values, (kind, project)
             clash = seen.get(kind, set()) & values
@@ -213,7 +213,7 @@ def _filters(platform: str, project: Path) -> dict[str, list[str]]:
     where = layout(project)
     out = {}
     for path in where.ci_files(platform):
-        data = yaml.safe_load(path.read_text())
+        data = gitlab_documents(path)[1] if platform == "gitlab" else yaml.safe_load(path.read_text())
         name = path.relative_to(where.repo).as_posix()
         if platform == "github_actions":
             on = data.get("on", data.get(True))
@@ -284,6 +284,8 @@ def test_jobs_work_inside_the_project_folder(repository):
             for step in steps:
                 if "databricks --version" in step["script"] or "pip install" in step["script"]:
                     continue  # installs tools; runs anywhere
+                if "SYSTEM_OIDCREQUESTURI" in step["script"]:
+                    continue  # mints the ID token before the checkout: reads no file
                 assert step.get("workingDirectory") == f"$(Build.SourcesDirectory)/{where.root}", step
             assert f"| {where.root}/uv.lock" in texts["setup-uv.yml"]
         else:

@@ -197,7 +197,8 @@ OPTION_CODE = {
 def test_an_option_left_out_leaves_out_its_code(baked, option, value):
     """Without an option, its modules, tests and entry points are not generated; with it, they are."""
     other = next(key for key in OPTION_CODE if key != option)
-    project = baked(project_slug="opt_code", **{option: value, other: not value})
+    # hybrid: a pattern with promotion, whose monitoring also asks for retraining in prod.
+    project = baked(project_slug="opt_code", deployment_pattern="hybrid", **{option: value, other: not value})
     paths, entry_points = OPTION_CODE[option]
     present = {path for path in paths if (project / path.format(pkg="opt_code")).exists()}
     assert present == (set(paths) if value else set()), f"{option}={value}"

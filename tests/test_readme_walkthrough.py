@@ -2,7 +2,8 @@
 
 A fresh bake in its own folder, then every shell block of the generated README.md, in order,
 one command at a time, as a new team would type them: `uv sync` (a real resolve against the
-package index, the uv cache shared between runs), `git add` and `git commit`, the tests with
+package index, the uv cache shared between runs, PySpark's wheel built once by
+tools/wheelhouse.py), `git add` and `git commit`, the tests with
 `uv run pytest`, the quick loop, offline validation, each local job, the scenario. Every
 command must exit 0. A block whose first line is a `# needs ...` comment (a Databricks
 workspace, the template's repository) is left out, and only those.
@@ -23,6 +24,7 @@ from pathlib import Path
 import pytest
 from bake import bake
 from helpers import BIN
+from wheelhouse import uv_find_links
 
 PATTERNS = ["deploy_code", "deploy_models", "hybrid"]
 # A fenced shell block, with the HTML comment on the line before it, if any.
@@ -71,7 +73,8 @@ def user_environment(tmp: Path, local_cache: Path) -> dict[str, str]:
         MLOPS_LOCAL_CACHE=str(local_cache),
         UV_PYTHON_DOWNLOADS="never",
     )
-    return env
+    # PySpark's wheel, built once per machine (tools/wheelhouse.py): uv here rebuilt it per project.
+    return uv_find_links(env)
 
 
 def test_local_commands_leave_out_only_marked_blocks():

@@ -40,8 +40,11 @@ IDS = ["-".join(str(v) for k, v in combo.items() if k != "project_slug") for com
 
 
 def deployable(baked, cli, tmp_path, **answers):
-    """A baked project, copied to point at the fake and committed to git (as CI has it)."""
-    return pointed_at_fake(baked(**answers), cli.fake.url, tmp_path / "project")
+    """A baked project, copied to point at the fake and committed to git (as CI has it), and the
+    workspace's catalogs and schemas for it."""
+    project = pointed_at_fake(baked(**answers), cli.fake.url, tmp_path / "project")
+    cli.prepare(project)
+    return project
 
 
 def clean_output(result: subprocess.CompletedProcess) -> str:
@@ -375,7 +378,7 @@ PRINCIPALS = tuple(DEFAULT_ANSWERS[f"{who}_service_principal"] for who in ("ci",
 MANUAL_INPUTS = {
     "github_actions": lambda dev_model: {"source_model": dev_model, "model_version": ""},
     "azure_devops": lambda dev_model: {"sourceModel": dev_model, "modelVersion": "champion"},
-    "gitlab": lambda dev_model: {"SOURCE_MODEL": dev_model, "PROMOTE": "yes"},
+    "gitlab": lambda dev_model: {"source_model": dev_model, "promote_model": "yes"},
 }
 
 
@@ -393,7 +396,7 @@ def ci_project(
         "include_serving_endpoint": optional,
     }
     project = pointed_at_fake(baked(**answers), cli.fake.url, tmp_path / checkout, principals=PRINCIPALS)
-    cli.use_data_of(project)
+    cli.prepare(project)
     head = head_of(project)
     return project, head
 

@@ -7,7 +7,7 @@ requests that change something (every method but GET) are normalised (hosts, ids
 versions and the commit replaced; upload bodies reduced to their size class) and compared with
 ``tests/goldens/requests/<pattern>.txt``. An unexpected DELETE or recreate, a grants ``remove``
 list or a changed permissions body shows as a diff. Files the bundle syncs (``.../files/...``)
-and the CLI's state files are left out: they follow the project's file list, which the
+the CLI's state files and its telemetry are left out: they follow the project's file list, which the
 snapshots already show.
 
 Regenerate after an intended change:  make goldens
@@ -25,14 +25,16 @@ import pytest
 from realcli import identity_of, pointed_at_fake
 
 # The bundle's synced files and the CLI's own deployment state (file lists, its resource state):
-# they follow the project's file list and the CLI's bookkeeping, which other tests cover.
-SKIPPED = re.compile(r"/files(/|$)|/state/(deployment|resources|metadata)\.json")
+# they follow the project's file list and the CLI's bookkeeping, which other tests cover; and the
+# CLI's telemetry (timings).
+SKIPPED = re.compile(r"/files(/|$)|/state/(deployment|resources|metadata)\.json|^/telemetry-ext")
 GOLDENS = Path(__file__).resolve().parent / "goldens" / "requests"
 UPDATE = os.environ.get("GOLDEN_UPDATE") == "1"
 TARGETS = ("dev", "test", "staging", "prod")
 
 REPLACEMENTS = [
     (re.compile(r"http://127\.0\.0\.1:\d+"), "[HOST]"),
+    (re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z"), "[TIME]"),
     (re.compile(r"\b[0-9a-f]{40}\b"), "[SHA]"),
     (re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b"), "[UUID]"),
     (re.compile(r"\b[0-9a-f]{32}\b"), "[HEXID]"),
@@ -71,6 +73,7 @@ def recorded(cli, since: int) -> list[str]:
 def test_deploy_and_destroy_requests_match_the_goldens(baked, cli, tmp_path, pattern):
     answers = {"deployment_pattern": pattern, "include_monitoring": True, "include_serving_endpoint": True}
     project = pointed_at_fake(baked(project_slug=f"golden_{pattern}", **answers), cli.fake.url, tmp_path / "p")
+    cli.prepare(project)
     sections = []
     for command in ("deploy", "destroy"):
         for target in TARGETS:

@@ -40,6 +40,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from bake import TEMPLATE_DIR, project_env, rebake
+from wheelhouse import uv_find_links
 
 JOB_LINE = re.compile(r"^=== (\w+) \[(\w+)\] succeeded in ([0-9.]+)s", re.MULTILINE)
 FLOOR_CODE = (
@@ -139,7 +140,9 @@ TEMPLATE_ONLY = ("PYTHONPATH", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON", "VIRTU
 
 
 def uv_env() -> dict[str, str]:
-    return {key: value for key, value in os.environ.items() if key not in TEMPLATE_ONLY}
+    """The project's environment: nothing of the template's, and PySpark's wheel built once
+    (tools/wheelhouse.py), as uv's own cache gives it on a machine whose index it can reuse."""
+    return uv_find_links({key: value for key, value in os.environ.items() if key not in TEMPLATE_ONLY})
 
 
 def uv_sync(project: Path) -> float:
@@ -170,8 +173,9 @@ def throughput(project: Path, state: Path, rows: int, repeat: int) -> dict[str, 
     """Scoring ``rows`` stand-in rows through spark_udf and through pandas predict, in this process."""
     os.environ["MLOPS_LOCAL_DIR"] = str(state)
     os.environ["PYSPARK_PYTHON"] = sys.executable
-    sys.path.insert(0, str(project / "src"))
+    sys.path[:0] = [str(project / "src"), str(project)]  # the job package, and stand_in.py beside databricks.yml
     import mlflow
+    import stand_in
 
     def module(name: str):
         return importlib.import_module(f"{project.name}.{name}")
@@ -185,7 +189,7 @@ def throughput(project: Path, state: Path, rows: int, repeat: int) -> dict[str, 
     model = names.ModelRef("bench", "ml", "fares")
     args = [f"--catalog={model.catalog}", f"--schema={model.schema}", f"--model_name={model.name}"]
     version = train.main([*args, "--experiment_name=/bench", "--training_end_date=2016-02-14"])
-    scored = problem.add_features(problem.stand_in_table(spark, rows=rows, seed=5)).cache()
+    scored = problem.add_features(stand_in.trips(spark, rows=rows, seed=5)).cache()
     assert scored.count() == rows
     features = scored.select(*problem.FEATURES).toPandas()
     pyfunc = mlflow.pyfunc.load_model(model.uri(version))
@@ -245,19 +249,20 @@ def serving_latency(project: Path, state: Path, singles: int = 200, batch_rows: 
     os.environ["MLOPS_LOCAL_DIR"] = str(state)
     os.environ["PYSPARK_PYTHON"] = sys.executable
     if str(project / "src") not in sys.path:
-        sys.path.insert(0, str(project / "src"))
+        sys.path[:0] = [str(project / "src"), str(project)]  # the job package, and stand_in.py beside databricks.yml
     import mlflow
     import requests
+    import stand_in
 
     def module(name: str):
         return importlib.import_module(f"{project.name}.{name}")
 
-    runtime, problem, names, train, registry = map(module, ("runtime", "model", "names", "train", "registry"))
+    runtime, problem, names, train = map(module, ("runtime", "model", "names", "train"))
     scoring_server = template_scoring_server()
     runtime.configure_mlflow()
     model = names.ModelRef("bench", "ml", "fares")
     client = mlflow.tracking.MlflowClient()
-    versions = client.search_model_versions(f"name='{model.full_name}'") if registry.model_exists(client, model) else []
+    versions = client.search_model_versions(f"name='{model.full_name}'")  # none: the model is not there yet
     if versions:
         version = str(max(int(v.version) for v in versions))
     else:
@@ -265,8 +270,8 @@ def serving_latency(project: Path, state: Path, singles: int = 200, batch_rows: 
         version = train.main([*args, "--experiment_name=/bench", "--training_end_date=2016-02-14"])
     uri = model.uri(version)
     spark = runtime.get_spark()
-    stand_in = problem.add_features(problem.stand_in_table(spark, rows=batch_rows, seed=11))
-    rows = stand_in.select(*problem.FEATURES).toPandas()
+    sample = problem.add_features(stand_in.trips(spark, rows=batch_rows, seed=11))
+    rows = sample.select(*problem.FEATURES).toPandas()
     pyfunc = mlflow.pyfunc.load_model(uri)
     rows = rows.astype({spec.name: spec.type.to_numpy() for spec in pyfunc.metadata.get_input_schema().inputs})
 

@@ -53,6 +53,7 @@ def main() -> int:
             home.mkdir()
             session = Session(binaries, fake, home)
             project = pointed_at_fake(baked, fake.url, root / "project")
+            session.prepare(project)
             print(f"\n{args.pattern}, every optional resource; median of {args.repeat} (goal)")
             print(f"{'target':10}{'validate --strict':>20}{'first deploy':>16}{'deploy':>12}")
             verdicts = []

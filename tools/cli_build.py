@@ -82,13 +82,13 @@ def built() -> Binaries | None:
 
 def _go_build(package: str, output: Path, *flags: str) -> None:
     """`go build` into a temporary file renamed into place: the output is whole or absent."""
-    partial = output.with_name(output.name + ".partial")
+    partial = output.with_name(f"{output.name}.{os.getpid()}.partial")
     env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=readonly"}
     try:
         subprocess.run(
             ["go", "build", "-trimpath", *flags, "-o", str(partial), package], cwd=CLITEST, env=env, check=True
         )
-        partial.rename(output)
+        partial.rename(output)  # a concurrent build of the same sources renames the same bytes
     finally:
         partial.unlink(missing_ok=True)
 

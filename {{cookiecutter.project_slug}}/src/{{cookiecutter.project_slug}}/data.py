@@ -27,6 +27,11 @@ def parse_date(value: str | None, name: str) -> dt.date | None:
         raise JobError(f"{name}={value!r} is not a date of the form yyyy-mm-dd") from None
 
 
+# The smallest sample: a sample_fraction (the test target's, the quick loop's) keeps at least
+# this many rows, all of them from a smaller table, so that the hold-out days keep enough rows.
+MIN_SAMPLE_ROWS = 5_000
+
+
 def load_rows(
     spark: SparkSession,
     table: str,
@@ -35,7 +40,8 @@ def load_rows(
     sample_fraction: float = 1.0,
     seed: int = 42,
 ) -> DataFrame:
-    """Rows of ``table`` with ``model.TIMESTAMP`` from ``start`` to ``end`` (inclusive), optionally sampled."""
+    """Rows of ``table`` with ``model.TIMESTAMP`` from ``start`` to ``end`` (inclusive), optionally
+    sampled (``sample_fraction``, but no fewer than ``MIN_SAMPLE_ROWS`` rows)."""
     if not 0 < sample_fraction <= 1:
         raise JobError(f"sample_fraction={sample_fraction} must be in (0, 1]")
     df = read_table(spark, table)
@@ -48,7 +54,9 @@ def load_rows(
     if end is not None:
         df = df.where(day <= F.lit(end))
     if sample_fraction < 1:
-        df = df.sample(fraction=sample_fraction, seed=seed)
+        rows = df.count()
+        fraction = max(sample_fraction, MIN_SAMPLE_ROWS / rows) if rows else 1.0
+        df = df.sample(fraction=fraction, seed=seed) if fraction < 1 else df
     return df
 
 

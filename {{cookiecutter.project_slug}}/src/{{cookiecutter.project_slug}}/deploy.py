@@ -21,16 +21,14 @@ from .runtime import configure_mlflow
 PREVIOUS = "previous_champion"
 
 
-def build_parser():
-    p = params.parser("deploy", "Move the champion alias to the validated challenger.")
+def build_parser(prog="deploy", description="Move the champion alias to the validated challenger."):
+    p = params.parser(prog, description)
     params.add_model(p)
     return p
 
 
 def build_rollback_parser():
-    p = params.parser("rollback", "Point the champion alias back at the previous champion.")
-    params.add_model(p)
-    return p
+    return build_parser("rollback", "Point the champion alias back at the previous champion.")
 
 
 def _now() -> str:

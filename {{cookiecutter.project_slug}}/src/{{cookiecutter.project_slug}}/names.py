@@ -33,12 +33,8 @@ class ModelRef:
         return f"{self.catalog}.{self.schema}.{self.name}"
 
     def uri(self, version: str | int | None = None, alias: str | None = None) -> str:
-        """``models:/`` URI of a version, of an alias, or of the model."""
-        if version is not None:
-            return f"models:/{self.full_name}/{version}"
-        if alias is not None:
-            return f"models:/{self.full_name}@{alias}"
-        return f"models:/{self.full_name}"
+        """``models:/`` URI of a version, or else of an alias."""
+        return f"models:/{self.full_name}/{version}" if version is not None else f"models:/{self.full_name}@{alias}"
 
     def table(self, suffix: str) -> str:
         """A table that belongs to this model, next to it in the same schema."""

@@ -14,16 +14,6 @@ def _not_found(error: MlflowException) -> bool:
     return error.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE")
 
 
-def model_exists(client: MlflowClient, model_ref: ModelRef) -> bool:
-    try:
-        client.get_registered_model(model_ref.full_name)
-        return True
-    except MlflowException as error:
-        if _not_found(error):
-            return False
-        raise
-
-
 def alias_version(client: MlflowClient, model_ref: ModelRef, alias: str) -> str | None:
     """The version ``alias`` points at, or None when the model or the alias is missing."""
     try:
@@ -47,7 +37,13 @@ def require_alias(client: MlflowClient, model_ref: ModelRef, alias: str, hint: s
     """The version ``alias`` points at; a clear error naming the model and ``hint`` if none."""
     version = alias_version(client, model_ref, alias)
     if version is None:
-        what = "does not exist" if not model_exists(client, model_ref) else f"has no {alias!r} alias"
+        try:
+            client.get_registered_model(model_ref.full_name)
+            what = f"has no {alias!r} alias"
+        except MlflowException as error:
+            if not _not_found(error):
+                raise
+            what = "does not exist"
         raise JobError(f"{model_ref.full_name} {what}. {hint}")
     return version
 

@@ -5,9 +5,15 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from helpers import bundle_date, data_args, model_args, register_on_columns, unmeetable_thresholds
+from helpers import (
+    bundle_date,
+    data_args,
+    model_args,
+    register_on_columns,
+    register_small_version,
+    unmeetable_thresholds,
+)
 from mlflow.tracking import MlflowClient
-from sklearn.linear_model import LinearRegression
 
 from my_mlops_project import deploy, model, train, validate
 from my_mlops_project.names import CHALLENGER, CHAMPION
@@ -99,19 +105,9 @@ def test_report_mode_reports_and_continues(trained, monkeypatch):
 
 @pytest.mark.slow
 def test_a_model_without_signature_is_refused(spark, fresh_model):
-    import pandas as pd
-
-    X = pd.DataFrame({"x": [1.0, 2.0, 3.0]})
-    with mlflow.start_run():
-        info = mlflow.sklearn.log_model(
-            LinearRegression().fit(X, [3.0, 5.0, 7.0]),
-            name="model",
-            registered_model_name=fresh_model.full_name,
-            serialization_format="cloudpickle",
-            pip_requirements=train.pip_requirements(),  # skips MLflow's requirement inference
-        )
+    version = register_small_version(fresh_model, signature=False)
     with pytest.raises(JobError, match="no signature with both inputs and outputs"):
-        validate.main(validate_args(fresh_model, info.registered_model_version))
+        validate.main(validate_args(fresh_model, version))
     assert alias_version(MlflowClient(), fresh_model, CHALLENGER) is None
 
 

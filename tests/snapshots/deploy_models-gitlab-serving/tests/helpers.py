@@ -1,4 +1,4 @@
-"""Command-line arguments the tests pass to entry points, as the bundle would, and the bundle's dates."""
+"""Command-line arguments the tests pass to entry points, as the bundle would; the bundle's dates; drifted rows."""
 
 from __future__ import annotations
 
@@ -39,10 +39,12 @@ def unmeetable_thresholds(monkeypatch) -> None:
     monkeypatch.setattr(model, "THRESHOLDS", thresholds)
 
 
-def register_on_columns(model_ref, columns: list[str]) -> str:
+def register_on_columns(model_ref, columns: list[str], rows: int | None = None, signature: bool = True) -> str:
     """Register a version of ``model_ref`` that model.py's estimator fitted on ``columns`` of the
-    training rows (a column the rows lack is all zeros): a model of an earlier or later feature
-    set, made without changing model.py's definitions. Returns the version."""
+    training rows (the first ``rows`` of them, or all; a column the rows lack is all zeros) and
+    logged with ``model.log_model``: a model of an earlier or later feature set, made without
+    changing model.py's definitions. ``signature=False`` logs it without signature and input
+    example, as Unity Catalog would refuse it. Returns the version."""
     import mlflow
     from mlflow.models import infer_signature
 
@@ -50,20 +52,48 @@ def register_on_columns(model_ref, columns: list[str]) -> str:
     from my_mlops_project.data import to_pandas, training_frames
     from my_mlops_project.runtime import get_spark
 
-    rows, _ = training_frames(get_spark(), model.SOURCE_TABLE, str(bundle_date("training_end_date")), 1.0)
-    frame = to_pandas(rows, [*(c for c in columns if c in model.FEATURES), model.LABEL], "training")
+    training, _ = training_frames(get_spark(), model.SOURCE_TABLE, str(bundle_date("training_end_date")), 1.0)
+    frame = to_pandas(training, [*(c for c in columns if c in model.FEATURES), model.LABEL], "training")
+    frame = frame.head(rows) if rows else frame
     for column in columns:
         if column not in frame:
             frame[column] = 0
     fitted = model.build_model().fit(frame[columns], frame[model.LABEL])
-    example = frame[columns].head(5)
+    example = frame[columns].head(3)
+    logged = {"signature": infer_signature(example, fitted.predict(example)), "input_example": example}
     with mlflow.start_run():
         info = model.log_model(
             fitted,
             name="model",
-            signature=infer_signature(example, fitted.predict(example)),
-            input_example=example,
             pip_requirements=train.pip_requirements(),
             registered_model_name=model_ref.full_name,
+            **(logged if signature else {}),
         )
     return str(info.registered_model_version)
+
+
+def register_small_version(model_ref, signature: bool = True) -> str:
+    """A version of model.py's model trained on a few hundred rows, in seconds."""
+    from my_mlops_project import model
+
+    return register_on_columns(model_ref, model.FEATURES, rows=500, signature=signature)
+
+
+NUMERIC = {"double", "float", "integer", "long", "short", "decimal"}
+
+
+def drifted_table(spark, name: str, source: str | None = None) -> str:
+    """Write table ``name``: the rows of ``source`` (default ``model.SOURCE_TABLE``) from
+    score_from_date on, of which only those with the top half of the first numeric feature.
+    A shift monitoring must find, made here rather than expected of the data. Returns ``name``."""
+    from pyspark.sql import functions as F
+
+    from my_mlops_project import model
+    from my_mlops_project.runtime import read_table, write_table
+
+    source_rows = read_table(spark, source or model.SOURCE_TABLE)
+    rows = model.add_features(source_rows).where(F.to_date(model.TIMESTAMP) >= F.lit(bundle_date("score_from_date")))
+    feature = next(f.name for f in rows.schema.fields if f.name in model.FEATURES and f.dataType.typeName() in NUMERIC)
+    median = rows.approxQuantile(feature, [0.5], 0.01)[0]
+    write_table(rows.where(F.col(feature) > F.lit(median)).select(*source_rows.columns), name, mode="overwrite")
+    return name

@@ -24,8 +24,10 @@ def stand_in_table(spark, name):
 def test_the_stand_in_has_the_source_columns_and_covers_the_bundle_dates(spark):
     """Local runs read stand_in.py's rows with the bundle's dates: days to train and hold out up
     to training_end_date, and days to score from score_from_date."""
-    rows = model.add_features(stand_in_table(spark, model.SOURCE_TABLE))
-    assert {*model.SOURCE_COLUMNS, model.LABEL} <= set(stand_in_table(spark, model.SOURCE_TABLE).columns)
+    source = stand_in_table(spark, model.SOURCE_TABLE)
+    rows = model.add_features(source)
+    assert set(model.SOURCE_COLUMNS) <= set(source.columns)
+    assert {*model.FEATURES, model.LABEL} <= set(rows.columns)  # the label may be computed by add_features
     end, score_from = bundle_date("training_end_date"), bundle_date("score_from_date")
     day = F.to_date(model.TIMESTAMP)
     first, last = rows.agg(F.min(day), F.max(day)).first()
@@ -46,6 +48,14 @@ def test_the_stand_in_is_made_on_first_read(spark, local_state):
     rows = load_rows(spark, model.SOURCE_TABLE)
     assert rows.count() > 0
     assert set(model.SOURCE_COLUMNS) <= set(rows.columns)
+
+
+def test_a_small_sample_keeps_enough_rows_for_a_hold_out(spark):
+    """However small the fraction (the test target's, the quick loop's), a sample keeps
+    data.MIN_SAMPLE_ROWS rows, or the whole of a smaller table: the hold-out days keep enough
+    rows to validate on."""
+    _, holdout = training_frames(spark, model.SOURCE_TABLE, str(bundle_date("training_end_date")), 0.01)
+    assert holdout.count() >= 100
 
 
 def test_missing_table_fails_with_its_name(spark):

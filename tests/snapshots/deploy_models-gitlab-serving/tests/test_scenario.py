@@ -1,11 +1,14 @@
 """The whole path to production, run locally exactly as the bundle defines the jobs."""
 
 import re
+import shutil
 from pathlib import Path
 
 from conftest import PROJECT_DIR
+from helpers import drifted_table
 from mlflow.tracking import MlflowClient
 from mlops_local.bundle import load_bundle, resolve
+from mlops_local.environment import table_path
 from mlops_local.runner import LocalRunner
 from mlops_local.scenario import (
     promotion_source,
@@ -13,6 +16,9 @@ from mlops_local.scenario import (
     serve_task_parameters,
     summary,
 )
+
+from my_mlops_project.names import ModelRef
+from my_mlops_project.runtime import get_spark
 
 
 def test_scenario_gives_prod_a_champion_with_lineage(scenario, local_state):
@@ -46,14 +52,32 @@ def test_scenario_gives_prod_a_champion_with_lineage(scenario, local_state):
     assert Path(ui).is_file(), f"{ui} is not a file: the printed command would not run"
 
 
-def test_a_retrain_after_drift_learns_from_the_drifted_window(scenario):
-    """Monitoring found drift in prod and retrained there: the new champion saw the new days, the old one did not."""
-    runs, lines = scenario
-    prod = resolve(load_bundle(PROJECT_DIR), "prod")
+def monitoring_after_drift(runs, local_state):
+    """Prod's monitoring run that found drift: the scenario's own when its data drifted, else a
+    run over drifted rows made here (scored into an emptied inference table, so that the
+    window holds only them). None without monitoring."""
+    config = load_bundle(PROJECT_DIR)
+    prod = resolve(config, "prod", project_dir=PROJECT_DIR)
     monitoring = next((run for run in runs if run.job_key == "monitoring_job"), None)
+    if monitoring is None or monitoring.tasks["monitor"].values.get("retrain") == "true":
+        return monitoring
+    source = prod.variables["scoring_table"]
+    drifted = drifted_table(get_spark(), source.rsplit(".", 1)[0] + ".drifted_rows", source)
+    shutil.rmtree(table_path(local_state, ModelRef.parse(prod.model_full_name()).predictions_table))
+    prod = resolve(config, "prod", variables={"scoring_table": drifted}, project_dir=PROJECT_DIR)
+    runner = LocalRunner(PROJECT_DIR, prod, local_state, echo=lambda _: None)
+    assert runner.run("batch_inference_job").succeeded
+    return runner.run("monitoring_job")
+
+
+def test_a_retrain_after_drift_learns_from_the_drifted_window(scenario, local_state):
+    """Monitoring found drift in prod and retrained there: the new champion saw the new days, the old one did not."""
+    runs, _ = scenario
+    monitoring = monitoring_after_drift(runs, local_state)
     if monitoring is None or "retrain" not in monitoring.tasks:
         return  # no monitoring, or prod cannot train in this pattern (it fails with instructions instead)
-    assert monitoring.tasks["retrain"].state == "SUCCESS"
+    assert monitoring.tasks["retrain"].state == "SUCCESS", [t.message for t in monitoring.failures]
+    prod = resolve(load_bundle(PROJECT_DIR), "prod")
     client = MlflowClient()
     champion = client.get_model_version_by_alias(prod.model_full_name(), "champion")
     previous = client.get_model_version(prod.model_full_name(), champion.tags["previous_champion"])

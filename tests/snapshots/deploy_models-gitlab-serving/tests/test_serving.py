@@ -12,12 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
-from helpers import model_args
+from helpers import model_args, register_small_version
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 from mlops_local.scoring_server import scoring_server, served_version, smoke_test
 from mlops_local.workspace import local_endpoint
-from sklearn.linear_model import LinearRegression
 from test_model_lifecycle import validate_args
 
 from my_mlops_project import deploy, serving, train, validate
@@ -83,25 +82,9 @@ def test_payload_logging_is_switched_on_for_an_endpoint_without_it(workspace):
     assert spec("3").payload_table == "prod.ml.model_payload"
 
 
-def _small_version(model_ref) -> str:
-    """A quickly trained version with a signature and an input example (as train.py logs them)."""
-    X = pd.DataFrame({"trip_distance": [1.0, 2.0, 3.0]})
-    with mlflow.start_run():
-        info = mlflow.sklearn.log_model(
-            LinearRegression().fit(X, [3.0, 5.0, 7.0]),
-            name="model",
-            signature=infer_signature(X, np.array([3.0, 5.0, 7.0])),
-            input_example=X,
-            registered_model_name=model_ref.full_name,
-            serialization_format="cloudpickle",
-            pip_requirements=LISTED_REQUIREMENTS,  # no requirement inference (a subprocess per model)
-        )
-    return str(info.registered_model_version)
-
-
 def _deploy_new_version(model_ref) -> str:
     """A new version through the real deploy step (validation is tested elsewhere)."""
-    version = _small_version(model_ref)
+    version = register_small_version(model_ref)
     MlflowClient().set_registered_model_alias(model_ref.full_name, CHALLENGER, version)
     deploy.main(model_args(model_ref))
     return version

@@ -1,7 +1,7 @@
 import datetime as dt
 
 import pytest
-from helpers import bundle_date, model_args
+from helpers import bundle_date, drifted_table, model_args
 from mlops_local import environment
 from pyspark.sql import functions as F
 
@@ -32,21 +32,6 @@ def source_rows(spark):
     return read_table(spark, model.SOURCE_TABLE)
 
 
-def drifted_table(spark, name: str) -> str:
-    """Rows from score_from_date on, of which only those with the top half of the first
-    numeric feature: a shift monitoring must find, made here rather than expected of the data."""
-    rows = model.add_features(source_rows(spark))
-    rows = rows.where(F.to_date(model.TIMESTAMP) >= F.lit(bundle_date("score_from_date")))
-    feature = next(f.name for f in rows.schema.fields if f.name in model.FEATURES and f.dataType.typeName() in NUMERIC)
-    median = rows.approxQuantile(feature, [0.5], 0.01)[0]
-    drifted = rows.where(F.col(feature) > F.lit(median)).select(*source_rows(spark).columns)
-    write_table(drifted, name, mode="overwrite")
-    return name
-
-
-NUMERIC = {"double", "float", "integer", "long", "short", "decimal"}
-
-
 def last_day(spark, table: str) -> str:
     return str(read_table(spark, table).agg(F.max(F.to_date(model.TIMESTAMP))).first()[0])
 
@@ -68,12 +53,14 @@ def test_monitor_finds_drift_writes_metrics_and_asks_for_retraining(spark, champ
 
 
 def test_monitor_without_drift_does_not_retrain(spark, champion, task_values):
-    """Predictions for the days the model was trained on: the reference distribution, no drift."""
+    """Predictions for days the model was trained on (before the hold-out days): the reference
+    distribution and the reference error, so no drift."""
     model_ref, _ = champion
     end = bundle_date("training_end_date")
+    trained_to = end - dt.timedelta(days=model.HOLDOUT_DAYS)
     steady = "unit.ml.rows_without_drift"
-    write_table(source_rows(spark).where(F.to_date(model.TIMESTAMP) <= F.lit(end)), steady, mode="overwrite")
-    start = end - dt.timedelta(days=2 * model.HOLDOUT_DAYS)
+    write_table(source_rows(spark).where(F.to_date(model.TIMESTAMP) <= F.lit(trained_to)), steady, mode="overwrite")
+    start = trained_to - dt.timedelta(days=2 * model.HOLDOUT_DAYS)
     batch_inference.main([*model_args(model_ref), f"--input_table={steady}", f"--score_from_date={start}"])
     assert monitoring.main([*model_args(model_ref), f"--training_end_date={end}"]) is False
     assert task_values == {"retrain": "false", "window_end": last_day(spark, steady)}

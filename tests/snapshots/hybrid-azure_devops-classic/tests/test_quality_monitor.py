@@ -16,14 +16,14 @@ MODEL = ModelRef("prod", "ml", "model")
 MONITORS = "/api/data-quality/v1/monitors"
 
 
-def spec(schedule: str | None = "0 0 9 * * ?") -> quality_monitor.MonitorSpec:
-    return quality_monitor.MonitorSpec(MODEL, "/Workspace/Shared/.bundle/x/prod/quality_monitor", schedule)
+def ensure(w, schedule: str | None = "0 0 9 * * ?") -> tuple[str, str]:
+    return quality_monitor.ensure_monitor(w, MODEL, "/Workspace/Shared/.bundle/x/prod/quality_monitor", schedule)
 
 
 def test_no_monitor_before_the_inference_table_exists(workspace):
     w, stand_in = workspace
     with pytest.raises(JobError, match="prod.ml.model_predictions does not exist yet"):
-        quality_monitor.ensure_monitor(w, spec())
+        ensure(w)
     assert stand_in.writes() == []
 
 
@@ -31,7 +31,7 @@ def test_created_then_unchanged_then_updated_when_paused(workspace):
     w, stand_in = workspace
     stand_in.tables["prod.ml.model_predictions"] = "t-1"
     stand_in.schemas["prod.ml"] = "s-1"
-    assert quality_monitor.ensure_monitor(w, spec()) == (quality_monitor.CREATED, "t-1")
+    assert ensure(w) == (quality_monitor.CREATED, "t-1")
     create = next(c for c in stand_in.calls if c.method == "POST")
     assert create.path == MONITORS
     config = create.body["data_profiling_config"]
@@ -48,10 +48,10 @@ def test_created_then_unchanged_then_updated_when_paused(workspace):
     assert config["schedule"] == {"quartz_cron_expression": "0 0 9 * * ?", "timezone_id": "UTC"}
 
     stand_in.calls.clear()
-    assert quality_monitor.ensure_monitor(w, spec())[0] == quality_monitor.UNCHANGED
+    assert ensure(w)[0] == quality_monitor.UNCHANGED
     assert stand_in.writes() == []
 
-    assert quality_monitor.ensure_monitor(w, spec(schedule=None))[0] == quality_monitor.UPDATED
+    assert ensure(w, schedule=None)[0] == quality_monitor.UPDATED
     patch = next(c for c in stand_in.calls if c.method == "PATCH")
     assert patch.path == f"{MONITORS}/table/t-1"
     assert patch.query == {"update_mask": ["data_profiling_config.schedule"]}
@@ -86,6 +86,6 @@ def test_the_inference_table_has_the_columns_the_monitor_reads(spark, champion):
     model_ref, _ = champion
     batch_inference.main([*model_args(model_ref), f"--score_from_date={bundle_date('score_from_date')}"])
     columns = read_table(spark, model_ref.predictions_table).columns
-    log = quality_monitor.MonitorSpec(model_ref, "/Workspace/x", None).inference_log()
+    log = quality_monitor.inference_log()
     for column in (log.timestamp_column, log.prediction_column, log.model_id_column, log.label_column):
         assert column in columns

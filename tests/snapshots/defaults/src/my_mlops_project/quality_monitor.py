@@ -1,11 +1,8 @@
 """Quality monitor: a Databricks data profiling monitor on the inference table, kept current.
 
-The ``quality_monitor`` task runs after each batch inference run, when the inference table
-``<catalog>.<schema>.<model>_predictions`` exists. It creates the monitor (inference-log
-analysis of ``model.PROBLEM_TYPE``: prediction, label, model version, ``scored_at``) when
-there is none (a new monitor computes its first metrics by itself), or else updates it when
-its analysis, schedule or output schema differ and asks for a refresh, so the metrics follow
-every scoring run.
+The ``quality_monitor`` task runs after each batch inference run. It creates the monitor
+(inference-log analysis of ``model.PROBLEM_TYPE``) on ``<catalog>.<schema>.<model>_predictions``,
+or else updates what differs and asks for a refresh, so the metrics follow every scoring run.
 
 A paused schedule means no schedule: monitors cannot be paused, which is also what the
 Databricks CLI does to a bundle monitor in a paused target (``ApplyPresets`` drops its
@@ -19,8 +16,6 @@ The monitor is not a bundle resource (it cannot be declared before its table exi
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from databricks.sdk.errors import NotFound, ResourceConflict
 from databricks.sdk.service.dataquality import (
@@ -41,6 +36,7 @@ from .runtime import JobError, workspace_client
 CREATED, UPDATED, UNCHANGED = "created", "updated", "unchanged"
 TABLE = "table"
 MANAGED_FIELDS = ("output_schema_id", "inference_log", "schedule")
+TIMEZONE = "UTC"
 
 
 def build_parser():
@@ -58,70 +54,49 @@ def build_remove_parser():
     return p
 
 
-@dataclass(frozen=True)
-class MonitorSpec:
-    model: ModelRef
-    assets_dir: str
-    schedule: str | None  # None: no scheduled refreshes (paused)
-    timezone: str = "UTC"
-
-    @property
-    def table(self) -> str:
-        return self.model.predictions_table
-
-    @property
-    def output_schema(self) -> str:
-        return f"{self.model.catalog}.{self.model.schema}"
-
-    def inference_log(self) -> InferenceLogConfig:
-        return InferenceLogConfig(
-            problem_type=InferenceProblemType(f"INFERENCE_PROBLEM_TYPE_{PROBLEM_TYPE.upper()}"),
-            timestamp_column="scored_at",
-            granularities=[AggregationGranularity.AGGREGATION_GRANULARITY_1_DAY],
-            prediction_column="prediction",
-            model_id_column="model_version",
-            label_column=LABEL,
-        )
-
-    def cron(self) -> CronSchedule | None:
-        if self.schedule is None:
-            return None
-        return CronSchedule(quartz_cron_expression=self.schedule, timezone_id=self.timezone)
-
-    def profiling(self, output_schema_id: str) -> DataProfilingConfig:
-        return DataProfilingConfig(
-            output_schema_id=output_schema_id,
-            assets_dir=self.assets_dir,
-            inference_log=self.inference_log(),
-            schedule=self.cron(),
-        )
-
-
-def _managed(config: DataProfilingConfig | None) -> dict:
-    """The fields this module manages, comparable between what is wanted and what exists."""
-    if config is None:
-        return {}
-    schedule = config.schedule
-    return {
-        "output_schema_id": config.output_schema_id,
-        "inference_log": config.inference_log.as_dict() if config.inference_log else None,
-        "schedule": (schedule.quartz_cron_expression, schedule.timezone_id) if schedule else None,
-    }
+def inference_log() -> InferenceLogConfig:
+    """What the monitor analyses: model.py's problem and label, the inference table's columns."""
+    return InferenceLogConfig(
+        problem_type=InferenceProblemType(f"INFERENCE_PROBLEM_TYPE_{PROBLEM_TYPE.upper()}"),
+        timestamp_column="scored_at",
+        granularities=[AggregationGranularity.AGGREGATION_GRANULARITY_1_DAY],
+        prediction_column="prediction",
+        model_id_column="model_version",
+        label_column=LABEL,
+    )
 
 
 def changed_fields(current: DataProfilingConfig | None, wanted: DataProfilingConfig) -> list[str]:
-    now, then = _managed(current), _managed(wanted)
+    """The fields this module manages that differ between what exists and what is wanted."""
+
+    def managed(config: DataProfilingConfig | None) -> dict:
+        if config is None:
+            return {}
+        cron = config.schedule
+        return {
+            "output_schema_id": config.output_schema_id,
+            "inference_log": config.inference_log.as_dict() if config.inference_log else None,
+            "schedule": (cron.quartz_cron_expression, cron.timezone_id) if cron else None,
+        }
+
+    now, then = managed(current), managed(wanted)
     return [field for field in MANAGED_FIELDS if now.get(field) != then[field]]
 
 
-def ensure_monitor(w, spec: MonitorSpec) -> tuple[str, str]:
-    """Create or update the monitor of ``spec.table``; return (what was done, the table's id)."""
+def ensure_monitor(w, model_ref: ModelRef, assets_dir: str, schedule: str | None) -> tuple[str, str]:
+    """Create or update the monitor of the model's inference table (``schedule`` None: no scheduled
+    refreshes); return (what was done, the table's id)."""
+    table = model_ref.predictions_table
     try:
-        table_id = w.tables.get(spec.table).table_id
+        table_id = w.tables.get(table).table_id
     except NotFound:
-        raise JobError(f"{spec.table} does not exist yet: run the batch inference job first") from None
-    schema_id = w.schemas.get(spec.output_schema).schema_id
-    wanted = spec.profiling(schema_id)
+        raise JobError(f"{table} does not exist yet: run the batch inference job first") from None
+    wanted = DataProfilingConfig(
+        output_schema_id=w.schemas.get(f"{model_ref.catalog}.{model_ref.schema}").schema_id,
+        assets_dir=assets_dir,
+        inference_log=inference_log(),
+        schedule=None if schedule is None else CronSchedule(quartz_cron_expression=schedule, timezone_id=TIMEZONE),
+    )
     try:
         current = w.data_quality.get_monitor(TABLE, table_id)
     except NotFound:
@@ -152,16 +127,16 @@ def request_refresh(w, table_id: str) -> int | None:
 def main(argv: list[str] | None = None) -> str:
     args = build_parser().parse_args(argv)
     model_ref = params.model_ref(args)
-    spec = MonitorSpec(model_ref, args.assets_dir, None if args.pause_status == "PAUSED" else args.schedule)
-    schedule = "no schedule (paused)" if spec.schedule is None else f"schedule {spec.schedule} {spec.timezone}"
+    schedule = None if args.pause_status == "PAUSED" else args.schedule
     w = workspace_client()
-    action, table_id = ensure_monitor(w, spec)
+    action, table_id = ensure_monitor(w, model_ref, args.assets_dir, schedule)
     if action == CREATED:  # a new monitor computes its first metrics by itself
         started = "its first refresh starts with it"
     else:
         refresh = request_refresh(w, table_id)
         started = f"refresh {refresh} started" if refresh is not None else "a refresh is already running"
-    print(f"Monitor on {spec.table} {action}, {schedule}; {started}")
+    timing = "no schedule (paused)" if schedule is None else f"schedule {schedule} {TIMEZONE}"
+    print(f"Monitor on {model_ref.predictions_table} {action}, {timing}; {started}")
     return action
 
 

@@ -5,13 +5,16 @@ The reference is the training table up to ``training_end_date``, scored by the c
 table. For every feature and for the prediction the population stability index (PSI)
 compares the two, over deciles of the reference; where the inference table has labels,
 the error of the window (``model.monitored_error``, named ``model.MONITORED_ERROR``) is
-compared with the error on the reference. The columns are read from ``model.py``. The
+compared with the error on the reference's hold-out days (``model.HOLDOUT_DAYS``, which the
+champion did not train on; its error on its own training rows would be too low a bar for
+an overfitting model). The columns are read from ``model.py``. The
 figures are appended to ``<catalog>.<schema>.<model>_monitoring`` and the task value
 ``retrain`` tells the job's condition task whether to retrain; ``window_end`` (the last
 day monitored) is where the retraining's data ends, so the new model learns from the
 drifted days. The reference ends at the champion's own ``training_end_date`` tag when it
 has one (a retrained champion saw more days than the bundle's default).
-Targets that cannot train run ``promotion.retraining_needed`` on drift instead.
+Targets that cannot train (deploy models, hybrid's prod) run ``promotion.retraining_needed``
+on drift instead.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from pyspark.sql import functions as F
 
 from . import model, params
 from .batch_inference import score
-from .data import load_rows, parse_date
+from .data import load_rows, parse_date, split_by_date
 from .names import CHAMPION
 from .registry import require_alias
 from .runtime import JobError, configure_mlflow, get_spark, read_table, set_task_value, write_table
@@ -117,7 +120,8 @@ def main(argv: list[str] | None = None) -> bool:
 
     columns = [*model.FEATURES, PREDICTION]
     psi = population_stability(reference, current, columns)
-    current_error, reference_error = error(current), error(reference)
+    _, holdout = split_by_date(reference, training_end)
+    current_error, reference_error = error(current), error(holdout)
     reference.unpersist()
 
     drifted = sorted(c for c, value in psi.items() if value > args.psi_threshold)
@@ -143,7 +147,7 @@ def main(argv: list[str] | None = None) -> bool:
         flag = "  DRIFT" if value > args.psi_threshold else ""
         print(f"  PSI {column:<15} {value:7.3f}{flag}")
     if error_ratio is not None:
-        print(f"  {name} {current_error:.3f} vs {reference_error:.3f} on training data (x{error_ratio:.2f})")
+        print(f"  {name} {current_error:.3f} vs {reference_error:.3f} on the hold-out days (x{error_ratio:.2f})")
     print(f"  retrain: {str(retrain).lower()}" + (f" (drift in {', '.join(drifted)})" if drifted else ""))
     set_task_value("retrain", str(retrain).lower())
     set_task_value("window_end", last.isoformat())

@@ -49,13 +49,6 @@ def get_spark() -> SparkSession:
     return SparkSession.builder.getOrCreate()
 
 
-def table_exists(spark: SparkSession, name: str) -> bool:
-    root = local_dir()
-    if root is not None:
-        return _local().table_exists(root, name)
-    return spark.catalog.tableExists(name)
-
-
 def read_table(spark: SparkSession, name: str) -> DataFrame:
     root = local_dir()
     if root is not None:
@@ -80,13 +73,9 @@ def configure_mlflow() -> None:
     import mlflow
 
     root = local_dir()
-    if root is None:
-        mlflow.set_tracking_uri("databricks")
-        mlflow.set_registry_uri("databricks-uc")
-        return
-    uri = _local().registry_uri(root)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    uri = _local().registry_uri(root) if root is not None else None
+    mlflow.set_tracking_uri(uri or "databricks")
+    mlflow.set_registry_uri(uri or "databricks-uc")
 
 
 def use_experiment(name: str) -> None:

@@ -1,0 +1,48 @@
+"""The template suite's time per test file, from the JUnit report of the last `make test`.
+
+    python tools/suite_times.py [build/test-report.xml]
+
+`make test` writes the report (pytest --junitxml); `make bench` prints this table after its
+figures, slowest file first, so the next slow file is visible. Times are the sum of each
+file's tests (setup, call and teardown), so with several xdist workers they add up to more
+than the wall time, which the report's own total gives.
+"""
+
+from __future__ import annotations
+
+import sys
+import xml.etree.ElementTree as ET
+from collections import defaultdict
+from pathlib import Path
+
+DEFAULT = Path("build") / "test-report.xml"
+
+
+def per_file(report: Path) -> tuple[dict[str, tuple[float, int]], float]:
+    """{file: (seconds, tests)} and the suite's wall time, from a JUnit XML report."""
+    root = ET.parse(report).getroot()
+    suite = root if root.tag == "testsuite" else root.find("testsuite")
+    totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
+    for case in suite.iter("testcase"):
+        name = case.get("classname", "").split(".")[0] or "?"
+        totals[name][0] += float(case.get("time", 0))
+        totals[name][1] += 1
+    return {name: (seconds, int(count)) for name, (seconds, count) in totals.items()}, float(suite.get("time", 0))
+
+
+def main(argv: list[str]) -> int:
+    report = Path(argv[0]) if argv else DEFAULT
+    if not report.exists():
+        print(f"No {report}: run make test first for the template suite's time per file.")
+        return 0
+    files, wall = per_file(report)
+    tests = sum(count for _, count in files.values())
+    print(f"\nTemplate suite (last make test, {report}): {tests} tests, {wall / 60:.1f} min wall")
+    print(f"  {'file':40}{'tests':>7}{'seconds':>10}")
+    for name, (seconds, count) in sorted(files.items(), key=lambda item: -item[1][0]):
+        print(f"  {name + '.py':40}{count:>7}{seconds:>10.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
