@@ -41,7 +41,7 @@ from pyspark.sql import functions as F
 from . import features, model, params
 from .data import load_rows, parse_date, split_by_date
 from .names import ModelRef
-from .runtime import JobError, feature_engineering, get_spark, table_exists
+from .runtime import JobError, feature_engineering, get_spark
 
 # Where fe.log_model puts the raw model inside the logged model (mlflow_model_constants.RAW_MODEL_FOLDER
 # under the pyfunc data folder "feature_store", databricks-feature-engineering 0.18.2).
@@ -89,20 +89,29 @@ def build_parser():
     return p
 
 
-def last_day(spark: SparkSession, catalog: str, schema: str) -> dt.date | None:
+def exists(client, name: str) -> bool:
+    """Whether feature table ``name`` exists: ``get_table`` raises for one that does not."""
+    try:
+        client.get_table(name=name)
+    except Exception:
+        return False
+    return True
+
+
+def last_day(catalog: str, schema: str) -> dt.date | None:
     """The last day the first feature table holds (its timestamp key), or None when it is new or empty."""
     table = model.FEATURE_TABLES[0]
     name = table_name(catalog, schema, table)
-    if not table_exists(spark, name):
+    client = feature_engineering().FeatureEngineeringClient()
+    if not exists(client, name):
         return None
-    latest = feature_engineering().FeatureEngineeringClient().read_table(name=name).agg(F.max(table.timestamp_key))
+    latest = client.read_table(name=name).agg(F.max(table.timestamp_key))
     value = latest.first()[0]
     return value.date() if value is not None else None
 
 
 def write_features(catalog: str, schema: str, rows: DataFrame) -> dict[str, int]:
     """Merge the feature rows of ``rows`` into each table, creating it on first run; rows per table."""
-    spark = get_spark()
     client = feature_engineering().FeatureEngineeringClient()
     written = {}
     for table in model.FEATURE_TABLES:
@@ -111,7 +120,7 @@ def write_features(catalog: str, schema: str, rows: DataFrame) -> dict[str, int]
         if transform is None:
             raise JobError(f"features.py has no transform {table.name}(rows) for the feature table {table.name}")
         df = transform(rows).dropDuplicates(list(table.primary_keys)).cache()
-        if table_exists(spark, name):
+        if exists(client, name):
             client.write_table(name=name, df=df, mode="merge")
         else:
             client.create_table(
@@ -133,7 +142,7 @@ def main(argv: list[str] | None = None) -> dict[str, int]:
     start = parse_date(args.start_date, "start_date")
     end = parse_date(args.end_date, "end_date")
     if start is None and args.incremental:
-        start = last_day(spark, args.catalog, args.schema)
+        start = last_day(args.catalog, args.schema)
     rows = load_rows(spark, args.source_table, start=start, end=end)
     written = write_features(args.catalog, args.schema, rows)
     window = f"{start or 'the first row'} to {end or 'the last row'}"
