@@ -37,7 +37,7 @@ CHOICES = {
     "cloud": ("azure", "aws", "gcp"),
     "compute": ("serverless", "classic"),
 }
-BOOLEANS = ("include_monitoring", "include_serving_endpoint")
+BOOLEANS = ("include_monitoring", "include_serving_endpoint", "include_feature_store")
 HOSTS = ("dev_workspace_host", "staging_workspace_host", "prod_workspace_host")
 CATALOGS = ("dev_catalog", "test_catalog", "staging_catalog", "prod_catalog")
 IDENTIFIERS = (*CATALOGS, "schema_name", "model_name")

@@ -45,6 +45,17 @@ CONDITIONAL_PATHS: tuple[tuple[str, tuple[object, ...], tuple[str, ...]], ...] =
         ),
     ),
     (
+        "include_feature_store",
+        (True,),
+        (
+            "resources/feature_engineering_job.yml",
+            "src/{package}/features.py",
+            "src/{package}/feature_store.py",
+            "src/mlops_local/feature_engineering.py",
+            "tests/test_features.py",
+        ),
+    ),
+    (
         "deployment_pattern",
         ("deploy_models", "hybrid"),
         ("resources/model_promotion_job.yml", "src/{package}/promotion.py", "tests/test_promotion.py"),

@@ -52,5 +52,6 @@ def default_answers(slug: str = "fare_model") -> dict:
         "notification_emails": "",
         "include_monitoring": True,
         "include_serving_endpoint": False,
+        "include_feature_store": False,
         "__monorepo": "False",
     }

@@ -11,6 +11,7 @@ OPTIONS: dict[str, list] = {
     "compute": ["serverless", "classic"],
     "include_monitoring": [True, False],
     "include_serving_endpoint": [False, True],
+    "include_feature_store": [False, True],
 }
 
 

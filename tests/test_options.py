@@ -166,6 +166,16 @@ def test_service_principals_reach_jobs_roots_and_grants(baked):
 
 # Per option: the generated files and [project.scripts] entry points that exist only with it.
 OPTION_CODE = {
+    "include_feature_store": (
+        (
+            "src/{pkg}/features.py",
+            "src/{pkg}/feature_store.py",
+            "src/mlops_local/feature_engineering.py",
+            "tests/test_features.py",
+            "resources/feature_engineering_job.yml",
+        ),
+        ("features",),
+    ),
     "include_serving_endpoint": (
         ("src/{pkg}/serving.py", "src/mlops_local/scoring_server.py", "tests/test_serving.py"),
         ("serve", "remove_endpoint"),

@@ -65,6 +65,18 @@ def test_validate_strict_every_target(baked, cli, tmp_path, index):
         assert "Validation OK!" in clean_output(result), target
 
 
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_validate_strict_with_feature_tables(baked, cli, tmp_path, pattern):
+    """include_feature_store in every pattern: the feature job and the `features` tasks validate."""
+    answers = {"deployment_pattern": pattern, "include_feature_store": True, "include_serving_endpoint": True}
+    project = deployable(baked, cli, tmp_path, project_slug=f"fs_{pattern}", **answers)
+    for target in TARGETS:
+        result = cli.run(["bundle", "validate", "--strict", "-t", target], project, identity_of(target))
+        assert "Validation OK!" in clean_output(result), target
+        summary = cli.json(["bundle", "summary", "-t", target], project, identity_of(target))
+        assert "feature_engineering_job" in summary["resources"]["jobs"], target
+
+
 # --- 2. deploy every target, then read back what the workspace holds -----------------------
 
 

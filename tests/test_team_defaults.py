@@ -75,6 +75,7 @@ def test_the_example_team_file_sets_every_team_option_and_passes_the_checks():
         "release_branch",
         "include_monitoring",
         "include_serving_endpoint",
+        "include_feature_store",
     }
 
 
@@ -105,6 +106,7 @@ BAD_TEAM_VALUES = [
     ("compute", "gpu"),
     ("include_monitoring", "maybe"),
     ("include_serving_endpoint", "sometimes"),
+    ("include_feature_store", "often"),
     ("dev_workspace_host", "http://adb-3.3.azuredatabricks.net"),
     ("staging_workspace_host", "adb-1.1.azuredatabricks.net"),
     ("prod_workspace_host", "https://host/with/path"),

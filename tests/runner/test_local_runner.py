@@ -94,7 +94,8 @@ def test_a_failed_task_fails_the_job_and_skips_its_dependants(local_state):
 def test_a_parameter_the_entry_point_does_not_accept_names_job_task_and_parameter(local_state):
     bundle = resolve(load_bundle(PROJECT_DIR), "dev")
     job = copy.deepcopy(bundle.job("batch_inference_job"))
-    job["tasks"][0]["python_wheel_task"]["named_parameters"]["colour"] = "blue"
+    task = next(t for t in job["tasks"] if t["task_key"] == "batch_inference")
+    task["python_wheel_task"]["named_parameters"]["colour"] = "blue"
     runner = LocalRunner(PROJECT_DIR, bundle_with({"batch_inference_job": job}), local_state, echo=lambda _: None)
     with pytest.raises(TaskConfigError, match="job 'batch_inference_job', task 'batch_inference'.*'colour'"):
         runner.run("batch_inference_job")
@@ -109,9 +110,9 @@ def test_an_unknown_job_run_value_names_the_parameter(local_state):
 
 def test_an_unresolved_reference_fails_with_its_location():
     config = load_bundle(PROJECT_DIR)
-    config["resources"]["jobs"]["batch_inference_job"]["tasks"][0]["python_wheel_task"]["named_parameters"][
-        "catalog"
-    ] = "${var.not_defined}"
+    tasks = config["resources"]["jobs"]["batch_inference_job"]["tasks"]
+    task = next(t for t in tasks if t["task_key"] == "batch_inference")
+    task["python_wheel_task"]["named_parameters"]["catalog"] = "${var.not_defined}"
     where = r"batch_inference_job\.tasks\[batch_inference\]\.python_wheel_task\.named_parameters\.catalog"
     with pytest.raises(BundleError, match=where + r": \$\{var.not_defined\} does not resolve"):
         resolve(config, "dev")

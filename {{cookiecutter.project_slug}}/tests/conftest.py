@@ -128,6 +128,16 @@ def spark(local_state):
     from {{ cookiecutter.project_slug }}.runtime import get_spark
 
     return get_spark()
+{%- if cookiecutter.include_feature_store %}
+
+
+FEATURE_CATALOG, FEATURE_SCHEMA = "unit", "ml"  # where the models of the tests look their features up
+{%- if cookiecutter.deployment_pattern != 'deploy_code' %}
+PROMOTION_CATALOGS = ("unit_staging", "unit_prod", "unit_other")  # test_promotion.py's destinations
+{%- else %}
+PROMOTION_CATALOGS = ()
+{%- endif %}
+{%- endif %}
 
 
 @pytest.fixture(scope="session")
@@ -138,6 +148,12 @@ def snapshots(local_state, spark, tmp_path_factory) -> StateSnapshots:
 
     saved = StateSnapshots(local_state, tmp_path_factory.mktemp("snapshots"))
     read_table(spark, SOURCE_TABLE)  # makes the local stand-in
+{%- if cookiecutter.include_feature_store %}
+    from {{ cookiecutter.project_slug }} import feature_store
+
+    for catalog in (FEATURE_CATALOG, *PROMOTION_CATALOGS):  # each catalog's own feature tables
+        feature_store.main([f"--catalog={catalog}", f"--schema={FEATURE_SCHEMA}"])
+{%- endif %}
     saved.save("baseline")
     return saved
 

@@ -36,9 +36,15 @@ def test_the_stand_in_has_the_source_columns_and_covers_the_bundle_dates(spark):
 
 def test_the_metrics_name_every_threshold(spark):
     _, holdout = training_frames(spark, model.SOURCE_TABLE, str(bundle_date("training_end_date")), 1.0)
-    rows = holdout.select(*model.FEATURES, model.LABEL).toPandas()
-    fitted = model.build_model().fit(rows[model.FEATURES], rows[model.LABEL])
-    assert set(model.THRESHOLDS) <= set(model.metrics(fitted, rows[model.FEATURES], rows[model.LABEL]))
+{%- if cookiecutter.include_feature_store %}
+    # add_features makes the per-row features; the feature tables' are looked up (test_features.py).
+    features = [f for f in model.FEATURES if f in holdout.columns]
+{%- else %}
+    features = model.FEATURES
+{%- endif %}
+    rows = holdout.select(*features, model.LABEL).toPandas()
+    fitted = model.build_model().fit(rows[features], rows[model.LABEL])
+    assert set(model.THRESHOLDS) <= set(model.metrics(fitted, rows[features], rows[model.LABEL]))
     assert model.mlflow_model_type() in ("regressor", "classifier")
 
 
@@ -71,7 +77,12 @@ def test_a_table_without_the_source_columns_is_refused_naming_them(spark):
 
 def test_features_and_date_split(spark):
     rows = model.add_features(load_rows(spark, model.SOURCE_TABLE))
+{%- if cookiecutter.include_feature_store %}
+    looked_up = {f for table in model.FEATURE_TABLES if table.name != "trip_features" for f in table.features}
+    assert {*model.FEATURES, model.LABEL} - looked_up <= set(rows.columns)
+{%- else %}
     assert {*model.FEATURES, model.LABEL} <= set(rows.columns)
+{%- endif %}
     end = bundle_date("training_end_date")
     cutoff = end - dt.timedelta(days=model.HOLDOUT_DAYS)
     train, holdout = split_by_date(rows, end)

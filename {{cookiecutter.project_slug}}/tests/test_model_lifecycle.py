@@ -159,6 +159,9 @@ def deployed(model_ref, version) -> str:
 
 
 @pytest.mark.slow
+{%- if cookiecutter.include_feature_store %}
+@pytest.mark.skip(reason="registers models on add_features columns; with feature tables they come from lookups")
+{%- endif %}
 def test_a_feature_added_since_the_champion_is_compared_on_each_models_own_columns(spark, fresh_model, capsys):
     first = deployed(fresh_model, register_on_columns(fresh_model, model.FEATURES[:-1]))
     second = train.main([*model_args(fresh_model), EXPERIMENT, *data_args()])
@@ -172,6 +175,9 @@ def test_a_feature_added_since_the_champion_is_compared_on_each_models_own_colum
 
 
 @pytest.mark.slow
+{%- if cookiecutter.include_feature_store %}
+@pytest.mark.skip(reason="registers models on add_features columns; with feature tables they come from lookups")
+{%- endif %}
 def test_a_champion_needing_a_removed_feature_is_not_compared_and_says_so(spark, fresh_model, capsys):
     retired = "retired_feature"
     old = register_on_columns(fresh_model, [*model.FEATURES, retired])  # champion of an earlier model.py

@@ -121,6 +121,9 @@ def test_failed_validation_after_copy_leaves_the_target_champion(champion, desti
 
 
 @pytest.mark.slow
+{%- if cookiecutter.include_feature_store %}
+@pytest.mark.skip(reason="registers models on add_features columns; with feature tables they come from lookups")
+{%- endif %}
 def test_a_feature_added_upstream_is_promoted_over_a_champion_without_it(spark, fresh_model, destination):
     """Dev trained with a new feature; the destination's champion predates it. Each scores on its own columns.
 

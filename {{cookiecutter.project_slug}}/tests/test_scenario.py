@@ -132,3 +132,21 @@ def test_a_prod_promotion_without_approval_stops_before_deploy(scenario, local_s
     assert run.tasks["approval"].state == "FAILED" and "not approved" in run.tasks["approval"].message
     assert run.tasks["deploy"].state == "UPSTREAM_FAILED"
     assert client.get_model_version_by_alias(prod.model_full_name(), "champion").version == champion
+{%- if cookiecutter.include_feature_store %}
+
+
+def test_the_scenario_shows_each_targets_feature_tables(scenario, local_state):
+    """Per target, the summary names the feature tables its jobs wrote and read: its own catalog's."""
+    from {{ cookiecutter.project_slug }}.feature_store import table_names
+
+    heading = "Feature tables by target (written / read):"
+    text = summary(PROJECT_DIR, local_state)
+    assert heading in text
+    section = text.split(heading)[1].splitlines()
+    for target, bundle in resolve_all(load_bundle(PROJECT_DIR)).items():
+        if target == "test":  # the scenario runs dev, staging and prod
+            continue
+        line = next(line for line in section if line.strip().startswith(f"{target} "))
+        for name in table_names(bundle.variables["catalog"], bundle.variables["schema"]):
+            assert line.count(name) == 2, line  # written and read, in the target's own catalog
+{%- endif %}

@@ -8,13 +8,19 @@ prediction, are read from ``model.py``.
 """
 
 from __future__ import annotations
-
+{% if not cookiecutter.include_feature_store %}
 import mlflow
+{%- endif %}
 from mlflow.tracking import MlflowClient
 from pyspark.sql import DataFrame
+{%- if not cookiecutter.include_feature_store %}
 from pyspark.sql import functions as F
-
+{%- endif %}
+{% if cookiecutter.include_feature_store %}
+from . import feature_store, features, model, params
+{%- else %}
 from . import model, params
+{%- endif %}
 from .data import load_rows, parse_date
 from .names import CHAMPION, ModelRef
 from .registry import require_alias
@@ -31,6 +37,10 @@ def build_parser():
 
 def score(df: DataFrame, model_ref: ModelRef, version: str) -> DataFrame:
     """``df`` with ``prediction``, ``model_name``, ``model_version`` and ``scored_at``."""
+{%- if cookiecutter.include_feature_store %}
+    # fe.score_batch on the lookup keys only: the features come from this catalog's feature tables.
+    return feature_store.score(features.lookup_rows(df), model_ref, version)
+{%- else %}
     predict = mlflow.pyfunc.spark_udf(
         get_spark(), model_ref.uri(version), result_type=model.PREDICTION_TYPE, env_manager="local"
     )
@@ -43,6 +53,7 @@ def score(df: DataFrame, model_ref: ModelRef, version: str) -> DataFrame:
             "scored_at": F.current_timestamp(),
         }
     )
+{%- endif %}
 
 
 @params.entry_point(build_parser)

@@ -151,3 +151,59 @@ MONITORED_ERROR = "rmse"
 
 def monitored_error(prediction: Column, label: Column) -> Column:
     return F.sqrt(F.avg((prediction - label) ** 2))
+{%- if cookiecutter.include_feature_store %}
+
+
+# --- Feature tables in Unity Catalog (include_feature_store) -----------------------
+# The feature pipeline job (feature_store.py) writes these tables in the target's catalog
+# and schema, <catalog>.<schema>.<name>, from the transforms in features.py; training,
+# validation, batch inference and monitoring read the model's features from them through
+# point-in-time lookups (databricks-feature-engineering's FeatureLookup).
+
+
+@dataclass(frozen=True)
+class FeatureTable:
+    """A feature table: primary key (with the timestamp key last), its features, how rows find it.
+
+    ``lookup_key``: the columns of a labelled or scored row that match the primary key without
+    the timestamp key. A row gets the feature values of the latest table row whose
+    ``timestamp_key`` is not after the row's ``TIMESTAMP``, never a later one.
+    """
+
+    name: str
+    primary_keys: tuple[str, ...]
+    timestamp_key: str
+    features: tuple[str, ...]
+    lookup_key: tuple[str, ...]
+
+
+# Change this with features.py (one transform per table, named after it).
+FEATURE_TABLES = (
+    FeatureTable(
+        "trip_features",
+        primary_keys=("trip_id", "tpep_pickup_datetime"),
+        timestamp_key="tpep_pickup_datetime",
+        features=("trip_distance", "trip_minutes", "pickup_hour", "pickup_weekday", "dropoff_zip"),
+        lookup_key=("trip_id",),
+    ),
+    FeatureTable(
+        "pickup_zip_features",
+        primary_keys=("pickup_zip", "window_end"),
+        timestamp_key="window_end",
+        features=("pickup_zip_trips_1h", "pickup_zip_mean_distance_1h"),
+        lookup_key=("pickup_zip",),
+    ),
+)
+
+# What a labelled or scored row carries: the lookup keys and the time the lookups are made at
+# (TIMESTAMP). Batch inference and the serving endpoint get these columns only.
+LOOKUP_KEYS = ["trip_id", "pickup_zip", TIMESTAMP]
+
+# Change this with log_model: the MLflow flavor fe.log_model saves the fitted model with, and its options.
+FEATURE_STORE_FLAVOR = mlflow.sklearn
+FEATURE_STORE_LOG_OPTIONS = {"serialization_format": mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE}
+
+# The model's inputs: the keys that are features too, then each table's features in table order
+# (the order the feature-engineering client hands them to the model).
+FEATURES = ["pickup_zip", *(name for table in FEATURE_TABLES for name in table.features)]
+{%- endif %}

@@ -30,6 +30,9 @@ from __future__ import annotations
 from mlflow.tracking import MlflowClient
 
 from . import params
+{%- if cookiecutter.include_feature_store %}
+from .feature_store import relog
+{%- endif %}
 from .names import CHAMPION, ModelRef
 from .registry import add_provenance_arguments, get_version, provenance, require_alias, tag_version
 from .runtime import JobError, configure_mlflow, set_task_value
@@ -47,6 +50,15 @@ def build_copy_parser():
     p.add_argument("--source_version", default="", help="version to copy (empty: the source's champion)")
     params.add_model(p)
     add_provenance_arguments(p)
+{%- if cookiecutter.include_feature_store %}
+    # The rows whose features the copy is logged again with (this catalog's feature tables);
+    # empty training_end_date: the source version's tag training_end_date.
+    from .model import SOURCE_TABLE  # here, as params.add_training_data does
+
+    p.add_argument("--training_table", default=SOURCE_TABLE)
+    p.add_argument("--training_end_date", default="")
+    p.add_argument("--sample_fraction", type=float, default=1.0)
+{%- endif %}
     return p
 
 
@@ -112,9 +124,18 @@ def copy_model(argv: list[str] | None = None) -> str:
         version = existing
         print(f"{source_uri} was already copied to {destination.full_name} v{version}; reusing it")
     else:
+{%- if cookiecutter.include_feature_store %}
+        # Not copy_model_version: the copy's feature spec would name the source catalog's feature
+        # tables. The source's fitted model is logged again with this catalog's (feature_store.relog).
+        end = args.training_end_date or get_version(client, source, source_version).tags.get("training_end_date", "")
+        version = relog(source_uri, destination, args.training_table, end, args.sample_fraction)
+        client.set_model_version_tag(destination.full_name, version, "training_end_date", end)
+        print(f"Logged {source_uri} into {destination.full_name} v{version} with its catalog's feature tables")
+{%- else %}
         copied = client.copy_model_version(source_uri, destination.full_name)
         version = str(copied.version)
         print(f"Copied {source_uri} to {destination.full_name} v{version}")
+{%- endif %}
     client.set_model_version_tag(destination.full_name, version, SOURCE_TAG, source_uri)
     tag_version(client, destination, version, provenance(args))
     set_task_value("model_version", version)

@@ -89,7 +89,7 @@ def use_experiment(name: str) -> None:
 
 
 def set_task_value(key: str, value: object) -> None:
-    """Publish a task value that later tasks read as ``{{tasks.<task>.values.<key>}}``."""
+    """Publish a task value that later tasks read as ``{% raw %}{{tasks.<task>.values.<key>}}{% endraw %}``."""
     text = str(value)
     if local_dir() is not None:
         _local().set_task_value(key, text)
@@ -100,6 +100,26 @@ def set_task_value(key: str, value: object) -> None:
         dbutils.jobs.taskValues.set(key=key, value=text)
     except Exception as error:  # not in a Databricks job: say so, don't fail the step
         print(f"task value {key}={text} not published ({error.__class__.__name__}: not in a job run)")
+
+
+{%- if cookiecutter.include_feature_store %}
+
+
+def feature_engineering():
+    """The feature-engineering client's module (``FeatureEngineeringClient``, ``FeatureLookup``).
+
+    ``databricks.feature_engineering`` on Databricks; locally its stand-in,
+    ``mlops_local.feature_engineering``, with the same calls on the local tables and registry.
+    """
+    if local_dir() is not None:
+        _local()
+        from mlops_local import feature_engineering
+
+        return feature_engineering
+    import databricks.feature_engineering
+
+    return databricks.feature_engineering
+{%- endif %}
 
 
 def workspace_client():

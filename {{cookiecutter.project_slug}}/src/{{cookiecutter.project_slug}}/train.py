@@ -14,14 +14,23 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import os
+{%- if not cookiecutter.include_feature_store %}
 import warnings
+{%- endif %}
 
 import mlflow
+{%- if not cookiecutter.include_feature_store %}
 from mlflow.models import infer_signature
+{%- endif %}
 from mlflow.tracking import MlflowClient
 
 from . import model, params
+{%- if cookiecutter.include_feature_store %}
+from .data import to_pandas
+from .feature_store import log_model, training_sets
+{%- else %}
 from .data import to_pandas, training_frames
+{%- endif %}
 from .registry import add_provenance_arguments, provenance, tag_version
 from .runtime import configure_mlflow, get_spark, set_task_value, use_experiment
 
@@ -69,19 +78,27 @@ def main(argv: list[str] | None = None) -> str:
     spark = get_spark()
     configure_mlflow()
     use_experiment(args.experiment_name)
-
+{% if cookiecutter.include_feature_store %}
+    # The features, looked up point-in-time in this catalog's feature tables (feature_store.py).
+    train_set, holdout_set = training_sets(
+        spark, model_ref, args.training_table, args.training_end_date, args.sample_fraction
+    )
+    train_df, holdout_df = train_set.load_df(), holdout_set.load_df()
+{%- else %}
     train_df, holdout_df = training_frames(spark, args.training_table, args.training_end_date, args.sample_fraction)
+{%- endif %}
     features, label = model.FEATURES, model.LABEL
     train = to_pandas(train_df, [*features, label], "training")
     holdout = to_pandas(holdout_df, [*features, label], "the hold-out days")
     estimator = model.build_model().fit(train[features], train[label])
     holdout_metrics = model.metrics(estimator, holdout[features], holdout[label])
     metrics = {f"holdout_{name}": value for name, value in holdout_metrics.items()}
-
+{% if not cookiecutter.include_feature_store %}
     example = train[features].head(5)
     with warnings.catch_warnings():  # the features have no missing values: integer columns are right
         warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
         signature = infer_signature(example, estimator.predict(example))
+{%- endif %}
     with mlflow.start_run(run_name=f"train {model_ref.name}") as run, without_uv_project_detection():
         mlflow.log_params(model.MODEL_PARAMS)
         mlflow.log_params(
@@ -95,6 +112,11 @@ def main(argv: list[str] | None = None) -> str:
         )
         mlflow.log_metrics(metrics)
         mlflow.set_tags(provenance(args))
+{%- if cookiecutter.include_feature_store %}
+        # fe.log_model: the model carries its feature spec; its signature and input example
+        # come from the training set (lookup keys required, features optional).
+        version = log_model(estimator, train_set, model_ref, pip_requirements=pip_requirements())
+{%- else %}
         info = model.log_model(
             estimator,
             name="model",
@@ -103,7 +125,10 @@ def main(argv: list[str] | None = None) -> str:
             pip_requirements=pip_requirements(),
             registered_model_name=model_ref.full_name,
         )
+{%- endif %}
+{%- if not cookiecutter.include_feature_store %}
     version = str(info.registered_model_version)
+{%- endif %}
     client = MlflowClient()
     client.set_model_version_tag(model_ref.full_name, version, "training_end_date", args.training_end_date)
     client.set_model_version_tag(model_ref.full_name, version, "trained_in", model_ref.catalog)

@@ -33,7 +33,12 @@ from mlflow.models.utils import load_serving_example
 from mlflow.tracking import MlflowClient
 
 from . import model, params
+{%- if cookiecutter.include_feature_store %}
+from .data import to_pandas
+from .feature_store import training_frames
+{%- else %}
 from .data import to_pandas, training_frames
+{%- endif %}
 from .names import CHALLENGER, CHAMPION, ModelRef
 from .registry import alias_version, get_version
 from .runtime import JobError, configure_mlflow, get_spark, use_experiment
@@ -159,7 +164,14 @@ def main(argv: list[str] | None = None) -> bool:
 
     spark = get_spark()
     use_experiment(args.experiment_name)
+{%- if cookiecutter.include_feature_store %}
+    # The hold-out rows with their lookup keys and looked-up features (the model's signature names both).
+    _, holdout_df = training_frames(
+        spark, model_ref, args.training_table, args.training_end_date, args.sample_fraction, keep_keys=True
+    )
+{%- else %}
     _, holdout_df = training_frames(spark, args.training_table, args.training_end_date, args.sample_fraction)
+{%- endif %}
 
     columns = input_columns(model_ref.uri(version))
     missing = [c for c in columns if c not in holdout_df.columns]

@@ -36,9 +36,10 @@ def test_the_stand_in_has_the_source_columns_and_covers_the_bundle_dates(spark):
 
 def test_the_metrics_name_every_threshold(spark):
     _, holdout = training_frames(spark, model.SOURCE_TABLE, str(bundle_date("training_end_date")), 1.0)
-    rows = holdout.select(*model.FEATURES, model.LABEL).toPandas()
-    fitted = model.build_model().fit(rows[model.FEATURES], rows[model.LABEL])
-    assert set(model.THRESHOLDS) <= set(model.metrics(fitted, rows[model.FEATURES], rows[model.LABEL]))
+    features = model.FEATURES
+    rows = holdout.select(*features, model.LABEL).toPandas()
+    fitted = model.build_model().fit(rows[features], rows[model.LABEL])
+    assert set(model.THRESHOLDS) <= set(model.metrics(fitted, rows[features], rows[model.LABEL]))
     assert model.mlflow_model_type() in ("regressor", "classifier")
 
 

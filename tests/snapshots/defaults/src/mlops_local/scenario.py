@@ -17,6 +17,7 @@ headline metric (the first of ``model.THRESHOLDS``).
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -194,9 +195,26 @@ def summary(project_dir: Path, state: Path) -> str:
         lines.append(
             f"  {target:<8} {model.full_name} v{version.version}: {origin}; {figures}; previous champion {previous}"
         )
+    lines += feature_table_lines(state, resolve_all(config))
     lines += [
         "",
         f"Local state: {state}",
         f"Browse runs and models: {mlflow_command()} ui --backend-store-uri sqlite:///{state / 'mlflow.db'}",
     ]
     return "\n".join(lines)
+
+
+def feature_table_lines(state: Path, bundles: dict[str, ResolvedBundle]) -> list[str]:
+    """Per target, the feature tables its jobs wrote and read (the feature-engineering stand-in's log)."""
+    log = state / "feature_tables.jsonl"  # written by the local feature-engineering stand-in
+    if not log.exists():
+        return []
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    lines = ["", "Feature tables by target (written / read):"]
+    for target, bundle in bundles.items():
+        prefix = f"{bundle.variables['catalog']}."
+        mine = [e for e in entries if e["table"].startswith(prefix)]
+        written = sorted({e["table"] for e in mine if e["action"] == "write"})
+        read = sorted({e["table"] for e in mine if e["action"] == "read"})
+        lines.append(f"  {target:<8} wrote {', '.join(written) or 'none'}; read {', '.join(read) or 'none'}")
+    return lines

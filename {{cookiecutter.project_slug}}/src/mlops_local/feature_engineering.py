@@ -1,0 +1,314 @@
+"""Local stand-in for ``databricks.feature_engineering`` (development only, not in the job wheel).
+
+``runtime.feature_engineering()`` hands jobs this module when they run locally, and the real
+``databricks.feature_engineering`` on Databricks; both offer ``FeatureEngineeringClient`` and
+``FeatureLookup`` with the calls the jobs make, keyword for keyword. It follows the semantics
+the client documents (databricks-feature-engineering 0.18.2, ``databricks/feature_engineering/
+client.py``), on the local runner's Parquet tables and MLflow registry:
+
+- ``create_table(name, primary_keys, df, timeseries_column)``: the timeseries column must be one
+  of the primary keys (``create_table`` raises ``ValueError`` otherwise); an existing table is
+  an error, as in Unity Catalog.
+- ``write_table(name, df, mode="merge")``: upsert by primary key; "merge" is the only mode.
+- ``create_training_set(df, feature_lookups, label, exclude_columns)``: for each lookup, the
+  feature row with the same key and the latest timestamp key not after the row's
+  ``timestamp_lookup_key`` (a point-in-time join), else null.
+- ``log_model(model, artifact_path, flavor, training_set, registered_model_name)``: a pyfunc
+  model whose data folder ``feature_store/`` holds the raw model (``raw_model/``) and its
+  ``feature_spec.yaml`` (the layout of ``_training_scoring_client.log_model``); its signature
+  has the source columns as required inputs and the looked-up features as optional ones
+  (``signature_utils.get_mlflow_signature_from_feature_spec``).
+- ``score_batch(model_uri, df)``: looks up the features ``df`` lacks (features present in ``df``
+  are used as given) and appends ``prediction``.
+
+The feature spec records full table names, so a model scores from the tables it was logged with.
+Every table written or read is recorded in ``<state>/feature_tables.jsonl`` for the scenario.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import yaml
+
+from . import environment
+
+SPEC_FILE = "feature_spec.yaml"
+DATA_FOLDER = "feature_store"
+RAW_MODEL = "raw_model"
+ACCESS_LOG = "feature_tables.jsonl"
+
+
+def _root() -> Path:
+    from .project import project_module
+
+    root = project_module("runtime").local_dir()
+    if root is None:
+        raise RuntimeError("the local feature-engineering stand-in runs only with MLOPS_LOCAL_DIR set")
+    return root
+
+
+def _spark():
+    from pyspark.sql import SparkSession
+
+    return SparkSession.getActiveSession() or environment.spark_session(_root())
+
+
+def _meta_path(name: str) -> Path:
+    path = environment.table_path(_root(), name)
+    return path.with_name(path.name + ".feature_table.json")
+
+
+def record(action: str, name: str, rows: int | None = None) -> None:
+    """Append one table access to the state's access log (read by the scenario's summary)."""
+    entry = {"action": action, "table": name, "rows": rows, "at": dt.datetime.now().isoformat(timespec="seconds")}
+    with (_root() / ACCESS_LOG).open("a") as log:
+        log.write(json.dumps(entry) + "\n")
+
+
+def accesses(root: Path) -> list[dict]:
+    path = root / ACCESS_LOG
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@dataclass
+class FeatureLookup:
+    table_name: str
+    lookup_key: str | list[str]
+    feature_names: list[str] | None = None
+    timestamp_lookup_key: str | None = None
+
+    def keys(self) -> list[str]:
+        return [self.lookup_key] if isinstance(self.lookup_key, str) else list(self.lookup_key)
+
+
+@dataclass
+class FeatureTable:
+    name: str
+    primary_keys: list[str]
+    timestamp_keys: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TrainingSet:
+    joined: Any  # the rows with their features, before exclude_columns
+    spec: dict
+
+    def load_df(self):
+        return self.joined.drop(*self.spec["exclude_columns"])
+
+
+class FeatureEngineeringClient:
+    """The calls of ``databricks.feature_engineering.FeatureEngineeringClient`` the jobs make."""
+
+    def get_table(self, *, name: str) -> FeatureTable:
+        meta = _meta_path(name)
+        if not meta.exists():
+            raise ValueError(f"Feature table '{name}' does not exist.")
+        return FeatureTable(**json.loads(meta.read_text()))
+
+    def _exists(self, name: str) -> bool:
+        return _meta_path(name).exists()
+
+    def create_table(self, *, name: str, primary_keys, df=None, timeseries_column: str | None = None, **kwargs):
+        timeseries_column = timeseries_column or kwargs.pop("timestamp_keys", None)
+        if isinstance(timeseries_column, list):
+            timeseries_column = timeseries_column[0] if timeseries_column else None
+        keys = [primary_keys] if isinstance(primary_keys, str) else list(primary_keys)
+        if timeseries_column is not None and timeseries_column not in keys:
+            raise ValueError(
+                f"Timeseries column '{timeseries_column}' is not in primary_keys. "
+                "Timeseries columns must be primary keys."
+            )
+        if self._exists(name):
+            raise ValueError(f"Table '{name}' already exists.")
+        table = FeatureTable(name, keys, [timeseries_column] if timeseries_column else [])
+        _meta_path(name).parent.mkdir(parents=True, exist_ok=True)
+        _meta_path(name).write_text(json.dumps(table.__dict__))
+        if df is not None:
+            self.write_table(name=name, df=df)
+        return table
+
+    def read_table(self, *, name: str):
+        self.get_table(name=name)
+        df = environment.read_table(_spark(), _root(), name)
+        if df is None:
+            df = _spark().createDataFrame([], "dummy int").drop("dummy")
+        return df
+
+    def write_table(self, *, name: str, df, mode: str = "merge") -> None:
+        if mode != "merge":
+            raise ValueError(f"Unsupported mode '{mode}'. 'merge' is the only supported mode.")
+        table = self.get_table(name=name)
+        df = df.localCheckpoint()  # df may read the table this replaces (a Delta MERGE reads its source first too)
+        missing = [k for k in table.primary_keys if k not in df.columns]
+        if missing:
+            raise ValueError(f"The DataFrame lacks the primary key columns {missing} of {name}")
+        if df.groupBy(*table.primary_keys).count().where("count > 1").limit(1).count():
+            # Delta's MERGE refuses a source with two rows for one target row.
+            raise ValueError(f"The DataFrame has several rows with the same primary key {table.primary_keys}")
+        path = environment.table_path(_root(), name)
+        if environment.table_exists(_root(), name):
+            current = _spark().read.parquet(str(path))
+            kept = current.join(df.select(*table.primary_keys), table.primary_keys, "left_anti")
+            merged = kept.unionByName(df, allowMissingColumns=True)
+        else:
+            merged = df
+        staging = path.with_name(path.name + ".merging")
+        shutil.rmtree(staging, ignore_errors=True)
+        merged.write.parquet(str(staging))
+        shutil.rmtree(path, ignore_errors=True)
+        staging.rename(path)
+        record("write", name, df.count())
+
+    # --- training and scoring -------------------------------------------------------
+
+    def _lookup(self, df, lookups: list[FeatureLookup]):
+        """``df`` with each lookup's features: the latest row not after the timestamp lookup key."""
+        from pyspark.sql import Window
+        from pyspark.sql import functions as F
+
+        for lookup in lookups:
+            table = self.get_table(name=lookup.table_name)
+            features = self.read_table(name=lookup.table_name)
+            record("read", lookup.table_name)
+            keys = lookup.keys()
+            table_keys = [k for k in table.primary_keys if k not in table.timestamp_keys]
+            if len(keys) != len(table_keys):
+                raise ValueError(f"lookup_key {keys} does not match the primary keys {table_keys} of {table.name}")
+            names = lookup.feature_names or [c for c in features.columns if c not in table.primary_keys]
+            wanted = [n for n in names if n not in df.columns]  # features given in df are used as given
+            if not wanted:
+                continue
+            renamed = features.select(
+                *[F.col(t).alias(k) for t, k in zip(table_keys, keys, strict=True)],
+                *[F.col(ts).alias("__feature_ts") for ts in table.timestamp_keys],
+                *wanted,
+            )
+            if table.timestamp_keys and lookup.timestamp_lookup_key:
+                at = lookup.timestamp_lookup_key
+                points = df.select(*keys, at).distinct()
+                candidates = points.join(renamed, keys).where(F.col("__feature_ts") <= F.col(at))
+                latest = Window.partitionBy(*keys, at).orderBy(F.col("__feature_ts").desc())
+                best = (
+                    candidates.withColumn("__rank", F.row_number().over(latest))
+                    .where("__rank = 1")
+                    .drop("__rank", "__feature_ts")
+                )
+                df = df.join(best, [*keys, at], "left")
+            else:
+                latest = Window.partitionBy(*keys).orderBy(F.col("__feature_ts").desc())
+                best = renamed.withColumn("__rank", F.row_number().over(latest)).where("__rank = 1")
+                df = df.join(best.drop("__rank", "__feature_ts"), keys, "left")
+        return df
+
+    def create_training_set(
+        self, *, df, feature_lookups: list[FeatureLookup], label, exclude_columns: list[str] | None = None, **kwargs
+    ) -> TrainingSet:
+        labels = [label] if isinstance(label, str) else list(label or [])
+        excluded = list(exclude_columns or [])
+        joined = self._lookup(df, feature_lookups)
+        source = [c for c in df.columns if c not in labels]
+        looked_up = [c for c in joined.columns if c not in df.columns]
+        spec = {
+            "tables": sorted({lookup.table_name for lookup in feature_lookups}),
+            "lookups": [lookup.__dict__ for lookup in feature_lookups],
+            "source_columns": source,
+            "features": looked_up,
+            "exclude_columns": excluded,
+            # What the raw model gets, in this order: the kept source columns, then the features.
+            "model_inputs": [c for c in source if c not in excluded] + looked_up,
+            "labels": labels,
+        }
+        return TrainingSet(joined, spec)
+
+    def log_model(
+        self,
+        *,
+        model,
+        artifact_path: str,
+        flavor,
+        training_set: TrainingSet | None = None,
+        registered_model_name: str | None = None,
+        infer_input_example: bool = False,
+        **kwargs,
+    ):
+        if training_set is None:
+            raise ValueError("the local stand-in logs models from a training_set")
+        from mlflow.models import infer_signature
+        from mlflow.types import ColSpec, Schema
+
+        spec = training_set.spec
+        head = training_set.joined.limit(5).toPandas()
+        inputs = head[spec["source_columns"] + spec["features"]]
+        raw_inputs = head[spec["model_inputs"]]
+        inferred = infer_signature(inputs, model.predict(raw_inputs))
+        optional = set(spec["features"])
+        input_schema = Schema(
+            [ColSpec(c.type, c.name, required=c.name not in optional) for c in inferred.inputs.inputs]
+        )
+        signature = mlflow.models.ModelSignature(inputs=input_schema, outputs=inferred.outputs)
+        requirements = kwargs.pop("pip_requirements", None)
+        with tempfile.TemporaryDirectory() as tmp:
+            data = Path(tmp) / DATA_FOLDER
+            flavor.save_model(model, str(data / RAW_MODEL), pip_requirements=requirements, **kwargs)
+            (data / SPEC_FILE).write_text(yaml.safe_dump(spec, sort_keys=False))
+            return mlflow.pyfunc.log_model(
+                name=artifact_path,
+                loader_module=__name__,
+                data_path=str(data),
+                signature=signature,
+                input_example=inputs if infer_input_example else None,
+                pip_requirements=requirements,
+                registered_model_name=registered_model_name,
+            )
+
+    def score_batch(self, *, model_uri: str, df, result_type: str = "double", **kwargs):
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp))
+            data = local / "data" / DATA_FOLDER
+            spec = yaml.safe_load((data / SPEC_FILE).read_text())
+            lacking = [c for c in spec["source_columns"] if c not in df.columns]
+            if lacking:
+                raise ValueError(f"score_batch: the DataFrame lacks the columns {lacking} of the model's feature spec")
+            joined = self._lookup(df, [FeatureLookup(**lookup) for lookup in spec["lookups"]])
+            from pyspark.sql import functions as F
+
+            predict = mlflow.pyfunc.spark_udf(
+                _spark(), str(data / RAW_MODEL), result_type=result_type, env_manager="local"
+            )
+            scored = joined.withColumn("prediction", predict(F.struct(*spec["model_inputs"])))
+            return scored.localCheckpoint()  # the UDF's model files live in ``tmp``
+
+
+class _Wrapper:
+    """The pyfunc side of a model logged by ``log_model`` (``databricks.feature_store.mlflow_model`` on Databricks)."""
+
+    def __init__(self, path: str):
+        self.path = Path(path)
+        self.spec = yaml.safe_load((self.path / SPEC_FILE).read_text())
+        self.raw = mlflow.pyfunc.load_model(str(self.path / RAW_MODEL))
+
+    def predict(self, df, params=None):
+        import pandas as pd
+
+        if isinstance(df, pd.DataFrame) and all(c in df.columns for c in self.spec["model_inputs"]):
+            return pd.DataFrame({"prediction": self.raw.predict(df[self.spec["model_inputs"]])})
+        frame = df if isinstance(df, pd.DataFrame) else df.toPandas()
+        frame = frame.assign(__row=range(len(frame)))
+        joined = FeatureEngineeringClient()._lookup(
+            _spark().createDataFrame(frame), [FeatureLookup(**x) for x in self.spec["lookups"]]
+        )
+        rows = joined.orderBy("__row").select(*self.spec["model_inputs"]).toPandas()
+        return pd.DataFrame({"prediction": self.raw.predict(rows)})
+
+
+def _load_pyfunc(path: str) -> _Wrapper:
+    return _Wrapper(path)
