@@ -60,6 +60,7 @@ def project_env(project: Path, state: Path | None = None) -> dict[str, str]:
     ``state`` is the local-run folder (MLOPS_LOCAL_DIR); None leaves the project's default.
     """
     env = {**os.environ, "PYTHONPATH": str(project / "src"), "PYSPARK_PYTHON": sys.executable}
+    env["MLOPS_LOCAL_PROJECT"] = str(project)  # its stand_in.py makes the local source tables
     env.pop("MLOPS_LOCAL_DIR", None)
     if state is not None:
         env["MLOPS_LOCAL_DIR"] = str(state)

@@ -172,6 +172,7 @@ def test_suite(project: Path, repeat: int, marker: str | None = None) -> list[fl
 def throughput(project: Path, state: Path, rows: int, repeat: int) -> dict[str, list[float]]:
     """Scoring ``rows`` stand-in rows through spark_udf and through pandas predict, in this process."""
     os.environ["MLOPS_LOCAL_DIR"] = str(state)
+    os.environ["MLOPS_LOCAL_PROJECT"] = str(project)  # its stand_in.py makes the source table
     os.environ["PYSPARK_PYTHON"] = sys.executable
     sys.path[:0] = [str(project / "src"), str(project)]  # the job package, and stand_in.py beside databricks.yml
     import mlflow
@@ -247,6 +248,7 @@ def serving_latency(project: Path, state: Path, singles: int = 200, batch_rows: 
     import json
 
     os.environ["MLOPS_LOCAL_DIR"] = str(state)
+    os.environ["MLOPS_LOCAL_PROJECT"] = str(project)  # its stand_in.py makes the source table
     os.environ["PYSPARK_PYTHON"] = sys.executable
     if str(project / "src") not in sys.path:
         sys.path[:0] = [str(project / "src"), str(project)]  # the job package, and stand_in.py beside databricks.yml
