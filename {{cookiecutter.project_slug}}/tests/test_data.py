@@ -27,7 +27,11 @@ def test_the_stand_in_has_the_source_columns_and_covers_the_bundle_dates(spark):
     source = stand_in_table(spark, model.SOURCE_TABLE)
     rows = model.add_features(source)
     assert set(model.SOURCE_COLUMNS) <= set(source.columns)
+{%- if cookiecutter.include_feature_store %}
+    assert {"pickup_zip", *model.FEATURE_TABLES[0].features, model.LABEL} <= set(rows.columns)
+{%- else %}
     assert {*model.FEATURES, model.LABEL} <= set(rows.columns)  # the label may be computed by add_features
+{%- endif %}
     end, score_from = bundle_date("training_end_date"), bundle_date("score_from_date")
     day = F.to_date(model.TIMESTAMP)
     first, last = rows.agg(F.min(day), F.max(day)).first()
