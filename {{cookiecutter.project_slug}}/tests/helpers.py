@@ -77,7 +77,8 @@ def register_small_version(model_ref, signature: bool = True) -> str:
     from {{ cookiecutter.project_slug }} import model
 {%- if cookiecutter.include_feature_store %}
     from {{ cookiecutter.project_slug }}.runtime import get_spark, read_table
-
+{%- endif %}
+{% if cookiecutter.include_feature_store %}
     # The features add_features computes; the feature tables' others come from lookups (test_features.py).
     computed = model.add_features(read_table(get_spark(), model.SOURCE_TABLE).limit(0)).columns
     return register_on_columns(model_ref, [f for f in model.FEATURES if f in computed], rows=500, signature=signature)
