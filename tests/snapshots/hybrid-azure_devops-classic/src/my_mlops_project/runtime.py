@@ -49,13 +49,6 @@ def get_spark() -> SparkSession:
     return SparkSession.builder.getOrCreate()
 
 
-def table_exists(spark: SparkSession, name: str) -> bool:
-    root = local_dir()
-    if root is not None:
-        return _local().table_exists(root, name)
-    return spark.catalog.tableExists(name)
-
-
 def read_table(spark: SparkSession, name: str) -> DataFrame:
     root = local_dir()
     if root is not None:
