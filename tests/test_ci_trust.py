@@ -21,13 +21,13 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
 import pytest
 import yaml
 from bake import TEMPLATE_DIR
-from cookiecutter.main import cookiecutter
 from test_cicd import EXTRACT, PATTERNS, PLATFORMS, CIJob, layout
 
 BEFORE = "5441336"  # the template before this round of CI trust fixes
@@ -52,8 +52,19 @@ def bake_into(template: Path, out: Path, platform: str, pattern: str, root: str 
     context = {"cicd_platform": platform, "deployment_pattern": pattern}
     if root != ".":
         context["project_root"] = root
-    baked = Path(cookiecutter(str(template), no_input=True, output_dir=str(out), extra_context=context))
-    return out / root if root != "." else baked
+    # In a fresh process outside this repository: Python keeps the first template's
+    # local_extensions loaded (and finds this repository's from its working directory); the
+    # template before this work must load its own.
+    out.mkdir(parents=True, exist_ok=True)
+    before = set(out.iterdir())
+    command = [sys.executable, "-m", "cookiecutter", "--no-input", "-o", str(out), str(template)]
+    arguments = [*command, *(f"{k}={v}" for k, v in context.items())]
+    result = subprocess.run(arguments, cwd=out, capture_output=True, text=True)  # not the repo: its local_extensions
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    if root != ".":
+        return out / root
+    (baked,) = set(out.iterdir()) - before
+    return baked
 
 
 # --------------------------------------------------------------------------------------
