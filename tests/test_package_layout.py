@@ -88,6 +88,7 @@ def test_job_code_runs_locally_from_any_folder(baked, tmp_path):
         "print(read_table(get_spark(), model.SOURCE_TABLE).limit(5).count())\n"
     )
     env = {**project_env(project, state=tmp_path / "state")}
+    env.pop("MLOPS_LOCAL_PROJECT")  # first from outside the project, with nothing naming it
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
     # Without the project's stand_in.py (development only) the source table is simply missing.
     assert result.returncode == 1 and "Table samples.nyctaxi.trips does not exist" in result.stderr
