@@ -18,13 +18,22 @@ from pathlib import Path
 DEFAULT = Path("build") / "test-report.xml"
 
 
+def _module(classname: str) -> str:
+    """tests/test_x.py from a JUnit classname: "tests.test_x" or "tests.test_x.TestClass"."""
+    parts = classname.split(".")
+    for index, part in enumerate(parts):
+        if part.startswith("test_"):
+            return "/".join(parts[: index + 1])
+    return classname or "?"
+
+
 def per_file(report: Path) -> tuple[dict[str, tuple[float, int]], float]:
     """{file: (seconds, tests)} and the suite's wall time, from a JUnit XML report."""
     root = ET.parse(report).getroot()
     suite = root if root.tag == "testsuite" else root.find("testsuite")
     totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
     for case in suite.iter("testcase"):
-        name = case.get("classname", "").split(".")[0] or "?"
+        name = _module(case.get("classname", ""))
         totals[name][0] += float(case.get("time", 0))
         totals[name][1] += 1
     return {name: (seconds, int(count)) for name, (seconds, count) in totals.items()}, float(suite.get("time", 0))
@@ -38,9 +47,9 @@ def main(argv: list[str]) -> int:
     files, wall = per_file(report)
     tests = sum(count for _, count in files.values())
     print(f"\nTemplate suite (last make test, {report}): {tests} tests, {wall / 60:.1f} min wall")
-    print(f"  {'file':40}{'tests':>7}{'seconds':>10}")
+    print(f"  {'file':50}{'tests':>7}{'seconds':>10}")
     for name, (seconds, count) in sorted(files.items(), key=lambda item: -item[1][0]):
-        print(f"  {name + '.py':40}{count:>7}{seconds:>10.0f}")
+        print(f"  {name + '.py':50}{count:>7}{seconds:>10.0f}")
     return 0
 
 
