@@ -192,6 +192,12 @@ def print_phases(runs: list[dict], wall: list[float], floor: float) -> None:
         setup = median([r["files"].get(name, {}).get("setup", 0.0) for r in runs])
         call = median([r["files"].get(name, {}).get("call", 0.0) for r in runs])
         print(f"      {name:<42} {setup + call:6.1f} s  (fixtures {setup:.1f} s, tests {call:.1f} s)")
+    cpu = {name: median([r.get("cpu", {}).get(name, 0.0) for r in runs]) for r in runs for name in r.get("cpu", {})}
+    if cpu:
+        parts = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in sorted(cpu.items(), key=lambda i: -i[1]))
+        cores = os.cpu_count() or 1
+        capacity = median(wall) * cores
+        print(f"    CPU time {sum(cpu.values()):.1f} s of {capacity:.0f} s (wall x {cores} cores): {parts}")
     # The rest of the wall time: the end of the session, the interpreter's exit, uv's.
     ends = [seconds - sum(r["phases"].values()) + r["phases"]["finish"] for r, seconds in zip(runs, wall, strict=True)]
     print(line("session end and exit", ends))
