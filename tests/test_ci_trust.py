@@ -213,6 +213,9 @@ def go_replace_attacks(project: Path, platform: str, work: Path) -> list[str]:
                 "CI_PROJECT_DIR": str(repo),
                 "BUILD_SOURCESDIRECTORY": str(repo),
                 "GITHUB_PATH": str(work / case / "github_path"),
+                "GITHUB_WORKSPACE": str(repo),
+                "GITHUB_OUTPUT": str(work / case / "github_output"),
+                "RUNNER_TEMP": str(work / case / "runner_temp"),
                 "GOFLAGS": "-modcacherw",
             }
             result = subprocess.run(
@@ -933,3 +936,90 @@ def test_the_fake_runs_a_task_only_with_pinned_hashed_requirements_the_runtime_m
     }
     for case, text in edited.items():
         assert _fake_install(text).startswith("Library installation failed for /Workspace/files/"), case
+
+
+# --------------------------------------------------------------------------------------
+# 8. The CLI built once per run, from one definition, checked by its SHA-256 where it runs
+
+
+def cli_build_problems(project: Path, platform: str) -> list[str]:
+    """Where the CLI build is written more than once, runs more than once in one pipeline run,
+    runs in a job that holds a principal while another job could build it without one, comes from
+    a cache, or is run by a job that did not build it without checking its SHA-256."""
+    where = layout(project)
+    problems = []
+    files = where.ci_files(platform)
+    if platform == "github_actions" and where.mono:  # the project's local actions, at the repository root
+        files += sorted((where.repo / ".github" / "actions").glob(f"{where.slug}-*/action.yml"))
+    written = [p for p in files for _ in range(p.read_text().count('go -C "$module" build'))]
+    if len(written) != 1:
+        problems.append(f"the CLI build is written {len(written)} times ({sorted({p.name for p in written})})")
+    jobs = EXTRACT[platform](project)
+    builders = {j.name: j for j in jobs if 'go -C "$module" build' in j.commands}
+    per_run: dict[tuple[str, str], list[str]] = {}
+    for job in builders.values():
+        for trigger in job.triggers:
+            per_run.setdefault((job.file, trigger), []).append(job.name)
+    for (file, trigger), names in sorted(per_run.items()):
+        if len(names) > 1:
+            problems.append(f"{file} ({trigger}): builds the CLI in {len(names)} jobs of one run: {sorted(names)}")
+    for job in jobs:
+        if not job.uses_databricks:
+            continue
+        if job.name in builders and platform != "azure_devops":
+            problems.append(f"{job.file}:{job.name}: builds the CLI itself while it can obtain a token")
+        if job.name not in builders and "sha256sum -c" not in job.commands:
+            problems.append(f"{job.file}:{job.name}: runs a CLI built elsewhere without checking its SHA-256")
+    for path in files:
+        text = path.read_text()
+        if re.search(r"actions/cache@|Cache@2[\s\S]{0,200}databricks-cli|cache:[\s\S]{0,120}databricks-cli", text):
+            problems.append(f"{path.name}: the CLI comes from a cache")
+    return problems
+
+
+def swapped_cli_runs(project: Path, platform: str, work: Path) -> list[str]:
+    """GitHub and GitLab: the CLI steps of each job that runs a CLI another job built, given a
+    binary other than the one whose hash the build recorded: [] when every such job stops."""
+    found = []
+    where = layout(project)
+    for job in EXTRACT[platform](project):
+        if not job.uses_databricks or 'go -C "$module" build' in job.commands:
+            continue
+        check = next((s for s in job.scripts if "sha256sum -c" in s), None)
+        if check is None:
+            found.append(f"{job.file}:{job.name}: no hash check")
+            continue
+        temp = work / job.name / "runner_temp"
+        bins = [temp / "databricks-cli", where.project / ".databricks-cli" / "bin"]
+        for folder in bins:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "databricks").write_text("#!/bin/sh\necho the attacker's CLI\n")
+        recorded = "0" * 64  # what the build job recorded for the binary it built
+        (bins[1] / "databricks.sha256").write_text(f"{recorded}  databricks\n")
+        body = check.replace("${{ inputs.sha256 }}", recorded)
+        env = {"RUNNER_TEMP": str(temp), "EXPECTED_SHA256": recorded, "CI_PROJECT_DIR": str(where.repo)}
+        code, calls, output = run_with_stubs(body, work / job.name, {}, env, where.project)
+        if code == 0:
+            found.append(f"{job.file}:{job.name}: runs a binary whose SHA-256 is not the one the build recorded")
+    return found
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_the_cli_is_built_once_per_run_from_one_definition(tmp_path, template_before, platform):
+    for pattern in PATTERNS:
+        for root in (".", "ml/fares"):
+            project = bake_into(TEMPLATE_DIR, tmp_path / f"new-{pattern}-{root[:2]}", platform, pattern, root)
+            assert cli_build_problems(project, platform) == [], (pattern, root)
+            if platform != "azure_devops":
+                assert swapped_cli_runs(project, platform, tmp_path / f"run-{pattern}-{root[:2]}") == []
+    old = bake_into(template_before, tmp_path / "old", platform, "deploy_models")
+    found = "\n".join(cli_build_problems(old, platform))
+    if platform == "github_actions":
+        assert "the CLI build is written 6 times" in found, found
+        assert "cd.yml (push:main): builds the CLI in 2 jobs of one run" in found, found
+        assert "promote.yml (manual): builds the CLI in 2 jobs of one run" in found, found
+        assert "cd.yml:deploy-prod: builds the CLI itself while it can obtain a token" in found, found
+    elif platform == "gitlab":  # built once per pipeline already, but run unchecked
+        assert "promote-prod: runs a CLI built elsewhere without checking its SHA-256" in found, found
+    else:  # Azure DevOps: one template, built in the one job of each pipeline that runs it
+        assert found == "", found
