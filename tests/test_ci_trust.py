@@ -1023,3 +1023,102 @@ def test_the_cli_is_built_once_per_run_from_one_definition(tmp_path, template_be
         assert "promote-prod: runs a CLI built elsewhere without checking its SHA-256" in found, found
     else:  # Azure DevOps: one template, built in the one job of each pipeline that runs it
         assert found == "", found
+
+
+# --------------------------------------------------------------------------------------
+# 3. The staging promotion's provenance, checked before the approval, by a read-only principal
+
+CI_SP = "00000000-0000-0000-0000-000000000003"
+
+
+def _dotenv(job: CIJob, cwd: Path) -> dict[str, str]:
+    """GitLab: the variables a job's dotenv report passes to the jobs that need it."""
+    report = ((job.raw.get("artifacts") or {}).get("reports") or {}).get("dotenv")
+    path = cwd / report if report else None
+    if not path or not path.exists():
+        return {}
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+
+
+def provenance_check_attacks(project: Path, platform: str, work: Path) -> list[str]:
+    """The staging promotion of deploy_models: the provenance check must run in a job of its own
+    before the approved job, as the CI principal, publish what it found, and hand the approved job
+    the version it checked, which that job copies even after the dev owner moved the alias."""
+    found = []
+    where = layout(project)
+    jobs = {j.name: j for j in EXTRACT[platform](project)}
+    gated = [j for j in jobs.values() if ("run", "model_promotion_job", "staging") in j.ops]
+    assert gated, "no staging promotion"
+    for job in gated:
+        if re.search(r"get-by-alias \"\$SOURCE_MODEL\"|experiments get-run", job.commands):
+            found.append(f"{job.file}:{job.name}: checks provenance inside the approved job, after the approval")
+        checks = [jobs[n] for n in sorted(job.needs) if n in jobs and "experiments get-run" in jobs[n].commands]
+        if not checks:
+            found.append(f"{job.file}:{job.name}: no provenance check runs before its approval")
+            continue
+        check = checks[0]
+        if check.env.get("DATABRICKS_CLIENT_ID") != CI_SP or "bundle run" in check.commands or check.gated:
+            found.append(f"{check.file}:{check.name}: the check does not run as the read-only CI principal")
+        env = {
+            "SOURCE_MODEL": "dev.s.m",
+            "MODEL_VERSION": "",
+            "CI_PROJECT_DIR": str(where.repo),
+            "GITLAB_USER_LOGIN": "reviewer",
+            "CI_JOB_URL": "u",
+            "DATABRICKS_OIDC_TOKEN": "t",
+            "RUNNER_TEMP": str(work / "runner_temp"),
+        }
+        bin_dir = where.project / ".databricks-cli" / "bin"  # GitLab: the CLI artifact and its hash
+        bin_dir.mkdir(parents=True, exist_ok=True)
+        (bin_dir / "databricks").write_text(STUB)
+        (bin_dir / "databricks").chmod(0o755)
+        (bin_dir / "databricks.sha256").write_text(
+            subprocess.run(["sha256sum", "databricks"], cwd=bin_dir, capture_output=True, text=True).stdout
+        )
+
+        def body(j: CIJob) -> str:
+            if platform == "gitlab":
+                return _gitlab_job_script(j, {"model_version": "", "source_model": "dev.s.m", "promote_model": "yes"})
+            return "\n".join(s for s in j.scripts if "databricks-cli" not in s and "sha256sum" not in s)
+
+        replies = _happy_replies()
+        replies["databricks model-versions get-by-alias"] = [{"out": {"version": "3"}}, {"out": {"version": "4"}}]
+        code, calls, output = run_with_stubs(body(check), work / check.name, replies, env, where.project)
+        summary = (work / check.name / "github_summary").read_text() if platform == "github_actions" else output
+        if code != 0:
+            found.append(f"{check.file}:{check.name}: the check fails on a good version: {output[-400:]}")
+            continue
+        for fact in ("3", "r1", "5", "7", "dev-sp", COMMIT):
+            if fact not in summary:
+                found.append(f"{check.file}:{check.name}: the reviewer does not see {fact!r} before approving")
+        if platform == "github_actions":
+            outputs = (work / check.name / "github_output").read_text()
+            passed = dict(line.split("=", 1) for line in outputs.splitlines() if "=" in line)
+            given = {  # each job variable set from a job output, as GitHub fills it in
+                var: passed.get(m.group(1), "")
+                for var, value in (job.raw.get("env") or {}).items()
+                if (m := re.search(r"needs\.[\w-]+\.outputs\.(\w+)", str(value)))
+            }
+        else:
+            given = _dotenv(check, where.project)
+        # The approved job, after the owner moved `champion` to 4.
+        moved = _happy_replies(champion="4")
+        code, calls, output = run_with_stubs(body(job), work / job.name, moved, {**env, **given}, where.project)
+        runs = [c["call"] for c in calls if "bundle run model_promotion_job" in c["call"]]
+        if code != 0 or not runs or "source_version=3" not in runs[0]:
+            found.append(
+                f"{job.file}:{job.name}: copies {runs[0] if runs else 'nothing'} after the check passed version 3"
+            )
+    return found
+
+
+@pytest.mark.parametrize("platform", ["github_actions", "gitlab"])
+def test_the_staging_provenance_is_checked_and_shown_before_the_approval(tmp_path, template_before, platform):
+    project = bake_into(TEMPLATE_DIR, tmp_path / "new", platform, "deploy_models")
+    assert provenance_check_attacks(project, platform, tmp_path / "new-run") == []
+    doc = (project / "docs" / "ci-setup.md").read_text()
+    assert "USE CATALOG" in doc and "CAN_VIEW" in doc and "shared dev deployment" in doc
+    old = bake_into(template_before, tmp_path / "old", platform, "deploy_models")
+    found = "\n".join(provenance_check_attacks(old, platform, tmp_path / "old-run"))
+    assert "checks provenance inside the approved job, after the approval" in found, found
+    assert "no provenance check runs before its approval" in found, found

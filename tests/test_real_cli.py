@@ -171,7 +171,10 @@ def test_deploy_every_target_and_read_it_back(baked, cli, tmp_path, pattern):
             ("deploy_models", "staging"): own["prod"],
             ("hybrid", "staging"): own["prod"],
         }.get((pattern, target))
-        assert granted == {uc_read_group: {"EXECUTE"}, **({copier: {"EXECUTE"}} if copier else {})}, granted
+        # deploy_models: the CI principal reads the dev version it checks before a staging promotion.
+        checker = own["test"] if (pattern, target) == ("deploy_models", "dev") else None
+        expected = {uc_read_group: {"EXECUTE"}, **({copier: {"EXECUTE"}} if copier else {})}
+        assert granted == {**expected, **({checker: {"EXECUTE"}} if checker else {})}, granted
         models[target] = model["id"]
         if "model_promotion_job" in jobs:
             parameters = {p["name"]: p["default"] for p in jobs["model_promotion_job"]["parameters"]}
@@ -465,7 +468,12 @@ def platform_env(project: Path, tmp_path: Path) -> dict[str, str]:
 
 
 def run_step(cli, project, step, extra: dict[str, str], **overrides: str) -> subprocess.CompletedProcess:
-    return cli.shell(step.shell, step.script, project, SERVICE_PRINCIPAL, {**extra, **step.env, **overrides})
+    from ci_jobs import fill_outputs
+
+    env = {k: fill_outputs(v, extra.get("GITHUB_OUTPUT", "")) for k, v in {**extra, **step.env, **overrides}.items()}
+    return cli.shell(
+        step.shell, fill_outputs(step.script, extra.get("GITHUB_OUTPUT", "")), project, SERVICE_PRINCIPAL, env
+    )
 
 
 def run_job(cli, project, job, extra, **overrides: str) -> list[tuple[str, subprocess.CompletedProcess]]:
