@@ -367,7 +367,7 @@ func (r *jobRunner) runTask(w *testserver.FakeWorkspace, token string, job jobs.
 
 func (r *jobRunner) wheelTask(w *testserver.FakeWorkspace, token string, job jobs.Job, task jobs.Task, context runContext) (jobs.RunOutput, string, error) {
 	wheel := task.PythonWheelTask
-	wheels, err := r.libraries(w, job, task)
+	wheels, requirements, err := r.libraries(w, job, task)
 	if err != nil {
 		return jobs.RunOutput{}, "", err
 	}
@@ -388,11 +388,12 @@ func (r *jobRunner) wheelTask(w *testserver.FakeWorkspace, token string, job job
 		parameters = append(parameters, filled)
 	}
 	request := map[string]any{
-		"op":          "task",
-		"wheels":      wheels,
-		"package":     wheel.PackageName,
-		"entry_point": wheel.EntryPoint,
-		"parameters":  parameters,
+		"op":           "task",
+		"wheels":       wheels,
+		"requirements": requirements,
+		"package":      wheel.PackageName,
+		"entry_point":  wheel.EntryPoint,
+		"parameters":   parameters,
 		"env": map[string]string{
 			"MLOPS_LOCAL_DIR":             r.stateOf(w),
 			"MLOPS_LOCAL_WORKSPACE_HOST":  r.url,
@@ -418,13 +419,37 @@ func (r *jobRunner) wheelTask(w *testserver.FakeWorkspace, token string, job job
 	return output, "", nil
 }
 
+// requirementsFile is a requirements file a task installs (`-r <path>` in its serverless
+// environment, a `requirements` library on a cluster): its workspace path and its text.
+type requirementsFile struct {
+	Path string `json:"path"`
+	Text string `json:"text"`
+}
+
+// exportLibrary reads a file the task installs from the workspace files the CLI uploaded; a
+// path that holds nothing fails the task as a library installation does.
+func exportLibrary(w *testserver.FakeWorkspace, path string) ([]byte, error) {
+	data := w.WorkspaceFilesExportFile(path)
+	if len(data) == 0 {
+		data = w.WorkspaceFilesExportFile(strings.TrimPrefix(path, "/Workspace"))
+	}
+	if len(data) == 0 {
+		return nil, fmt.Errorf("Library installation failed: %s does not exist in the workspace", path)
+	}
+	return data, nil
+}
+
 // libraries saves the wheels a task installs (its libraries on a cluster, else its
-// environment's dependencies on serverless) from the workspace files the CLI uploaded.
-func (r *jobRunner) libraries(w *testserver.FakeWorkspace, job jobs.Job, task jobs.Task) ([]string, error) {
-	var paths []string
+// environment's dependencies on serverless) from the workspace files the CLI uploaded, and
+// reads the requirements files it installs (`requirements` libraries, `-r` dependencies).
+func (r *jobRunner) libraries(w *testserver.FakeWorkspace, job jobs.Job, task jobs.Task) ([]string, []requirementsFile, error) {
+	var paths, requirementPaths []string
 	for _, library := range task.Libraries {
 		if library.Whl != "" {
 			paths = append(paths, library.Whl)
+		}
+		if library.Requirements != "" {
+			requirementPaths = append(requirementPaths, library.Requirements)
 		}
 	}
 	if task.EnvironmentKey != "" {
@@ -433,33 +458,40 @@ func (r *jobRunner) libraries(w *testserver.FakeWorkspace, job jobs.Job, task jo
 				for _, dependency := range environment.Spec.Dependencies {
 					if strings.HasSuffix(dependency, ".whl") {
 						paths = append(paths, dependency)
+					} else if path, ok := strings.CutPrefix(dependency, "-r "); ok {
+						requirementPaths = append(requirementPaths, strings.TrimSpace(path))
 					}
 				}
 			}
 		}
 	}
+	var requirements []requirementsFile
+	for _, path := range requirementPaths {
+		data, err := exportLibrary(w, path)
+		if err != nil {
+			return nil, nil, err
+		}
+		requirements = append(requirements, requirementsFile{Path: path, Text: string(data)})
+	}
 	var saved []string
 	for _, path := range paths {
-		data := w.WorkspaceFilesExportFile(path)
-		if len(data) == 0 {
-			data = w.WorkspaceFilesExportFile(strings.TrimPrefix(path, "/Workspace"))
-		}
-		if len(data) == 0 {
-			return nil, fmt.Errorf("Library installation failed: %s does not exist in the workspace", path)
+		data, err := exportLibrary(w, path)
+		if err != nil {
+			return nil, nil, err
 		}
 		digest := sha256.Sum256(data)
 		file := filepath.Join(r.stateRoot, "wheels", hex.EncodeToString(digest[:8]), filepath.Base(path))
 		if _, err := os.Stat(file); err != nil {
 			if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			if err := os.WriteFile(file, data, 0o644); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
 		saved = append(saved, file)
 	}
-	return saved, nil
+	return saved, requirements, nil
 }
 
 // conditionOutcome evaluates a condition_task: EQUAL_TO and NOT_EQUAL compare strings, the

@@ -12,6 +12,12 @@ answer per line on fd 4, so whatever the job code prints never mixes with the pr
 - the wheels the CLI uploaded (the fake hands over their bytes, saved to files; never the
   project's working tree) are put on ``sys.path`` as installed libraries; each requirement of
   their metadata must be met by the runtime, as a cluster's library installation requires;
+- the requirements files the task installs (``-r <path>`` in a serverless environment, a
+  ``requirements`` library on a cluster; the fake hands over their text from the workspace
+  files) are read as pip reads them in hash-checking mode: every requirement pinned with
+  ``==`` and carrying a ``--hash``, no option lines (an index URL); the runtime must have each
+  pinned version (the fake installs nothing), and with such a file every requirement of the
+  wheels must be met by one of its pins, so that installing the wheel resolves no range;
 - the entry point is resolved as Databricks documents it for ``python_wheel_task``: the
   ``entry_point`` named in the wheel's entry-point metadata, else ``<package_name>.<entry_point>()``;
 - it is called with ``sys.argv = [<package_name>, *parameters]`` (``--name=value`` for named
@@ -100,6 +106,88 @@ def unmet_requirements(folder: Path) -> list[str]:
     return unmet
 
 
+HASH = re.compile(r"^--hash=sha(256|384|512):[0-9a-f]+$")
+
+
+def requirement_lines(text: str) -> list[str]:
+    """The logical lines of a requirements file: continuations joined, comments dropped."""
+    lines, current = [], ""
+    for raw in text.splitlines():
+        line = re.sub(r"(^|\s)#.*$", "", raw).rstrip()
+        if line.endswith("\\"):
+            current += line[:-1] + " "
+            continue
+        current += line
+        if current.strip():
+            lines.append(current.strip())
+        current = ""
+    if current.strip():
+        lines.append(current.strip())
+    return lines
+
+
+def pinned_requirements(path: str, text: str) -> dict[str, str]:
+    """The pins of a requirements file the task installs, {normalized name: version}, checked
+    as pip's hash-checking mode (``--require-hashes``) checks them and against the runtime."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    pins, problems = {}, []
+    for line in requirement_lines(text):
+        words = line.split()
+        options = [w for w in words if w.startswith("-")]
+        spec = " ".join(w for w in words if not w.startswith("-"))
+        if not spec or words[0].startswith("-"):
+            problems.append(f"option line {line!r} (the jobs install only pinned, hashed requirements)")
+            continue
+        try:
+            requirement = Requirement(spec)
+        except InvalidRequirement:
+            problems.append(f"{spec!r} is not a requirement")
+            continue
+        specifiers = list(requirement.specifier)
+        if len(specifiers) != 1 or specifiers[0].operator != "==" or "*" in specifiers[0].version:
+            problems.append(f"{spec} is not pinned with == (hash-checking mode requires it)")
+            continue
+        if not any(HASH.match(o) for o in options) or any(not HASH.match(o) for o in options):
+            problems.append(f"{requirement.name} has no --hash (hash-checking mode requires one on every requirement)")
+            continue
+        if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+            continue
+        pinned = specifiers[0].version
+        try:
+            installed = version(requirement.name)
+        except PackageNotFoundError:
+            problems.append(f"{requirement.name}=={pinned} (the runtime does not have it)")
+            continue
+        if not specifiers[0].contains(installed, prereleases=True):
+            problems.append(f"{requirement.name}=={pinned} (the runtime has {installed})")
+            continue
+        pins[normalized(requirement.name)] = installed
+    if problems:
+        raise TaskFailure(f"Library installation failed for {path}: " + "; ".join(problems))
+    return pins
+
+
+def unpinned_requirements(folder: Path, pins: dict[str, str]) -> list[str]:
+    """The wheel's requirements that no pin of the task's requirements files meets: installing
+    the wheel would resolve them from its ranges."""
+    from packaging.requirements import Requirement
+
+    unpinned = []
+    for line in (dist_info(folder) / "METADATA").read_text().splitlines():
+        if not line.startswith("Requires-Dist:"):
+            continue
+        requirement = Requirement(line.split(":", 1)[1].strip())
+        if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+            continue
+        pinned = pins.get(normalized(requirement.name))
+        if pinned is None or not requirement.specifier.contains(pinned, prereleases=True):
+            unpinned.append(str(requirement))
+    return unpinned
+
+
 def console_scripts(folder: Path) -> dict[str, str]:
     path = dist_info(folder) / "entry_points.txt"
     if not path.exists():
@@ -180,11 +268,22 @@ class Worker:
         folders = [unpacked(Path(wheel), self.cache) for wheel in request["wheels"]]
         if not folders:
             raise TaskFailure("Library installation failed: the task installs no wheel (libraries or environment)")
+        pins: dict[str, str] = {}
+        files = request.get("requirements") or []
+        for file in files:
+            pins.update(pinned_requirements(file["path"], file["text"]))
         for folder in folders:
             unmet = unmet_requirements(folder)
             if unmet:
                 raise TaskFailure(
                     f"Library installation failed for {folder.name}: the runtime does not meet " + "; ".join(unmet)
+                )
+            unpinned = unpinned_requirements(folder, pins) if files else []
+            if unpinned:
+                raise TaskFailure(
+                    f"Library installation failed for {folder.name}: no pin of the requirements files meets "
+                    + "; ".join(unpinned)
+                    + " (installing the wheel would resolve its ranges)"
                 )
         for path in self.wheel_paths:
             with contextlib.suppress(ValueError):

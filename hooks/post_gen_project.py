@@ -100,6 +100,7 @@ def remove_paths(project_dir: Path, paths: list[str]) -> None:
 # source ending in / moves everything below it, the rest of the path appended to the target.
 ROOT_CI_FILES: tuple[tuple[str, str], ...] = (
     (".github/workflows/", ".github/workflows/{slug}-"),
+    (".github/actions/", ".github/actions/{slug}-"),
     (".azure/pipelines/", ".azure/pipelines/{slug}/"),
     (".gitlab-ci.yml", ".gitlab/ci/{slug}.yml"),
     (".gitlab/repository-ci.yml", ".gitlab-ci.yml"),

@@ -63,6 +63,21 @@ def _in_order(paths, order: list[str]) -> list[Path]:
 # --- GitHub Actions ---------------------------------------------------------------------
 
 
+OUTPUT_PLACEHOLDER = "@@step-output:{}@@"
+
+
+def fill_outputs(text: str, output_file: str) -> str:
+    """Write into ``text`` the step outputs (``name=value`` lines of ``$GITHUB_OUTPUT``) that a
+    job's `needs.<job>.outputs.<name>` took from jobs that ran before it: the last value wins."""
+    lines = Path(output_file).read_text().splitlines() if Path(output_file).exists() else []
+
+    def value(m: re.Match) -> str:
+        found = [line.split("=", 1)[1] for line in lines if line.startswith(m.group(1) + "=")]
+        return found[-1] if found else ""
+
+    return re.sub(re.escape(OUTPUT_PLACEHOLDER).replace(r"\{\}", r"(\w+)"), value, text)
+
+
 def github_jobs(project: Path, inputs: dict[str, str], head: str) -> list[CiJob]:
     context = {
         "github.event.pull_request.number": "7",
@@ -78,11 +93,17 @@ def github_jobs(project: Path, inputs: dict[str, str], head: str) -> list[CiJob]
         "steps.reviewer.outputs.login": "reviewer",
     }
 
+    outputs: dict[tuple[str, str], str] = {}  # (job, output) -> the step output it passes on
+
     def fill(text: str) -> str:
         def value(m: re.Match) -> str:
             expr = m.group(1).strip()
             if expr.startswith("inputs."):
                 return inputs.get(expr.removeprefix("inputs."), "")
+            needed = re.fullmatch(r"needs\.([\w-]+)\.outputs\.(\w+)", expr)
+            if needed and (needed.group(1), needed.group(2)) in outputs:
+                # read when the step runs, from the step outputs the earlier jobs wrote
+                return OUTPUT_PLACEHOLDER.format(outputs[needed.group(1), needed.group(2)])
             return context.get(expr, "")
 
         return re.sub(r"\$\{\{(.*?)\}\}", value, text)
@@ -92,6 +113,12 @@ def github_jobs(project: Path, inputs: dict[str, str], head: str) -> list[CiJob]
     jobs = []
     for path in files:
         workflow = yaml.safe_load(path.read_text())
+        outputs.clear()
+        for key, job in (workflow.get("jobs") or {}).items():
+            for name, expr in (job.get("outputs") or {}).items():
+                step_output = re.search(r"steps\.[\w-]+\.outputs\.(\w+)", str(expr))
+                if step_output:
+                    outputs[key, name] = step_output.group(1)
         for key, job in (workflow.get("jobs") or {}).items():
             env = {**_strings(workflow.get("env")), **_strings(job.get("env"))}
             steps = [

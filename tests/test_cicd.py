@@ -52,6 +52,9 @@ PINNED_ACTIONS = {
     ("actions/setup-python", "v6.3.0"): "ece7cb06caefa5fff74198d8649806c4678c61a1",
     ("astral-sh/setup-uv", "v10.0.1"): "20cfd1bf945f4377ade1205e4dbc17946fc9a30d",
     ("databricks/setup-cli", "v1.13.0"): "6bb7075f85b326f8b9ce160933dfe9bcd63c8121",
+    # git rev-parse <tag>^{commit} in clones of the actions' repositories
+    ("actions/upload-artifact", "v7.0.0"): "bbbca2ddaa5d8feaa63e36b76fdaad77386f024f",
+    ("actions/download-artifact", "v8.0.1"): "3e5f45b2cfb9172054b4087a40e8e0b5a5461e7c",
 }
 CLI_VERSION = "1.12.1"
 UV_VERSION = "0.13.8"
@@ -208,10 +211,41 @@ def _branch_refs(text: str) -> set[str]:
 # GitHub Actions ------------------------------------------------------------------------
 
 
+def github_action_file(uses: str, where: Layout) -> Path | None:
+    """The action.yml of a local action (`$/path`, the repository at the running commit, or
+    `./path` in the checkout), else None."""
+    for prefix in ("$/", "./"):
+        if uses.startswith(prefix):
+            return where.repo / uses.removeprefix(prefix) / "action.yml"
+    return None
+
+
+def _github_steps(steps: list, where: Layout) -> list[dict]:
+    """A job's steps with each local composite action's steps in its place (their `with`
+    inputs written into `${{ inputs.x }}`)."""
+    out = []
+    for step in steps:
+        path = github_action_file(str(step.get("uses", "")), where)
+        if path is None:
+            out.append(step)
+            continue
+        action = yaml.safe_load(path.read_text())
+        inputs = {k: str(v) for k, v in (step.get("with") or {}).items()}
+        for inner in action["runs"]["steps"]:
+            text = yaml.safe_dump(inner)
+            text = re.sub(
+                r"\$\{\{\s*inputs\.([\w-]+)\s*\}\}", lambda m, inputs=inputs: inputs.get(m.group(1), ""), text
+            )
+            out.append(yaml.safe_load(text))
+    return out
+
+
 def github_jobs(project: Path) -> list[CIJob]:
     jobs = []
     where = layout(project)
     for path in where.ci_files("github_actions"):
+        if path.name == "action.yml":  # a local action: read where a job uses it
+            continue
         wf = yaml.safe_load(path.read_text())
         on = wf.get("on", wf.get(True))  # PyYAML reads the key `on` as True
         triggers: set[str] = set()
@@ -238,7 +272,7 @@ def github_jobs(project: Path) -> list[CIJob]:
 
                 env = {k: expand(v) for k, v in {**wf.get("env", {}), **job.get("env", {})}.items()}
                 runs, always = [], []
-                for step in job["steps"]:
+                for step in _github_steps(job["steps"], where):
                     env.update({k: expand(v) for k, v in step.get("env", {}).items()})
                     if "run" in step:
                         (always if str(step.get("if", "")).strip() == "always()" else runs).append(step["run"])
@@ -576,6 +610,9 @@ def check_schema(project: Path, platform: str) -> None:
     """check-jsonschema with the platform's built-in schema, on every CI YAML file."""
     files = [str(p) for p in ci_files(project, platform) if p.suffix in (".yml", ".yaml")]
     assert files
+    where = layout(project)
+    if platform == "github_actions" and where.mono:  # the project's local actions, at the repository root
+        files += [str(p) for p in sorted((where.repo / ".github" / "actions").glob(f"{where.slug}-*/action.yml"))]
     if platform == "gitlab":  # a header and a configuration: check-jsonschema reads one document per file
         split = []
         for index, name in enumerate(files):
@@ -588,9 +625,15 @@ def check_schema(project: Path, platform: str) -> None:
     # The vendored Azure Pipelines schema has a branch-filter pattern (`\:`) that is invalid
     # in Unicode mode, which crashes the default regex engine on any branch filter.
     variant = ["--regex-variant", "nonunicode"] if platform == "azure_devops" else []
-    command = [sys.executable, "-m", "check_jsonschema", *variant, "--builtin-schema", SCHEMAS[platform]]
-    result = subprocess.run([*command, *files], capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
+    command = [sys.executable, "-m", "check_jsonschema", *variant, "--builtin-schema"]
+    actions = [f for f in files if Path(f).name == "action.yml"]  # GitHub's local actions
+    for schema, group in (
+        (SCHEMAS[platform], [f for f in files if f not in actions]),
+        ("vendor.github-actions", actions),
+    ):
+        if group:
+            result = subprocess.run([*command, schema, *group], capture_output=True, text=True)
+            assert result.returncode == 0, result.stdout + result.stderr
 
 
 def executable(name: str) -> str:
@@ -723,6 +766,12 @@ def cli_pin_problems(project: Path, platform: str, jobs: list[CIJob]) -> list[st
         if platform == "gitlab":
             built = [builders[name] for name in job.needs if name in builders]
             source = built[0].commands if built and ".databricks-cli/bin:$PATH" in job.commands else ""
+        elif platform == "github_actions":  # built by a job of the same run, checked by its SHA-256
+            built = [builders[name] for name in job.needs if name in builders]
+            checked = (
+                "sha256sum -c <<<" in job.commands and '"$RUNNER_TEMP/databricks-cli" >> "$GITHUB_PATH"' in job.commands
+            )
+            source = built[0].commands if built and checked else ""
             if built and built[0].signs_in:
                 problems.append(f"{job.file}:{job.name}: its CLI is built by a job that holds a token")
         else:
@@ -914,7 +963,10 @@ def test_promotions_copy_from_the_previous_catalog(project, platform, pattern, j
         else:  # GitLab: prod runs from its own branch, in a pipeline of its own: the person names the version
             assert prod.triggers == {"manual:release"} and staging.triggers == {"manual:main"}
             assert 'version="${MODEL_VERSION:-$champion}"' in prod.commands
-        assert "get-by-alias" in staging.commands
+        # The dev version is resolved once, by the provenance check the staging promotion needs.
+        checks = [j for j in jobs if j.name in staging.needs and "experiments get-run" in j.commands]
+        assert platform == "azure_devops" or checks, staging.needs
+        assert any('get-by-alias "$SOURCE_MODEL"' in j.commands for j in [staging, *checks])
     else:  # hybrid: prod copies staging's model, which production mode does not prefix
         assert SOURCE_MODEL_INPUT[platform] not in inputs
 
@@ -1015,10 +1067,13 @@ def test_github_permissions_are_per_job_and_minimal(baked, pattern):
 @pytest.mark.parametrize("pattern", PATTERNS)
 def test_github_actions_are_pinned_to_the_listed_commits(baked, pattern):
     project = baked(cicd_platform="github_actions", deployment_pattern=pattern)
-    for path in (project / ".github" / "workflows").glob("*.yml"):
+    workflows = list((project / ".github" / "workflows").glob("*.yml"))
+    for path in workflows + list((project / ".github" / "actions").glob("*/action.yml")):
         for line in path.read_text().splitlines():
             if "uses:" not in line:
                 continue
+            if path in workflows and re.search(r"uses: \$/\.github/actions/[\w-]+$", line):
+                continue  # a local action: this repository at the running commit, checked below
             match = re.search(r"uses:\s*([\w.-]+/[\w.-]+)@([0-9a-f]{40}) # (v[\w.]+)$", line)
             assert match, f"{path.name}: not pinned by commit with its tag: {line.strip()}"
             action, sha, tag = match.groups()

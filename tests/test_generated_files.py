@@ -130,16 +130,25 @@ def test_every_path_the_bundle_names_exists(projects, packages, index):
     for target in TARGETS:
         resolved = bundle_module.resolve(config, target, user="ci@example.com")
         for key, job in resolved.jobs.items():
-            wheels = [
+            dependencies = [
                 dependency
                 for environment in job.get("environments", [])
                 for dependency in environment["spec"].get("dependencies", [])
             ]
-            wheels += [lib["whl"] for task in job["tasks"] for lib in task.get("libraries", []) if "whl" in lib]
+            libraries = [lib for task in job["tasks"] for lib in task.get("libraries", [])]
+            wheels = [d for d in dependencies if not d.startswith("-r ")] + [
+                lib["whl"] for lib in libraries if "whl" in lib
+            ]
             for wheel in wheels:
-                # Paths in resource files are relative to the resources/ folder.
-                folder = (project / "resources" / wheel).parent.resolve()
+                # The paths come from var.job_libraries in databricks.yml: relative to the project folder.
+                folder = (project / wheel).parent.resolve()
                 assert folder in built and wheel.endswith(".whl"), f"{target}/{key}: {wheel} is not built"
+            # staging and prod: the requirements file the deploy job exports into dist/ (synced), by its workspace path.
+            files = [d[3:] for d in dependencies if d.startswith("-r ")]
+            files += [lib["requirements"] for lib in libraries if "requirements" in lib]
+            expected = [resolved.config["workspace"]["file_path"] + "/dist/requirements-jobs.txt"]
+            assert sorted(set(files)) == (expected if target in ("staging", "prod") else []), (target, key, files)
+            assert "dist/requirements-jobs.txt" in config["sync"]["include"]
             for task in job["tasks"]:
                 for field in ("spark_python_task", "notebook_task"):
                     assert field not in task, f"{key}.{task['task_key']}: unexpected {field}"

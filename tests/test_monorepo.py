@@ -92,7 +92,8 @@ def repository(request, tmp_path_factory):
 def root_ci_files(platform: str, slug: str, pattern: str) -> set[str]:
     if platform == "github_actions":
         names = ["ci", "cd", "sweep"] + (["promote"] if pattern != "deploy_code" else [])
-        return {f".github/workflows/{slug}-{n}.yml" for n in names}
+        actions = {f".github/actions/{slug}-{a}/action.yml" for a in ("build-databricks-cli", "databricks-cli")}
+        return {f".github/workflows/{slug}-{n}.yml" for n in names} | actions
     if platform == "azure_devops":
         names = ["ci", "cd", "cd-prod", "sweep"] + (["promote"] if pattern != "deploy_code" else [])
         names += ["promote-staging"] if pattern == "deploy_models" else []
@@ -241,6 +242,7 @@ def test_path_filters_select_exactly_the_project_and_its_ci_files(repository):
     # project whose slug starts with this one's.
     decoys = [f"{r}{tail}" for r in (FIRST[1], SECOND[1]) for tail in ("_v2/src/x.py", "-old/README.md", ".txt")]
     decoys += [f".github/workflows/{s}_2-ci.yml" for s in (FIRST[0], SECOND[0])]
+    decoys += [f".github/actions/{s}_2-databricks-cli/action.yml" for s in (FIRST[0], SECOND[0])]
     decoys += [f".azure/pipelines/{s}_2/ci.yml" for s in (FIRST[0], SECOND[0])]
     decoys += [f".gitlab/ci/{s}_2.yml" for s in (FIRST[0], SECOND[0])]
     files += decoys
@@ -248,6 +250,7 @@ def test_path_filters_select_exactly_the_project_and_its_ci_files(repository):
         where = layout(project)
         own = {f for f in files if f.startswith(f"{where.root}/")}
         own_ci = {p.relative_to(repo).as_posix() for p in where.ci_files(platform)} - {".gitlab-ci.yml"}
+        own_ci |= {f for f in files if f.startswith(f".github/actions/{where.slug}-")}  # its local actions
         filters = _filters(platform, project)
         assert filters, project
         for trigger, paths in filters.items():
@@ -293,8 +296,11 @@ def test_jobs_work_inside_the_project_folder(repository):
                 assert job.commands.startswith(f'cd "$CI_PROJECT_DIR/{where.root}"'), job.name
                 if job.always:
                     assert job.always.startswith(f'cd "$CI_PROJECT_DIR/{where.root}"'), job.name
-                if "artifacts" in job.raw:  # the CLI built in this pipeline, in the project's folder
-                    assert job.raw["artifacts"]["paths"] == [f"{where.root}/.databricks-cli/bin/"]
+                if "artifacts" in job.raw:  # the CLI built in this pipeline, or the checked version
+                    assert job.raw["artifacts"]["paths"] in (
+                        [f"{where.root}/.databricks-cli/bin/"],
+                        [f"{where.root}/provenance.version"],
+                    )
 
 
 def test_a_collision_is_refused_before_anything_is_written(tmp_path, capfd):

@@ -156,7 +156,8 @@ def test_service_principals_reach_jobs_roots_and_grants(baked):
     }
     readers = "sp_check_model_readers"  # the default uc_read_group: <project_slug>_model_readers
     assert grants == {
-        "dev": [readers, principals["staging"]],
+        # the staging principal copies dev versions; the CI principal reads the one it checks
+        "dev": [readers, principals["staging"], principals["test"]],
         "staging": [readers, principals["prod"]],
         "prod": [readers],
     }

@@ -21,7 +21,16 @@ import yaml
 from cli_build import FAKE_SERVICE_PRINCIPAL
 from helpers import DEFAULTS as DEFAULT_ANSWERS
 from matrix import combinations
-from realcli import SERVICE_PRINCIPAL, USER, commit_all, head_of, identity_of, point_bundle_at, pointed_at_fake
+from realcli import (
+    REQUIREMENTS_FILE,
+    SERVICE_PRINCIPAL,
+    USER,
+    commit_all,
+    head_of,
+    identity_of,
+    point_bundle_at,
+    pointed_at_fake,
+)
 
 TARGETS = ("dev", "test", "staging", "prod")
 PATTERNS = ("deploy_code", "deploy_models", "hybrid")
@@ -162,7 +171,10 @@ def test_deploy_every_target_and_read_it_back(baked, cli, tmp_path, pattern):
             ("deploy_models", "staging"): own["prod"],
             ("hybrid", "staging"): own["prod"],
         }.get((pattern, target))
-        assert granted == {uc_read_group: {"EXECUTE"}, **({copier: {"EXECUTE"}} if copier else {})}, granted
+        # deploy_models: the CI principal reads the dev version it checks before a staging promotion.
+        checker = own["test"] if (pattern, target) == ("deploy_models", "dev") else None
+        expected = {uc_read_group: {"EXECUTE"}, **({copier: {"EXECUTE"}} if copier else {})}
+        assert granted == {**expected, **({checker: {"EXECUTE"}} if checker else {})}, granted
         models[target] = model["id"]
         if "model_promotion_job" in jobs:
             parameters = {p["name"]: p["default"] for p in jobs["model_promotion_job"]["parameters"]}
@@ -175,6 +187,44 @@ def test_deploy_every_target_and_read_it_back(baked, cli, tmp_path, pattern):
         "hybrid": {"prod": models["staging"]},
     }[pattern]
     assert promotion_sources == expected_sources
+
+
+# --- 2b. Staging installs the hashed requirements exported from uv.lock ---------------------
+
+
+@pytest.mark.parametrize("compute", ["serverless", "classic"])
+def test_staging_jobs_install_the_uploaded_hashed_requirements(baked, cli, tmp_path, compute):
+    """A staging deploy uploads the requirements file the deploy job exported (pointed_at_fake
+    exports it from a lock of the runtime's versions, as the CI files do); the training job
+    installs it with the wheel, and stops once someone edits the file in the workspace."""
+    project = deployable(baked, cli, tmp_path, project_slug=f"pins_{compute}", compute=compute)
+    exported = (project / REQUIREMENTS_FILE).read_text()
+    assert "--hash=sha256:" in exported
+    cli.run(["bundle", "deploy", "-t", "staging"], project, SERVICE_PRINCIPAL)
+    summary = cli.json(["bundle", "summary", "-t", "staging"], project, SERVICE_PRINCIPAL)
+    uploaded = f"{summary['workspace']['file_path']}/{REQUIREMENTS_FILE}"
+    job = cli.json(["jobs", "get", str(summary["resources"]["jobs"]["model_training_job"]["id"])], project)
+    settings = job["settings"]
+    if compute == "serverless":
+        (environment,) = settings["environments"]
+        assert environment["spec"]["dependencies"][0] == f"-r {uploaded}", environment
+    else:
+        for task in settings["tasks"]:
+            assert task["libraries"][0] == {"requirements": uploaded}, task
+    text = cli.run(["workspace", "export", uploaded], project, SERVICE_PRINCIPAL).stdout
+    assert text == exported
+    cli.run(["bundle", "run", "model_training_job", "-t", "staging"], project, SERVICE_PRINCIPAL)
+    # Edited after the export (a version the lock never held, its hash replaced): the run stops.
+    tampered = tmp_path / "tampered.txt"
+    tampered.write_text(re.sub(r"numpy==[\w.]+", "numpy==2.3.0", exported))
+    cli.run(
+        ["workspace", "import", uploaded, "--file", str(tampered), "--format", "AUTO", "--overwrite"],
+        project,
+        SERVICE_PRINCIPAL,
+    )
+    result = cli.run(["bundle", "run", "model_training_job", "-t", "staging"], project, SERVICE_PRINCIPAL, check=False)
+    assert result.returncode != 0
+    assert "Library installation failed" in result.stdout + result.stderr, result.stdout + result.stderr
 
 
 # --- 3. prevent_destroy: moving the staging or prod model is refused ------------------------
@@ -418,7 +468,12 @@ def platform_env(project: Path, tmp_path: Path) -> dict[str, str]:
 
 
 def run_step(cli, project, step, extra: dict[str, str], **overrides: str) -> subprocess.CompletedProcess:
-    return cli.shell(step.shell, step.script, project, SERVICE_PRINCIPAL, {**extra, **step.env, **overrides})
+    from ci_jobs import fill_outputs
+
+    env = {k: fill_outputs(v, extra.get("GITHUB_OUTPUT", "")) for k, v in {**extra, **step.env, **overrides}.items()}
+    return cli.shell(
+        step.shell, fill_outputs(step.script, extra.get("GITHUB_OUTPUT", "")), project, SERVICE_PRINCIPAL, env
+    )
 
 
 def run_job(cli, project, job, extra, **overrides: str) -> list[tuple[str, subprocess.CompletedProcess]]:
