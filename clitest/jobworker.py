@@ -76,11 +76,24 @@ def dist_info(folder: Path) -> Path:
     return found[0]
 
 
+# Packages the runtime ships that the stand-in environment does not install, with the version
+# shipped. databricks-feature-engineering: Databricks Runtime 17.3 LTS ML ships 0.12.1 (release
+# notes, "Feature Engineering compatibility matrix"); serverless environment 4 ships none and
+# installs the wheel's requirement from PyPI when the job starts. Job code runs here in its
+# local mode, where ``runtime.feature_engineering()`` hands over to the local runner's stand-in,
+# so the real client would never be imported; installing it would pull some thirty packages
+# into the stand-in environment and move its protobuf (and, for 0.12.1, Flask) below the
+# versions the rest of it is tested with. A wheel asking for a version the runtime does not
+# ship (say ``>=0.13``) still fails here, as it would on the ML runtime.
+RUNTIME_PROVIDES = {"databricks-feature-engineering": "0.12.1"}
+
+
 def unmet_requirements(folder: Path) -> list[str]:
     """The wheel's ``Requires-Dist`` lines that the runtime's installed packages do not meet."""
     from importlib.metadata import PackageNotFoundError, version
 
     from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
 
     metadata = (dist_info(folder) / "METADATA").read_text()
     unmet = []
@@ -93,8 +106,10 @@ def unmet_requirements(folder: Path) -> list[str]:
         try:
             installed = version(requirement.name)
         except PackageNotFoundError:
-            unmet.append(f"{requirement} (not installed)")
-            continue
+            installed = RUNTIME_PROVIDES.get(canonicalize_name(requirement.name))
+            if installed is None:
+                unmet.append(f"{requirement} (not installed)")
+                continue
         if requirement.specifier and not requirement.specifier.contains(installed, prereleases=True):
             unmet.append(f"{requirement} (the runtime has {installed})")
     return unmet

@@ -66,15 +66,26 @@ def test_validate_strict_every_target(baked, cli, tmp_path, index):
 
 
 @pytest.mark.parametrize("pattern", PATTERNS)
-def test_validate_strict_with_feature_tables(baked, cli, tmp_path, pattern):
-    """include_feature_store in every pattern: the feature job and the `features` tasks validate."""
+def test_validate_strict_and_deploy_with_feature_tables(baked, cli, tmp_path, pattern):
+    """include_feature_store in every pattern: the feature job and the `features` tasks validate
+    and deploy cleanly in every target, each computing its features in its own catalog."""
     answers = {"deployment_pattern": pattern, "include_feature_store": True, "include_serving_endpoint": True}
     project = deployable(baked, cli, tmp_path, project_slug=f"fs_{pattern}", **answers)
+    catalogs = yaml.safe_load((project / "databricks.yml").read_text())["targets"]
     for target in TARGETS:
-        result = cli.run(["bundle", "validate", "--strict", "-t", target], project, identity_of(target))
+        identity = identity_of(target)
+        result = cli.run(["bundle", "validate", "--strict", "-t", target], project, identity)
         assert "Validation OK!" in clean_output(result), target
-        summary = cli.json(["bundle", "summary", "-t", target], project, identity_of(target))
-        assert "feature_engineering_job" in summary["resources"]["jobs"], target
+        assert "Deployment complete!" in clean_output(cli.run(["bundle", "deploy", "-t", target], project, identity))
+        jobs, _ = deployed_jobs(cli, project, target, identity)
+        catalog = catalogs[target]["variables"]["catalog"]
+        for key, job in jobs.items():
+            features = [t for t in job["tasks"] if t["task_key"] == "features"]
+            if key == "feature_engineering_job":
+                assert [t["task_key"] for t in job["tasks"]] == ["features"], target
+            if features:
+                assert features[0]["python_wheel_task"]["named_parameters"]["catalog"] == catalog, (target, key)
+        assert "feature_engineering_job" in jobs, target
 
 
 # --- 2. deploy every target, then read back what the workspace holds -----------------------
