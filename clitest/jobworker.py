@@ -76,16 +76,26 @@ def dist_info(folder: Path) -> Path:
     return found[0]
 
 
-# Packages the runtime ships that the stand-in environment does not install, with the version
-# shipped. databricks-feature-engineering: Databricks Runtime 17.3 LTS ML ships 0.12.1 (release
-# notes, "Feature Engineering compatibility matrix"); serverless environment 4 ships none and
-# installs the wheel's requirement from PyPI when the job starts. Job code runs here in its
-# local mode, where ``runtime.feature_engineering()`` hands over to the local runner's stand-in,
-# so the real client would never be imported; installing it would pull some thirty packages
-# into the stand-in environment and move its protobuf (and, for 0.12.1, Flask) below the
-# versions the rest of it is tested with. A wheel asking for a version the runtime does not
-# ship (say ``>=0.13``) still fails here, as it would on the ML runtime.
-RUNTIME_PROVIDES = {"databricks-feature-engineering": "0.12.1"}
+# Packages a job's library installation brings that the stand-in environment does not install:
+# the releases it may pick. databricks-feature-engineering: Databricks Runtime 17.3 LTS ML ships
+# 0.12.1 (release notes, "Feature Engineering compatibility matrix"), serverless environment 4
+# ships none; a wheel that requires it gets it from PyPI when the job starts (on the ML runtime
+# only when 0.12.1 does not satisfy the requirement). 0.13.0 and 0.18.2 are releases downloaded
+# from PyPI and read for this template. Job code runs here in its local mode, where
+# ``runtime.feature_engineering()`` hands over to the local runner's stand-in, so the real
+# client would never be imported; installing it would pull some thirty packages into the
+# stand-in environment and move its protobuf (and, for 0.12.1, Flask) below the versions the
+# rest of it is tested with. A requirement none of these releases meets fails the task.
+INSTALLABLE = {"databricks-feature-engineering": ("0.12.1", "0.13.0", "0.18.2")}
+
+
+def installable(name: str, specifier) -> str | None:
+    """The release a library installation would pick for ``name`` (the newest that fits), if any."""
+    from packaging.utils import canonicalize_name
+    from packaging.version import Version
+
+    fitting = [v for v in INSTALLABLE.get(canonicalize_name(name), ()) if specifier.contains(v, prereleases=True)]
+    return max(fitting, key=Version) if fitting else None
 
 
 def unmet_requirements(folder: Path) -> list[str]:
@@ -93,7 +103,6 @@ def unmet_requirements(folder: Path) -> list[str]:
     from importlib.metadata import PackageNotFoundError, version
 
     from packaging.requirements import Requirement
-    from packaging.utils import canonicalize_name
 
     metadata = (dist_info(folder) / "METADATA").read_text()
     unmet = []
@@ -106,10 +115,10 @@ def unmet_requirements(folder: Path) -> list[str]:
         try:
             installed = version(requirement.name)
         except PackageNotFoundError:
-            installed = RUNTIME_PROVIDES.get(canonicalize_name(requirement.name))
-            if installed is None:
-                unmet.append(f"{requirement} (not installed)")
-                continue
+            if installable(requirement.name, requirement.specifier) is None:
+                known = ", ".join(INSTALLABLE.get(requirement.name, ())) or "none"
+                unmet.append(f"{requirement} (not installed; releases the library installation may pick: {known})")
+            continue
         if requirement.specifier and not requirement.specifier.contains(installed, prereleases=True):
             unmet.append(f"{requirement} (the runtime has {installed})")
     return unmet

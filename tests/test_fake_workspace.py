@@ -144,12 +144,12 @@ BROKEN_CODE = {
         lambda text: re.sub(r"^train = .*\n", "", text, flags=re.M),
         "entry point 'train'",
     ),
-    "a client version the runtime does not ship": (
+    "a client version no release meets": (
         "pyproject.toml",
         lambda text: text.replace(
-            '"databricks-sdk>=', '"databricks-feature-engineering>=0.13",\n    "databricks-sdk>=', 1
+            '"databricks-sdk>=', '"databricks-feature-engineering>=0.19",\n    "databricks-sdk>=', 1
         ),
-        "databricks-feature-engineering>=0.13 (the runtime has 0.12.1)",
+        "databricks-feature-engineering>=0.19 (not installed; releases the library installation may pick: 0.12.1",
     ),
     "a package the wheel lacks": (
         "resources/model_training_job.yml",
