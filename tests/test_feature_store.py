@@ -47,7 +47,10 @@ def test_every_target_computes_its_features_before_reading_them(baked, pattern, 
         catalog = bundle.variables["catalog"]
         pipeline = bundle.jobs["feature_engineering_job"]
         assert [t["task_key"] for t in pipeline["tasks"]] == ["features"], target
-        assert "schedule" in pipeline
+        # One trigger (feature_trigger): daily by default, paused where development mode or the
+        # presets pause schedules (dev, test), as the CLI's ApplyPresets pauses job triggers.
+        assert "schedule" not in pipeline and pipeline["trigger"]["periodic"] == {"interval": 1, "unit": "DAYS"}
+        assert (pipeline["trigger"].get("pause_status") == "PAUSED") == (target in ("dev", "test")), target
         for job_key, reader in READERS.items():
             if job_key not in bundle.jobs:
                 continue

@@ -71,7 +71,13 @@ def test_validate_strict_and_deploy_with_feature_tables(baked, cli, tmp_path, pa
     and deploy cleanly in every target, each computing its features in its own catalog."""
     answers = {"deployment_pattern": pattern, "include_feature_store": True, "include_serving_endpoint": True}
     project = deployable(baked, cli, tmp_path, project_slug=f"fs_{pattern}", **answers)
-    catalogs = yaml.safe_load((project / "databricks.yml").read_text())["targets"]
+    # prod's source is a Unity Catalog table: its feature job starts when that table changes.
+    bundle = yaml.safe_load((project / "databricks.yml").read_text())
+    watched = {"table_names": [f"prod.fs_{pattern}.trips"], "wait_after_last_change_seconds": 3600}
+    bundle["targets"]["prod"]["variables"]["feature_trigger"] = {"table_update": watched}
+    (project / "databricks.yml").write_text(yaml.safe_dump(bundle, sort_keys=False))
+    commit_all(project, "prod watches its source table")
+    catalogs = bundle["targets"]
     for target in TARGETS:
         identity = identity_of(target)
         result = cli.run(["bundle", "validate", "--strict", "-t", target], project, identity)
@@ -85,7 +91,13 @@ def test_validate_strict_and_deploy_with_feature_tables(baked, cli, tmp_path, pa
                 assert [t["task_key"] for t in job["tasks"]] == ["features"], target
             if features:
                 assert features[0]["python_wheel_task"]["named_parameters"]["catalog"] == catalog, (target, key)
-        assert "feature_engineering_job" in jobs, target
+        trigger = jobs["feature_engineering_job"]["trigger"]
+        assert "schedule" not in jobs["feature_engineering_job"]
+        assert trigger.get("table_update" if target == "prod" else "periodic") == (
+            watched if target == "prod" else {"interval": 1, "unit": "DAYS"}
+        ), (target, trigger)
+        # Paused where development mode (dev) or the presets (test) pause schedules.
+        assert trigger["pause_status"] == ("PAUSED" if target in ("dev", "test") else "UNPAUSED"), (target, trigger)
 
 
 # --- 2. deploy every target, then read back what the workspace holds -----------------------
