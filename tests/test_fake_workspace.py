@@ -94,7 +94,8 @@ def task_outputs(cli, project: Path, result) -> dict[str, dict]:
 
 def test_the_feature_job_then_training_run_on_the_feature_tables(baked, cli, tmp_path):
     slug = "fake_features"
-    project = pointed_at_fake(baked(project_slug=slug, include_feature_store=True), cli.fake.url, tmp_path / "p")
+    answers = {"include_feature_store": True, "include_serving_endpoint": True}
+    project = pointed_at_fake(baked(project_slug=slug, **answers), cli.fake.url, tmp_path / "p")
     cli.prepare(project)
     cli.run(["bundle", "deploy", "-t", "dev"], project)
     tables = [f"dev.{slug}.{name}" for name in FEATURE_TABLES]
@@ -106,8 +107,13 @@ def test_the_feature_job_then_training_run_on_the_feature_tables(baked, cli, tmp
     assert result.returncode == 0, result.stdout + result.stderr
     outputs = task_outputs(cli, project, result)
     assert list(outputs) == ["features"]
-    for table in tables:  # the job code created and merged each table, in the target's catalog
+    for table in tables:  # the job code created and merged each table, in the target's catalog,
         assert cli.json(["tables", "get", table], project)["full_name"] == table
+        # and published it to the online store the serving endpoint looks features up in.
+        assert cli.json(["tables", "get", f"{table}_online"], project)["full_name"] == f"{table}_online"
+        assert (
+            f"Published the feature table {table} to {table}_online in the online store " in outputs["features"]["logs"]
+        )
         assert re.search(
             rf"Merged [1-9]\d* rows of .* into the feature table {re.escape(table)}\n", outputs["features"]["logs"]
         ), outputs["features"]["logs"]
@@ -116,7 +122,7 @@ def test_the_feature_job_then_training_run_on_the_feature_tables(baked, cli, tmp
     assert result.returncode == 0, result.stdout + result.stderr
     outputs = task_outputs(cli, project, result)
     assert all(o["state"]["result_state"] == "SUCCESS" for o in outputs.values()), outputs
-    assert {"features", "train", "validate", "deploy"} <= set(outputs)
+    assert set(outputs) == {"features", "train", "validate", "deploy", "serve"}
     model = training_model(cli, project)
     champion = cli.json(["model-versions", "get-by-alias", model, "champion"], project)
     assert champion["version"] == 1

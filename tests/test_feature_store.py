@@ -64,6 +64,33 @@ def test_every_target_computes_its_features_before_reading_them(baked, pattern, 
     assert any(d.startswith("databricks-feature-engineering") for d in scripts["dependencies"])
 
 
+# The jobs whose `features` task publishes the tables to the online store when an endpoint serves the
+# model: the serve task follows it in training and promotion; the feature job keeps the store in sync.
+PUBLISHERS = {"feature_engineering_job", "model_training_job", "model_promotion_job"}
+
+
+@pytest.mark.parametrize("serving", [False, True])
+def test_the_features_are_published_where_an_endpoint_looks_them_up(baked, serving, monkeypatch):
+    answers = {"deployment_pattern": "hybrid", "include_feature_store": True, "include_serving_endpoint": serving}
+    project = baked(project_slug="fs_online", **answers)
+    monkeypatch.syspath_prepend(str(project / "src"))
+    module = importlib.import_module("mlops_local.bundle")
+    config = module.load_bundle(project)
+    for target in ("dev", "test", "staging", "prod"):
+        bundle = module.resolve(config, target, user="alice@example.com")
+        for job_key, job in bundle.jobs.items():
+            for task in job["tasks"]:
+                if task["task_key"] != "features":
+                    continue
+                named = task["python_wheel_task"]["named_parameters"]
+                publishes = serving and job_key in PUBLISHERS
+                assert named.get("online_store") == ("fs-online-features" if publishes else None), (target, job_key)
+    dependencies = tomllib.loads((project / "pyproject.toml").read_text())["project"]["dependencies"]
+    client = [d for d in dependencies if d.startswith("databricks-feature-engineering")]
+    # create_online_store and publish_table(source_table_name=...) arrived in 0.13.0.
+    assert client == [f"databricks-feature-engineering>={'0.13.0' if serving else '0.12.1'},<0.19"]
+
+
 def test_the_option_off_leaves_no_feature_engineering_behind(baked):
     project = baked(project_slug="fs_off")
     text = "\n".join(
