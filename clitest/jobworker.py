@@ -11,7 +11,8 @@ answer per line on fd 4, so whatever the job code prints never mixes with the pr
 
 - the wheels the CLI uploaded (the fake hands over their bytes, saved to files; never the
   project's working tree) are put on ``sys.path`` as installed libraries; each requirement of
-  their metadata must be met by the runtime, as a cluster's library installation requires;
+  their metadata must be met by the runtime, as a cluster's library installation requires (or,
+  for the few packages of ``INSTALLABLE``, by a release that installation may pick);
 - the entry point is resolved as Databricks documents it for ``python_wheel_task``: the
   ``entry_point`` named in the wheel's entry-point metadata, else ``<package_name>.<entry_point>()``;
 - it is called with ``sys.argv = [<package_name>, *parameters]`` (``--name=value`` for named

@@ -103,7 +103,8 @@ def test_the_option_off_leaves_no_feature_engineering_behind(baked):
 @pytest.mark.slow
 @pytest.mark.parametrize("pattern", PATTERNS)
 def test_the_generated_suite_passes_with_feature_tables(baked, pattern, tmp_path):
-    project = baked(deployment_pattern=pattern, include_feature_store=True, include_serving_endpoint=False)
+    serving = pattern == "hybrid"  # one pattern with the endpoint: the online store and keys-only requests
+    project = baked(deployment_pattern=pattern, include_feature_store=True, include_serving_endpoint=serving)
     report = tmp_path / "report.xml"
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}"],
@@ -122,6 +123,12 @@ def test_the_generated_suite_passes_with_feature_tables(baked, pattern, tmp_path
     ]
     if pattern != "deploy_code":  # where promotion exists
         names.append("test_a_promoted_model_scores_from_the_destination_catalogs_tables")
+    if serving:
+        names += [
+            "test_publishing_copies_the_latest_row_of_each_key_and_follows_the_merges",
+            "test_publishing_needs_change_data_feed",
+            "test_a_request_with_the_lookup_keys_only_is_scored_from_the_online_store",
+        ]
     for name in names:
         assert ("tests.test_features", name) in ran, name
     assert ("tests.test_scenario", "test_scenario_gives_prod_a_champion_with_lineage") in ran

@@ -90,7 +90,11 @@ def test_validate_strict_and_deploy_with_feature_tables(baked, cli, tmp_path, pa
             if key == "feature_engineering_job":
                 assert [t["task_key"] for t in job["tasks"]] == ["features"], target
             if features:
-                assert features[0]["python_wheel_task"]["named_parameters"]["catalog"] == catalog, (target, key)
+                named = features[0]["python_wheel_task"]["named_parameters"]
+                assert named["catalog"] == catalog, (target, key)
+                # With the serving endpoint, the jobs before a `serve` and the feature job publish online.
+                publishes = key in ("feature_engineering_job", "model_training_job", "model_promotion_job")
+                assert named.get("online_store") == (f"fs-{pattern.replace('_', '-')}-features" if publishes else None)
         trigger = jobs["feature_engineering_job"]["trigger"]
         assert "schedule" not in jobs["feature_engineering_job"]
         assert trigger.get("table_update" if target == "prod" else "periodic") == (
