@@ -27,6 +27,7 @@ from helpers import BIN
 from wheelhouse import uv_find_links
 
 PATTERNS = ["deploy_code", "deploy_models", "hybrid"]
+QUICK_LOOP, FULL_SUITE = "make test-fast", "make test "
 # A fenced shell block, with the HTML comment on the line before it, if any.
 BLOCK = re.compile(r"^(?:[ ]*(<!-- *needs .*?-->)\n)?( *)```(?:bash|sh|shell)\n(.*?)^\2```", re.MULTILINE | re.DOTALL)
 NEEDS = "# needs "
@@ -122,12 +123,15 @@ def test_the_generated_readme_works_as_written(tmp_path, walkthrough_cache, patt
     cwd_file = tmp_path / "cwd"
     cwd = project.parent
     timings = []
-    for command in commands:
+    for index, command in enumerate(commands):
         started = time.perf_counter()
+        # The quick loop is a subset of `make test`, which the README runs next: the walkthrough
+        # checks what it selects (the tests it runs are run once, by `make test`).
+        quick_then_full = command.startswith(QUICK_LOOP) and any(c.startswith(FULL_SUITE) for c in commands[index:])
         result = subprocess.run(
             ["bash", "-o", "pipefail", "-c", f'{command}\nstatus=$?\npwd > "{cwd_file}"\nexit $status'],
             cwd=cwd,
-            env=env,
+            env={**env, "PYTEST_ADDOPTS": "--collect-only -q"} if quick_then_full else env,
             capture_output=True,
             text=True,
             timeout=1200,
@@ -137,6 +141,9 @@ def test_the_generated_readme_works_as_written(tmp_path, walkthrough_cache, patt
             f"README command failed (exit {result.returncode}) in {cwd}:\n  {command}\n"
             f"{result.stdout[-4000:]}\n{result.stderr[-3000:]}"
         )
+        if quick_then_full:
+            selected = re.search(r"(\d+)/(\d+) tests collected \((\d+) deselected\)", result.stdout)
+            assert selected and int(selected[1]) > 0 and int(selected[3]) > 0, result.stdout[-2000:]
         cwd = Path(cwd_file.read_text().strip())
     assert (project / "uv.lock").is_file() and (project / ".venv").is_dir()
     print(f"\n{pattern}: README commands and their wall times")

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import platform
 import re
@@ -50,7 +51,8 @@ FLOOR_CODE = (
     "spark.stop()\n"
 )
 # Goals, as ratios to the floor.
-GOALS = {"pytest": 6.0, "quick": 2.0, "scenario": 3.0}
+GOALS = {"pytest": 4.0, "quick": 1.5, "scenario": 2.0}
+TOOLS_DIR = Path(__file__).resolve().parent
 
 
 def median(values: list[float]) -> float:
@@ -153,20 +155,52 @@ def uv_sync(project: Path) -> float:
     return seconds
 
 
-def test_suite(project: Path, repeat: int, marker: str | None = None) -> list[float]:
-    """The generated project's pytest as its README runs it (``uv run pytest``, all tests or ``-m marker``)."""
-    command = [str(UV), "run", "pytest", "-q", "-p", "no:cacheprovider"]
+def test_suite(project: Path, repeat: int, marker: str | None = None) -> tuple[list[float], list[dict]]:
+    """The generated project's pytest as its README runs it (``uv run pytest``, all tests or ``-m marker``).
+
+    Returns the wall times and, per run, where the time went (tools/bench_phases.py).
+    """
+    command = [str(UV), "run", "pytest", "-q", "-p", "no:cacheprovider", "-p", "bench_phases"]
     if marker:
         command += ["-m", marker]
-    times = []
+    times, phases = [], []
     for i in range(repeat):
-        seconds, out = timed(command, cwd=project, env=uv_env())
+        report = project.parent / "bench-phases.json"
+        env = {**uv_env(), "PYTHONPATH": str(TOOLS_DIR), "BENCH_PHASES": str(report), "BENCH_T0": repr(time.time())}
+        seconds, out = timed(command, cwd=project, env=env)
         check(out, f"generated test suite ({' '.join(command[3:])})")
         times.append(seconds)
+        phases.append(json.loads(report.read_text()))
         summary = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
         selected = f" -m {marker!r}" if marker else ""
-        print(f"  uv run pytest{selected} run {i + 1}/{repeat}: {seconds:.1f}s ({summary})")
-    return times
+        print(f"  uv run pytest{selected} run {i + 1}/{repeat}: {seconds:.1f}s ({summary})", flush=True)
+    return times, phases
+
+
+def print_phases(runs: list[dict], wall: list[float], floor: float) -> None:
+    """Where a suite's wall time went, medians over the runs, each with its ratio to the floor."""
+
+    def line(name: str, values: list[float]) -> str:
+        value = median(values)
+        return f"    {name:<44} {value:6.1f} s  {value / floor:5.2f}x floor"
+
+    print(line("uv run, Python and pytest start", [r["phases"]["start"] for r in runs]))
+    print(line("collection (imports; Spark starts meanwhile)", [r["phases"]["collect"] for r in runs]))
+    print(line("tests", [r["phases"]["tests"] for r in runs]))
+    files = sorted({name for r in runs for name in r["files"]})
+    for name in sorted(files, key=lambda n: -median([sum(r["files"].get(n, {}).values()) for r in runs])):
+        setup = median([r["files"].get(name, {}).get("setup", 0.0) for r in runs])
+        call = median([r["files"].get(name, {}).get("call", 0.0) for r in runs])
+        print(f"      {name:<42} {setup + call:6.1f} s  (fixtures {setup:.1f} s, tests {call:.1f} s)")
+    cpu = {name: median([r.get("cpu", {}).get(name, 0.0) for r in runs]) for r in runs for name in r.get("cpu", {})}
+    if cpu:
+        parts = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in sorted(cpu.items(), key=lambda i: -i[1]))
+        cores = os.cpu_count() or 1
+        capacity = median(wall) * cores
+        print(f"    CPU time {sum(cpu.values()):.1f} s of {capacity:.0f} s (wall x {cores} cores): {parts}")
+    # The rest of the wall time: the end of the session, the interpreter's exit, uv's.
+    ends = [seconds - sum(r["phases"].values()) + r["phases"]["finish"] for r, seconds in zip(runs, wall, strict=True)]
+    print(line("session end and exit", ends))
 
 
 def throughput(project: Path, state: Path, rows: int, repeat: int) -> dict[str, list[float]]:
@@ -367,8 +401,8 @@ def main() -> int:
     suite = quick = None
     if not args.quick:
         print("Generated test suite (uv run pytest)...", flush=True)
-        suite = test_suite(project, args.repeat)
-        quick = test_suite(project, args.repeat, marker="not slow")
+        suite, suite_phases = test_suite(project, args.repeat)
+        quick, quick_phases = test_suite(project, args.repeat, marker="not slow")
     print("Spark floor again...", flush=True)
     floors += spark_floor(args.repeat)
     print(f"Batch-inference throughput at {args.rows:,} rows...", flush=True)
@@ -381,12 +415,16 @@ def main() -> int:
     print(figure("Spark floor: bare session + tiny job", floors, floor))
     print(figure("project Spark session + tiny job", starts, floor))
     print(figure("local scenario (make demo), whole", totals, floor, GOALS["scenario"]))
+    in_jobs = [sum(seconds[i] for seconds in jobs.values()) for i in range(len(totals))]
+    print(figure("  start (imports, Spark) and summary", [t - j for t, j in zip(totals, in_jobs, strict=True)], floor))
     for job, seconds in jobs.items():
         print(figure(f"  {job}", seconds, floor))
     print(figure("uv sync (uv cache warm)", [synced], floor))
     if suite is not None:
         print(figure("generated project's uv run pytest, all tests", suite, floor, GOALS["pytest"]))
+        print_phases(suite_phases, suite, floor)
         print(figure('quick loop: uv run pytest -m "not slow"', quick, floor, GOALS["quick"]))
+        print_phases(quick_phases, quick, floor)
     udf, pandas = median(scoring["spark_udf"]), median(scoring["pandas"])
     print(f"  batch inference, spark_udf          {args.rows / udf:>10,.0f} rows/s  ({udf:.2f} s)")
     print(f"  same model, pandas predict          {args.rows / pandas:>10,.0f} rows/s  ({pandas:.2f} s)")

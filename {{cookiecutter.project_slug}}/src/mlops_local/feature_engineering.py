@@ -119,6 +119,32 @@ class DatabricksOnlineStore:
     state: str = "AVAILABLE"
 
 
+def _as_of(df, features, keys: list[str], at: str, wanted: list[str]):
+    """Per distinct (keys, ``at``) of ``df``: ``wanted`` from the latest feature row of those
+    keys whose ``__feature_ts`` is not after ``at`` (nulls where there is none).
+
+    An as-of join in one sort per key: the feature rows and the lookup points in one frame,
+    ordered by time (a feature row before a point of the same time, so "not after" includes
+    it), each point taking the last feature row before it. Joining every point with every
+    feature row of its key and ranking them grows with their product instead.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    rows = features.select(
+        *keys, F.col("__feature_ts").alias("__t"), F.lit(0).alias("__point"), F.struct(*wanted).alias("__row")
+    )
+    points = df.select(*keys, F.col(at).alias("__t")).distinct()
+    points = points.select(
+        *keys, "__t", F.lit(1).alias("__point"), F.lit(None).cast(rows.schema["__row"].dataType).alias("__row")
+    )
+    before = Window.partitionBy(*keys).orderBy("__t", "__point").rowsBetween(Window.unboundedPreceding, 0)
+    filled = rows.unionByName(points).withColumn("__row", F.last("__row", ignorenulls=True).over(before))
+    return filled.where("__point = 1").select(
+        *keys, F.col("__t").alias(at), *[F.col(f"__row.{name}").alias(name) for name in wanted]
+    )
+
+
 @dataclass
 class FeatureLookup:
     table_name: str
@@ -320,16 +346,11 @@ class FeatureEngineeringClient:
                 *wanted,
             )
             if table.timestamp_keys and lookup.timestamp_lookup_key:
-                at = lookup.timestamp_lookup_key
-                points = df.select(*keys, at).distinct()
-                candidates = points.join(renamed, keys).where(F.col("__feature_ts") <= F.col(at))
-                latest = Window.partitionBy(*keys, at).orderBy(F.col("__feature_ts").desc())
-                best = (
-                    candidates.withColumn("__rank", F.row_number().over(latest))
-                    .where("__rank = 1")
-                    .drop("__rank", "__feature_ts")
+                df = df.join(
+                    _as_of(df, renamed, keys, lookup.timestamp_lookup_key, wanted),
+                    [*keys, lookup.timestamp_lookup_key],
+                    "left",
                 )
-                df = df.join(best, [*keys, at], "left")
             else:
                 latest = Window.partitionBy(*keys).orderBy(F.col("__feature_ts").desc())
                 best = renamed.withColumn("__rank", F.row_number().over(latest)).where("__rank = 1")

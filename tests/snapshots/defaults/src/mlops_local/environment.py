@@ -5,7 +5,8 @@ The job package's ``runtime`` hands each call here when ``MLOPS_LOCAL_DIR`` name
 
 - Spark: a local session tuned for small data on a laptop (few partitions, no UI, a JVM
   that starts fast, native thread pools of one thread since Spark's tasks already use the
-  cores), which can start in the background while the job imports its libraries;
+  cores, Spark's classes from a class-data archive: ``class_archive.py``), which can start
+  in the background while the job imports its libraries;
 - tables: Parquet folders under ``<local state>/warehouse/<catalog>/<schema>/<table>``; a
   source table the state lacks is made from the project's ``stand_in.py`` (development only,
   beside databricks.yml) the first time it is read;
@@ -13,8 +14,8 @@ The job package's ``runtime`` hands each call here when ``MLOPS_LOCAL_DIR`` name
 - task values: handed to the local runner (``task_value_sink``);
 - the workspace's APIs: the stand-in workspace of ``workspace.py``.
 
-What is slow to make and never changes (the stand-in table, an empty registry) is cached
-in ``MLOPS_LOCAL_CACHE`` (default ``~/.cache/mlops-local``).
+What is slow to make and never changes (the stand-in table, an empty registry, Spark's class
+archive) is cached in ``MLOPS_LOCAL_CACHE`` (default ``~/.cache/mlops-local``).
 """
 
 from __future__ import annotations
@@ -95,6 +96,9 @@ def limit_native_threads() -> None:
 
 # --- Spark -------------------------------------------------------------------------
 
+# The local JVM: the C1 compiler only and a simple collector start fastest on small data.
+SPARK_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+
 
 def spark_session(root: Path) -> SparkSession:
     """The local session: the one started in the background if any, else a new one."""
@@ -106,19 +110,35 @@ def spark_session(root: Path) -> SparkSession:
 
 
 def _new_session(root: Path) -> SparkSession:
-    from pyspark.sql import SparkSession
+    from pyspark.errors import PySparkRuntimeError
+
+    from . import class_archive
 
     # Spark's Python workers must run this interpreter, not whatever python3 is on PATH.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     limit_native_threads()
+    java_options, archive = class_archive.java_options(SPARK_JAVA_OPTIONS)
+    try:
+        return _start_session(root, java_options)
+    except PySparkRuntimeError:
+        if archive is None:
+            raise
+        class_archive.discard(archive)  # a JVM that cannot start with it: start without it
+        return _start_session(root, SPARK_JAVA_OPTIONS)
+
+
+def _start_session(root: Path, java_options: str) -> SparkSession:
+    from pyspark.sql import SparkSession
+
     spark = (
         SparkSession.builder.master(os.environ.get("MLOPS_SPARK_MASTER", "local[2]"))
         .appName("mlops-local")
-        # Small data on a few cores: a JVM that starts fast (the C1 compiler only, a simple
-        # collector), two shuffle partitions, and small files read as one partition.
-        .config("spark.driver.extraJavaOptions", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
+        # Small data on a few cores: a JVM that starts fast (SPARK_JAVA_OPTIONS, and Spark's
+        # classes from a class-data archive once one is built), two shuffle partitions, and
+        # small files read as one partition.
+        .config("spark.driver.extraJavaOptions", java_options)
         .config("spark.sql.shuffle.partitions", "2")
         .config("spark.sql.files.minPartitionNum", "1")
         .config("spark.sql.session.timeZone", "UTC")
