@@ -11,7 +11,8 @@ answer per line on fd 4, so whatever the job code prints never mixes with the pr
 
 - the wheels the CLI uploaded (the fake hands over their bytes, saved to files; never the
   project's working tree) are put on ``sys.path`` as installed libraries; each requirement of
-  their metadata must be met by the runtime, as a cluster's library installation requires;
+  their metadata must be met by the runtime, as a cluster's library installation requires (or,
+  for the few packages of ``INSTALLABLE``, by a release that installation may pick);
 - the requirements files the task installs (``-r <path>`` in a serverless environment, a
   ``requirements`` library on a cluster; the fake hands over their text from the workspace
   files) are read as pip reads them in hash-checking mode: every requirement pinned with
@@ -82,6 +83,28 @@ def dist_info(folder: Path) -> Path:
     return found[0]
 
 
+# Packages a job's library installation brings that the stand-in environment does not install:
+# the releases it may pick. databricks-feature-engineering: Databricks Runtime 17.3 LTS ML ships
+# 0.12.1 (release notes, "Feature Engineering compatibility matrix"), serverless environment 4
+# ships none; a wheel that requires it gets it from PyPI when the job starts (on the ML runtime
+# only when 0.12.1 does not satisfy the requirement). 0.13.0 and 0.18.2 are releases downloaded
+# from PyPI and read for this template. Job code runs here in its local mode, where
+# ``runtime.feature_engineering()`` hands over to the local runner's stand-in, so the real
+# client would never be imported; installing it would pull some thirty packages into the
+# stand-in environment and move its protobuf (and, for 0.12.1, Flask) below the versions the
+# rest of it is tested with. A requirement none of these releases meets fails the task.
+INSTALLABLE = {"databricks-feature-engineering": ("0.12.1", "0.13.0", "0.18.2")}
+
+
+def installable(name: str, specifier) -> str | None:
+    """The release a library installation would pick for ``name`` (the newest that fits), if any."""
+    from packaging.utils import canonicalize_name
+    from packaging.version import Version
+
+    fitting = [v for v in INSTALLABLE.get(canonicalize_name(name), ()) if specifier.contains(v, prereleases=True)]
+    return max(fitting, key=Version) if fitting else None
+
+
 def unmet_requirements(folder: Path) -> list[str]:
     """The wheel's ``Requires-Dist`` lines that the runtime's installed packages do not meet."""
     from importlib.metadata import PackageNotFoundError, version
@@ -99,7 +122,9 @@ def unmet_requirements(folder: Path) -> list[str]:
         try:
             installed = version(requirement.name)
         except PackageNotFoundError:
-            unmet.append(f"{requirement} (not installed)")
+            if installable(requirement.name, requirement.specifier) is None:
+                known = ", ".join(INSTALLABLE.get(requirement.name, ())) or "none"
+                unmet.append(f"{requirement} (not installed; releases the library installation may pick: {known})")
             continue
         if requirement.specifier and not requirement.specifier.contains(installed, prereleases=True):
             unmet.append(f"{requirement} (the runtime has {installed})")
@@ -159,7 +184,10 @@ def pinned_requirements(path: str, text: str) -> dict[str, str]:
         try:
             installed = version(requirement.name)
         except PackageNotFoundError:
-            problems.append(f"{requirement.name}=={pinned} (the runtime does not have it)")
+            if installable(requirement.name, requirement.specifier) == pinned:  # a release it may install
+                pins[normalized(requirement.name)] = pinned
+            else:
+                problems.append(f"{requirement.name}=={pinned} (the runtime does not have it)")
             continue
         if not specifiers[0].contains(installed, prereleases=True):
             problems.append(f"{requirement.name}=={pinned} (the runtime has {installed})")

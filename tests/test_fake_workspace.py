@@ -77,6 +77,65 @@ def test_a_training_run_in_dev_leaves_what_the_job_code_wrote(project, cli):
     assert "champion is now v1" in output["logs"], output
 
 
+# --- include_feature_store: the feature pipeline, then training on its tables ---------------
+
+FEATURE_TABLES = ("trip_features", "pickup_zip_features")
+
+
+def task_outputs(cli, project: Path, result) -> dict[str, dict]:
+    """Each task of the run ``bundle run`` printed, with its state and run output."""
+    run_id = re.search(r"/runs/(\d+)", result.stdout + result.stderr).group(1)
+    tasks = cli.json(["jobs", "get-run", run_id], project)["tasks"]
+    return {
+        t["task_key"]: {"state": t["state"], **cli.json(["jobs", "get-run-output", str(t["run_id"])], project)}
+        for t in tasks
+    }
+
+
+def test_the_feature_job_then_training_run_on_the_feature_tables(baked, cli, tmp_path):
+    slug = "fake_features"
+    answers = {"include_feature_store": True, "include_serving_endpoint": True}
+    project = pointed_at_fake(baked(project_slug=slug, **answers), cli.fake.url, tmp_path / "p")
+    cli.prepare(project)
+    cli.run(["bundle", "deploy", "-t", "dev"], project)
+    tables = [f"dev.{slug}.{name}" for name in FEATURE_TABLES]
+    for table in tables:  # nothing before the first run: the job creates them
+        missing = cli.run(["tables", "get", table], project, check=False)
+        assert missing.returncode != 0, missing.stdout
+
+    result = cli.run(["bundle", "run", "feature_engineering_job", "-t", "dev"], project, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    outputs = task_outputs(cli, project, result)
+    assert list(outputs) == ["features"]
+    for table in tables:  # the job code created and merged each table, in the target's catalog,
+        assert cli.json(["tables", "get", table], project)["full_name"] == table
+        # and published it to the online store the serving endpoint looks features up in.
+        assert cli.json(["tables", "get", f"{table}_online"], project)["full_name"] == f"{table}_online"
+        assert (
+            f"Published the feature table {table} to {table}_online in the online store " in outputs["features"]["logs"]
+        )
+        assert re.search(
+            rf"Merged [1-9]\d* rows of .* into the feature table {re.escape(table)}\n", outputs["features"]["logs"]
+        ), outputs["features"]["logs"]
+
+    result = cli.run(["bundle", "run", "model_training_job", "-t", "dev"], project, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    outputs = task_outputs(cli, project, result)
+    assert all(o["state"]["result_state"] == "SUCCESS" for o in outputs.values()), outputs
+    assert set(outputs) == {"features", "train", "validate", "deploy", "serve"}
+    model = training_model(cli, project)
+    champion = cli.json(["model-versions", "get-by-alias", model, "champion"], project)
+    assert champion["version"] == 1
+    # The version train.py logged with fe.log_model: its feature spec names dev's own tables.
+    run = cli.json(["experiments", "get-run", champion["run_id"]], project)["run"]
+    specs = list(Path(run["info"]["artifact_uri"].removeprefix("file://")).parents[1].rglob("feature_spec.yaml"))
+    specs = specs or list(Path(champion["source"].removeprefix("file://")).rglob("feature_spec.yaml"))
+    assert len(specs) == 1, (run["info"]["artifact_uri"], champion["source"])
+    spec = yaml.safe_load(specs[0].read_text())
+    assert spec["tables"] == sorted(tables), spec
+    assert all(lookup["timestamp_lookup_key"] for lookup in spec["lookups"]), spec
+
+
 # --- Broken job code fails the run, and what follows does not run ----------------------------
 
 
@@ -90,6 +149,13 @@ BROKEN_CODE = {
         "pyproject.toml",
         lambda text: re.sub(r"^train = .*\n", "", text, flags=re.M),
         "entry point 'train'",
+    ),
+    "a client version no release meets": (
+        "pyproject.toml",
+        lambda text: text.replace(
+            '"databricks-sdk>=', '"databricks-feature-engineering>=0.19",\n    "databricks-sdk>=', 1
+        ),
+        "databricks-feature-engineering>=0.19 (not installed; releases the library installation may pick: 0.12.1",
     ),
     "a package the wheel lacks": (
         "resources/model_training_job.yml",

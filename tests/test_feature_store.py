@@ -47,7 +47,10 @@ def test_every_target_computes_its_features_before_reading_them(baked, pattern, 
         catalog = bundle.variables["catalog"]
         pipeline = bundle.jobs["feature_engineering_job"]
         assert [t["task_key"] for t in pipeline["tasks"]] == ["features"], target
-        assert "schedule" in pipeline
+        # One trigger (feature_trigger): daily by default, paused where development mode or the
+        # presets pause schedules (dev, test), as the CLI's ApplyPresets pauses job triggers.
+        assert "schedule" not in pipeline and pipeline["trigger"]["periodic"] == {"interval": 1, "unit": "DAYS"}
+        assert (pipeline["trigger"].get("pause_status") == "PAUSED") == (target in ("dev", "test")), target
         for job_key, reader in READERS.items():
             if job_key not in bundle.jobs:
                 continue
@@ -59,6 +62,33 @@ def test_every_target_computes_its_features_before_reading_them(baked, pattern, 
     scripts = tomllib.loads((project / "pyproject.toml").read_text())["project"]
     assert scripts["scripts"]["features"].endswith(".feature_store:main")
     assert any(d.startswith("databricks-feature-engineering") for d in scripts["dependencies"])
+
+
+# The jobs whose `features` task publishes the tables to the online store when an endpoint serves the
+# model: the serve task follows it in training and promotion; the feature job keeps the store in sync.
+PUBLISHERS = {"feature_engineering_job", "model_training_job", "model_promotion_job"}
+
+
+@pytest.mark.parametrize("serving", [False, True])
+def test_the_features_are_published_where_an_endpoint_looks_them_up(baked, serving, monkeypatch):
+    answers = {"deployment_pattern": "hybrid", "include_feature_store": True, "include_serving_endpoint": serving}
+    project = baked(project_slug="fs_online", **answers)
+    monkeypatch.syspath_prepend(str(project / "src"))
+    module = importlib.import_module("mlops_local.bundle")
+    config = module.load_bundle(project)
+    for target in ("dev", "test", "staging", "prod"):
+        bundle = module.resolve(config, target, user="alice@example.com")
+        for job_key, job in bundle.jobs.items():
+            for task in job["tasks"]:
+                if task["task_key"] != "features":
+                    continue
+                named = task["python_wheel_task"]["named_parameters"]
+                publishes = serving and job_key in PUBLISHERS
+                assert named.get("online_store") == ("fs-online-features" if publishes else None), (target, job_key)
+    dependencies = tomllib.loads((project / "pyproject.toml").read_text())["project"]["dependencies"]
+    client = [d for d in dependencies if d.startswith("databricks-feature-engineering")]
+    # create_online_store and publish_table(source_table_name=...) arrived in 0.13.0.
+    assert client == [f"databricks-feature-engineering>={'0.13.0' if serving else '0.12.1'},<0.19"]
 
 
 def test_the_option_off_leaves_no_feature_engineering_behind(baked):
@@ -73,7 +103,8 @@ def test_the_option_off_leaves_no_feature_engineering_behind(baked):
 @pytest.mark.slow
 @pytest.mark.parametrize("pattern", PATTERNS)
 def test_the_generated_suite_passes_with_feature_tables(baked, pattern, tmp_path):
-    project = baked(deployment_pattern=pattern, include_feature_store=True, include_serving_endpoint=False)
+    serving = pattern == "hybrid"  # one pattern with the endpoint: the online store and keys-only requests
+    project = baked(deployment_pattern=pattern, include_feature_store=True, include_serving_endpoint=serving)
     report = tmp_path / "report.xml"
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}"],
@@ -92,6 +123,12 @@ def test_the_generated_suite_passes_with_feature_tables(baked, pattern, tmp_path
     ]
     if pattern != "deploy_code":  # where promotion exists
         names.append("test_a_promoted_model_scores_from_the_destination_catalogs_tables")
+    if serving:
+        names += [
+            "test_publishing_copies_the_latest_row_of_each_key_and_follows_the_merges",
+            "test_publishing_needs_change_data_feed",
+            "test_a_request_with_the_lookup_keys_only_is_scored_from_the_online_store",
+        ]
     for name in names:
         assert ("tests.test_features", name) in ran, name
     assert ("tests.test_scenario", "test_scenario_gives_prod_a_champion_with_lineage") in ran

@@ -75,15 +75,42 @@ def test_validate_strict_every_target(baked, cli, tmp_path, index):
 
 
 @pytest.mark.parametrize("pattern", PATTERNS)
-def test_validate_strict_with_feature_tables(baked, cli, tmp_path, pattern):
-    """include_feature_store in every pattern: the feature job and the `features` tasks validate."""
+def test_validate_strict_and_deploy_with_feature_tables(baked, cli, tmp_path, pattern):
+    """include_feature_store in every pattern: the feature job and the `features` tasks validate
+    and deploy cleanly in every target, each computing its features in its own catalog."""
     answers = {"deployment_pattern": pattern, "include_feature_store": True, "include_serving_endpoint": True}
     project = deployable(baked, cli, tmp_path, project_slug=f"fs_{pattern}", **answers)
+    # prod's source is a Unity Catalog table: its feature job starts when that table changes.
+    bundle = yaml.safe_load((project / "databricks.yml").read_text())
+    watched = {"table_names": [f"prod.fs_{pattern}.trips"], "wait_after_last_change_seconds": 3600}
+    bundle["targets"]["prod"]["variables"]["feature_trigger"] = {"table_update": watched}
+    (project / "databricks.yml").write_text(yaml.safe_dump(bundle, sort_keys=False))
+    commit_all(project, "prod watches its source table")
+    catalogs = bundle["targets"]
     for target in TARGETS:
-        result = cli.run(["bundle", "validate", "--strict", "-t", target], project, identity_of(target))
+        identity = identity_of(target)
+        result = cli.run(["bundle", "validate", "--strict", "-t", target], project, identity)
         assert "Validation OK!" in clean_output(result), target
-        summary = cli.json(["bundle", "summary", "-t", target], project, identity_of(target))
-        assert "feature_engineering_job" in summary["resources"]["jobs"], target
+        assert "Deployment complete!" in clean_output(cli.run(["bundle", "deploy", "-t", target], project, identity))
+        jobs, _ = deployed_jobs(cli, project, target, identity)
+        catalog = catalogs[target]["variables"]["catalog"]
+        for key, job in jobs.items():
+            features = [t for t in job["tasks"] if t["task_key"] == "features"]
+            if key == "feature_engineering_job":
+                assert [t["task_key"] for t in job["tasks"]] == ["features"], target
+            if features:
+                named = features[0]["python_wheel_task"]["named_parameters"]
+                assert named["catalog"] == catalog, (target, key)
+                # With the serving endpoint, the jobs before a `serve` and the feature job publish online.
+                publishes = key in ("feature_engineering_job", "model_training_job", "model_promotion_job")
+                assert named.get("online_store") == (f"fs-{pattern.replace('_', '-')}-features" if publishes else None)
+        trigger = jobs["feature_engineering_job"]["trigger"]
+        assert "schedule" not in jobs["feature_engineering_job"]
+        assert trigger.get("table_update" if target == "prod" else "periodic") == (
+            watched if target == "prod" else {"interval": 1, "unit": "DAYS"}
+        ), (target, trigger)
+        # Paused where development mode (dev) or the presets (test) pause schedules.
+        assert trigger["pause_status"] == ("PAUSED" if target in ("dev", "test") else "UNPAUSED"), (target, trigger)
 
 
 # --- 2. deploy every target, then read back what the workspace holds -----------------------

@@ -65,7 +65,8 @@ def test_development_mode_prefixes_the_names_the_jobs_receive(bundles):
                 if "experiment_name" in named:
                     assert named["experiment_name"] == experiment
     assert all(job["name"].startswith("[dev alice] ") for job in dev.jobs.values())
-    assert all(job["schedule"]["pause_status"] == "PAUSED" for job in dev.jobs.values() if "schedule" in job)
+    for key in ("schedule", "trigger"):
+        assert all(job[key]["pause_status"] == "PAUSED" for job in dev.jobs.values() if key in job), key
 
 
 def test_every_task_parameter_is_accepted_by_its_entry_point(bundles):

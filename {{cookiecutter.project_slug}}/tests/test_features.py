@@ -136,3 +136,79 @@ def test_a_promoted_model_scores_from_the_destination_catalogs_tables(spark, cha
     source_after = client().score_batch(model_uri=source.uri(version), df=keys).select("trip_id", "prediction")
     assert sorted(source_after.collect()) != before  # the source model does read the source tables
 {%- endif %}
+{%- if cookiecutter.include_serving_endpoint %}
+
+
+# --- The online store the serving endpoint looks features up in ---------------------------
+
+ONLINE_STORE = "unit-features"
+
+
+def online_rows(spark, table) -> list:
+    online = feature_store.online_table_name(feature_store.table_name(FEATURE_CATALOG, FEATURE_SCHEMA, table))
+    return sorted(read_table(spark, online).collect())
+
+
+def test_publishing_copies_the_latest_row_of_each_key_and_follows_the_merges(spark, snapshots):
+    snapshots.restore("baseline")
+    zip_table = next(t for t in model.FEATURE_TABLES if t.name == "pickup_zip_features")
+    name = feature_store.table_name(FEATURE_CATALOG, FEATURE_SCHEMA, zip_table)
+    published = feature_store.publish(FEATURE_CATALOG, FEATURE_SCHEMA, ONLINE_STORE)
+    assert published[name] == f"{name}_online"
+    offline = client().read_table(name=name)
+    latest = offline.groupBy("pickup_zip").agg(F.max("window_end").alias("window_end"))
+    expected = sorted(offline.join(latest, ["pickup_zip", "window_end"]).select(*offline.columns).collect())
+    assert online_rows(spark, zip_table) == expected  # one row per zip: its latest window
+    # A later window merged into the feature table reaches the online table at the next publish.
+    newest = offline.join(latest, ["pickup_zip", "window_end"]).limit(1)
+    later = newest.withColumn("window_end", F.col("window_end") + F.expr("INTERVAL 1 HOUR"))
+    later = later.withColumn("pickup_zip_trips_1h", F.lit(12345).cast("long")).select(*offline.columns)
+    later = spark.createDataFrame(later.collect(), later.schema)  # not a plan over the files merged below
+    zip_code = later.first()["pickup_zip"]
+    client().write_table(name=name, df=later, mode="merge")
+    feature_store.publish(FEATURE_CATALOG, FEATURE_SCHEMA, ONLINE_STORE)  # the store exists: reused
+    assert [r["pickup_zip_trips_1h"] for r in online_rows(spark, zip_table) if r["pickup_zip"] == zip_code] == [12345]
+
+
+def test_publishing_needs_change_data_feed(spark, snapshots):
+    snapshots.restore("baseline")
+    fe = client()
+    store = fe.get_online_store(name=ONLINE_STORE) or fe.create_online_store(name=ONLINE_STORE, capacity="CU_1")
+    name = feature_store.table_names(FEATURE_CATALOG, FEATURE_SCHEMA)[0]
+    with pytest.raises(ValueError, match="Change Data Feed"):
+        fe.publish_table(online_store=store, source_table_name=name, online_table_name=f"{name}_online")
+
+
+@pytest.mark.slow
+def test_a_request_with_the_lookup_keys_only_is_scored_from_the_online_store(spark, champion, monkeypatch):
+    """What the serving endpoint does (automatic feature lookup): a request carrying only the lookup
+    keys is scored with the features of the online tables, as the same rows with those features."""
+    import mlflow
+    from mlops_local.feature_engineering import SERVING_ENV
+
+    model_ref, version = champion
+    monkeypatch.setenv(SERVING_ENV, "1")
+    served = mlflow.pyfunc.load_model(model_ref.uri(version))
+    day = F.to_date(model.TIMESTAMP) == F.lit("2016-01-20")
+    rows = read_table(spark, model.SOURCE_TABLE).where(day).limit(50)
+    keys = features.lookup_rows(rows).drop(model.LABEL)
+    with pytest.raises(ValueError, match="not published to an online store"):
+        served.predict(keys.toPandas())
+    feature_store.publish(model_ref.catalog, model_ref.schema, ONLINE_STORE)
+    joined = keys
+    for table in model.FEATURE_TABLES:  # each feature table's online copy, joined by its lookup key
+        offline = feature_store.table_name(model_ref.catalog, model_ref.schema, table)
+        online = read_table(spark, feature_store.online_table_name(offline))
+        key_columns = [k for k in table.primary_keys if k != table.timestamp_key]
+        renamed = online.select(
+            *[F.col(k).alias(lookup) for k, lookup in zip(key_columns, table.lookup_key, strict=True)],
+            *table.features,
+        )
+        joined = joined.join(renamed, list(table.lookup_key), "left")
+    keys_only = keys.orderBy("trip_id").toPandas()
+    with_features = joined.orderBy("trip_id").toPandas()
+    by_keys = served.predict(keys_only)["prediction"].tolist()  # a prediction column, as the client's model
+    by_features = served.predict(with_features)["prediction"].tolist()
+    assert len(by_keys) == keys.count() > 0
+    assert by_keys == by_features
+{%- endif %}

@@ -147,6 +147,11 @@ def test_the_scenario_shows_each_targets_feature_tables(scenario, local_state):
         if target == "test":  # the scenario runs dev, staging and prod
             continue
         line = next(line for line in section if line.strip().startswith(f"{target} "))
+        parts = dict(part.split(" ", 1) for part in line.split(maxsplit=1)[1].split("; "))
         for name in table_names(bundle.variables["catalog"], bundle.variables["schema"]):
-            assert line.count(name) == 2, line  # written and read, in the target's own catalog
+            # written and read, in the target's own catalog
+            assert name in parts["wrote"].split(", ") and name in parts["read"].split(", "), line
+{%- if cookiecutter.include_serving_endpoint %}
+            assert f"{name}_online" in parts["published"].split(", "), line  # what its endpoint looks up
+{%- endif %}
 {%- endif %}

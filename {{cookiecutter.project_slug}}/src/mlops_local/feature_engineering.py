@@ -21,14 +21,27 @@ client.py``), on the local runner's Parquet tables and MLflow registry:
 - ``score_batch(model_uri, df)``: looks up the features ``df`` lacks (features present in ``df``
   are used as given) and appends ``prediction``.
 
+- ``create_online_store(name, capacity)``, ``get_online_store(name)`` (None when missing) and
+  ``publish_table(online_store, source_table_name, online_table_name, publish_mode)``: the
+  Databricks Online Feature Store (Lakebase) calls of 0.13.0 and later. Publishing copies the
+  latest row of each key (the primary key without the timestamp key) into the online table, a
+  local table of that name; ``TRIGGERED`` and ``CONTINUOUS`` need Change Data Feed on the source
+  table (``enable_change_data_feed``, what ``ALTER TABLE ... SET TBLPROPERTIES
+  (delta.enableChangeDataFeed = true)`` does on Databricks), as the client's docstring says.
+
 The feature spec records full table names, so a model scores from the tables it was logged with.
-Every table written or read is recorded in ``<state>/feature_tables.jsonl`` for the scenario.
+A model served (``mlflow models serve`` with ``SERVING_ENV`` set, as ``scoring_server`` does)
+looks the features a request lacks up in the online tables its feature tables were published to,
+as Model Serving's automatic feature lookup does; loaded anywhere else it looks them up in the
+feature tables, point in time, as ``score_batch`` does.
+Every table written, read or published is recorded in ``<state>/feature_tables.jsonl`` for the scenario.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -44,6 +57,10 @@ SPEC_FILE = "feature_spec.yaml"
 DATA_FOLDER = "feature_store"
 RAW_MODEL = "raw_model"
 ACCESS_LOG = "feature_tables.jsonl"
+ONLINE_STORES = "online_stores.json"
+CAPACITIES = ("CU_1", "CU_2", "CU_4", "CU_8")  # create_online_store's documented capacities
+PUBLISH_MODES = ("SNAPSHOT", "TRIGGERED", "CONTINUOUS")
+SERVING_ENV = "MLOPS_LOCAL_SERVING"  # set in a model server's environment: look features up online
 
 
 def _root() -> Path:
@@ -76,6 +93,30 @@ def record(action: str, name: str, rows: int | None = None) -> None:
 def accesses(root: Path) -> list[dict]:
     path = root / ACCESS_LOG
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def _meta(name: str) -> dict:
+    return json.loads(_meta_path(name).read_text())
+
+
+def enable_change_data_feed(name: str) -> None:
+    """Change Data Feed on feature table ``name`` (a table property, as on Delta)."""
+    meta = _meta(name)
+    meta["change_data_feed"] = True
+    _meta_path(name).write_text(json.dumps(meta))
+
+
+def _stores() -> dict:
+    path = _root() / ONLINE_STORES
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+@dataclass
+class DatabricksOnlineStore:
+    name: str
+    capacity: str
+    read_replica_count: int | None = None
+    state: str = "AVAILABLE"
 
 
 def _as_of(df, features, keys: list[str], at: str, wanted: list[str]):
@@ -120,6 +161,8 @@ class FeatureTable:
     name: str
     primary_keys: list[str]
     timestamp_keys: list[str] = field(default_factory=list)
+    change_data_feed: bool = False
+    online_tables: dict[str, str] = field(default_factory=dict)  # online store -> online table
 
 
 @dataclass
@@ -193,6 +236,90 @@ class FeatureEngineeringClient:
         shutil.rmtree(path, ignore_errors=True)
         staging.rename(path)
         record("write", name, df.count())
+
+    # --- online stores --------------------------------------------------------------
+
+    def get_online_store(self, *, name: str) -> DatabricksOnlineStore | None:
+        found = _stores().get(name)
+        return DatabricksOnlineStore(**found) if found else None
+
+    def create_online_store(
+        self, *, name: str, capacity: str, read_replica_count: int | None = None, **kwargs
+    ) -> DatabricksOnlineStore:
+        if capacity not in CAPACITIES:
+            raise ValueError(f"capacity {capacity!r} is not one of {', '.join(CAPACITIES)}")
+        stores = _stores()
+        if name in stores:
+            raise ValueError(f"Online store '{name}' already exists.")
+        store = DatabricksOnlineStore(name, capacity, read_replica_count)
+        stores[name] = store.__dict__
+        (_root() / ONLINE_STORES).write_text(json.dumps(stores, indent=1))
+        return store
+
+    def publish_table(
+        self,
+        *,
+        online_store: DatabricksOnlineStore,
+        source_table_name: str,
+        online_table_name: str,
+        publish_mode: str = "TRIGGERED",
+        **kwargs,
+    ):
+        """Copy the latest row of each key of ``source_table_name`` into ``online_table_name``."""
+        from pyspark.sql import Window
+        from pyspark.sql import functions as F
+
+        if online_store.name not in _stores():
+            raise ValueError(f"Online store '{online_store.name}' does not exist.")
+        if publish_mode not in PUBLISH_MODES:
+            raise ValueError(f"publish_mode {publish_mode!r} is not one of {', '.join(PUBLISH_MODES)}")
+        if len(online_table_name.split(".")) != 3:
+            raise ValueError(
+                f"Online table name '{online_table_name}' is not valid. "
+                "Expected format '<catalog_name>.<schema_name>.<table_name>'"
+            )
+        table = self.get_table(name=source_table_name)
+        if publish_mode != "SNAPSHOT" and not table.change_data_feed:
+            raise ValueError(
+                f"Change Data Feed must be enabled on {source_table_name} to publish it in {publish_mode} mode"
+            )
+        keys = [k for k in table.primary_keys if k not in table.timestamp_keys]
+        rows = self.read_table(name=source_table_name)
+        if table.timestamp_keys:
+            latest = Window.partitionBy(*keys).orderBy(F.col(table.timestamp_keys[0]).desc())
+            rows = rows.withColumn("__rank", F.row_number().over(latest)).where("__rank = 1").drop("__rank")
+        path = environment.table_path(_root(), online_table_name)
+        staging = path.with_name(path.name + ".publishing")
+        shutil.rmtree(staging, ignore_errors=True)
+        rows.write.parquet(str(staging))
+        shutil.rmtree(path, ignore_errors=True)
+        staging.rename(path)
+        table.online_tables[online_store.name] = online_table_name
+        _meta_path(source_table_name).write_text(json.dumps(table.__dict__))
+        record("publish", online_table_name, rows.count())
+        return online_table_name
+
+    def _lookup_online(self, df, lookups: list[FeatureLookup]):
+        """``df`` with each lookup's features from the online table its feature table was published to."""
+        from pyspark.sql import functions as F
+
+        for lookup in lookups:
+            table = self.get_table(name=lookup.table_name)
+            if not table.online_tables:
+                raise ValueError(
+                    f"Feature table {lookup.table_name} is not published to an online store: "
+                    "the served model cannot look its features up"
+                )
+            online = environment.read_table(_spark(), _root(), next(iter(table.online_tables.values())))
+            record("read", next(iter(table.online_tables.values())))
+            keys = lookup.keys()
+            table_keys = [k for k in table.primary_keys if k not in table.timestamp_keys]
+            names = lookup.feature_names or [c for c in online.columns if c not in table.primary_keys]
+            wanted = [n for n in names if n not in df.columns]
+            if wanted:
+                renamed = online.select(*[F.col(t).alias(k) for t, k in zip(table_keys, keys, strict=True)], *wanted)
+                df = df.join(renamed, keys, "left")
+        return df
 
     # --- training and scoring -------------------------------------------------------
 
@@ -324,9 +451,9 @@ class _Wrapper:
             return pd.DataFrame({"prediction": self.raw.predict(df[self.spec["model_inputs"]])})
         frame = df if isinstance(df, pd.DataFrame) else df.toPandas()
         frame = frame.assign(__row=range(len(frame)))
-        joined = FeatureEngineeringClient()._lookup(
-            _spark().createDataFrame(frame), [FeatureLookup(**x) for x in self.spec["lookups"]]
-        )
+        client = FeatureEngineeringClient()
+        lookup = client._lookup_online if os.environ.get(SERVING_ENV) else client._lookup
+        joined = lookup(_spark().createDataFrame(frame), [FeatureLookup(**x) for x in self.spec["lookups"]])
         rows = joined.orderBy("__row").select(*self.spec["model_inputs"]).toPandas()
         return pd.DataFrame({"prediction": self.raw.predict(rows)})
 

@@ -205,7 +205,7 @@ def summary(project_dir: Path, state: Path) -> str:
 
 
 def feature_table_lines(state: Path, bundles: dict[str, ResolvedBundle]) -> list[str]:
-    """Per target, the feature tables its jobs wrote and read (the feature-engineering stand-in's log)."""
+    """Per target, the feature tables its jobs wrote, read and published (the feature-engineering stand-in's log)."""
     log = state / "feature_tables.jsonl"  # written by the local feature-engineering stand-in
     if not log.exists():
         return []
@@ -216,5 +216,7 @@ def feature_table_lines(state: Path, bundles: dict[str, ResolvedBundle]) -> list
         mine = [e for e in entries if e["table"].startswith(prefix)]
         written = sorted({e["table"] for e in mine if e["action"] == "write"})
         read = sorted({e["table"] for e in mine if e["action"] == "read"})
-        lines.append(f"  {target:<8} wrote {', '.join(written) or 'none'}; read {', '.join(read) or 'none'}")
+        published = sorted({e["table"] for e in mine if e["action"] == "publish"})  # online tables
+        online = f"; published {', '.join(published)}" if published else ""
+        lines.append(f"  {target:<8} wrote {', '.join(written) or 'none'}; read {', '.join(read) or 'none'}{online}")
     return lines

@@ -19,6 +19,12 @@ stand-in (``mlops_local.feature_engineering``) on this machine.
 - ``log_model``: ``fe.log_model`` stores the feature spec (the full table names and lookups)
   with the model.
 - ``score``: ``fe.score_batch`` on the lookup keys only; the client looks the features up.
+- ``publish`` (``main`` with ``--online_store``, where the project serves the model): the
+  feature tables are published to a Databricks Online Feature Store (Lakebase), created when
+  missing (``create_online_store``), so the serving endpoint looks the features of a request
+  that carries only the lookup keys up there. Each run publishes again (``publish_table`` in
+  its default ``TRIGGERED`` mode, which needs Change Data Feed on the table), so the online copy
+  follows every merge; ``databricks-feature-engineering`` 0.13.0 or later.
 - ``relog``: a promoted model is logged again into the destination catalog with a feature spec
   built from the destination's own tables. A model logged with ``fe.log_model`` records full
   table names (``_training_scoring_client.log_model`` saves ``feature_spec.yaml`` with them, and
@@ -41,7 +47,7 @@ from pyspark.sql import functions as F
 from . import features, model, params
 from .data import load_rows, parse_date, split_by_date
 from .names import ModelRef
-from .runtime import JobError, feature_engineering, get_spark
+from .runtime import JobError, enable_change_data_feed, feature_engineering, get_spark
 
 # Where fe.log_model puts the raw model inside the logged model (mlflow_model_constants.RAW_MODEL_FOLDER
 # under the pyfunc data folder "feature_store", databricks-feature-engineering 0.18.2).
@@ -86,6 +92,8 @@ def build_parser():
         default=False,
         help="true and no start_date: start at the last day the feature tables already hold",
     )
+    p.add_argument("--online_store", default="", help="online store to publish the tables to (empty: none)")
+    p.add_argument("--online_store_capacity", default="CU_1", help="capacity of the online store when it is created")
     return p
 
 
@@ -135,6 +143,30 @@ def write_features(catalog: str, schema: str, rows: DataFrame) -> dict[str, int]
     return written
 
 
+def online_table_name(name: str) -> str:
+    """The online table of feature table ``name``: ``<catalog>.<schema>.<table>_online``."""
+    return f"{name}_online"
+
+
+def publish(catalog: str, schema: str, store_name: str, capacity: str = "CU_1") -> dict[str, str]:
+    """Publish every feature table of ``catalog.schema`` to online store ``store_name`` (created
+    when missing); feature table -> online table."""
+    client = feature_engineering().FeatureEngineeringClient()
+    store = client.get_online_store(name=store_name)
+    if store is None:
+        print(f"Creating the online store {store_name} ({capacity})")
+        store = client.create_online_store(name=store_name, capacity=capacity)
+    published = {}
+    for name in table_names(catalog, schema):
+        enable_change_data_feed(name)
+        online = online_table_name(name)
+        # TRIGGERED, the default in 0.13.0 (which has no publish_mode) and later: a first publish
+        # creates the online table and its sync pipeline, a later one starts that pipeline again.
+        client.publish_table(online_store=store, source_table_name=name, online_table_name=online)
+        published[name] = online
+    return published
+
+
 @params.entry_point(build_parser)
 def main(argv: list[str] | None = None) -> dict[str, int]:
     args = build_parser().parse_args(argv)
@@ -148,6 +180,9 @@ def main(argv: list[str] | None = None) -> dict[str, int]:
     window = f"{start or 'the first row'} to {end or 'the last row'}"
     for name, count in written.items():
         print(f"Merged {count} rows of {args.source_table} ({window}) into the feature table {name}")
+    if args.online_store:
+        for name, online in publish(args.catalog, args.schema, args.online_store, args.online_store_capacity).items():
+            print(f"Published the feature table {name} to {online} in the online store {args.online_store}")
     return written
 
 

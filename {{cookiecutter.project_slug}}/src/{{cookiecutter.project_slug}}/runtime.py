@@ -119,6 +119,17 @@ def feature_engineering():
     import databricks.feature_engineering
 
     return databricks.feature_engineering
+
+
+def enable_change_data_feed(name: str) -> None:
+    """Turn on Change Data Feed for table ``name`` (publishing it to an online store needs it)."""
+    if local_dir() is not None:
+        _local()
+        from mlops_local import feature_engineering
+
+        feature_engineering.enable_change_data_feed(name)
+        return
+    get_spark().sql(f"ALTER TABLE {name} SET TBLPROPERTIES (delta.enableChangeDataFeed = true)")
 {%- endif %}
 
 

@@ -263,7 +263,7 @@ class _Resolver:
 
 
 def _apply_mode(resources: dict[str, Any], mode: str | None, presets: dict[str, Any], user: str) -> None:
-    """What ``mode: development`` and the presets do to names, tags and schedules (as the CLI's ApplyPresets)."""
+    """What ``mode: development`` and the presets do to names, tags, schedules and triggers (ApplyPresets)."""
     paused = mode == "development" or presets.get("trigger_pause_status") == "PAUSED"
     prefix = presets.get("name_prefix") or (f"[dev {short_name(user)}] " if mode == "development" else "")
     tags = {str(k): str(v) for k, v in (presets.get("tags") or {}).items()}
@@ -276,8 +276,9 @@ def _apply_mode(resources: dict[str, Any], mode: str | None, presets: dict[str, 
                 job.setdefault("tags", {})[key] = value
         if mode == "development" and not job.get("max_concurrent_runs"):
             job["max_concurrent_runs"] = 4
-        if paused and "schedule" in job:
-            job["schedule"].setdefault("pause_status", "PAUSED")
+        for key in ("schedule", "trigger"):  # a job has one of them
+            if paused and isinstance(job.get(key), dict):
+                job[key].setdefault("pause_status", "PAUSED")
     for experiment in resources.get("experiments", {}).values():
         head, _, base = experiment["name"].rpartition("/")
         experiment["name"] = f"{head}/{prefix}{base}" if head else prefix + base
@@ -337,6 +338,8 @@ def resolve(
         for key, resource in resources.get(kind, {}).items():
             if "name" in resource:
                 resource["name"] = names.resolve(resource["name"], f"resources.{kind}.{key}.name")
+            if kind == "jobs" and isinstance(resource.get("trigger"), str):  # a complex variable: paused below
+                resource["trigger"] = copy.deepcopy(names.resolve(resource["trigger"], f"resources.jobs.{key}.trigger"))
     _apply_mode(resources, mode, merged["presets"], user)
     resolver = _Resolver(context, resources, target)
     resolved_resources = _merge_grants(resolver.resolve(resources, "resources"))

@@ -85,6 +85,8 @@ def scoring_server(model_uri: str, timeout: float = 180.0) -> Iterator[str]:
         "PATH": os.pathsep.join([scripts, os.environ.get("PATH", "")]),
         "MLFLOW_TRACKING_URI": mlflow.get_tracking_uri(),
         "MLFLOW_REGISTRY_URI": mlflow.get_registry_uri(),
+        # A model that looks features up reads the online tables when served, as Model Serving does.
+        "MLOPS_LOCAL_SERVING": "1",
     }
     command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri]
     command += ["--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]
@@ -126,6 +128,16 @@ def example_rows(serving_input: str, schema=None) -> pd.DataFrame:
     return rows
 
 
+def one_per_row(predictions) -> np.ndarray:
+    """Predictions as one number per row, whether a model answers a list or one named column
+    (a model that looks its features up answers a ``prediction`` column, records when served)."""
+    if isinstance(predictions, pd.DataFrame) and predictions.shape[1] == 1:
+        predictions = predictions.iloc[:, 0]
+    elif isinstance(predictions, list) and predictions and isinstance(predictions[0], dict):
+        predictions = [next(iter(row.values())) for row in predictions if len(row) == 1]
+    return np.asarray(predictions, dtype="float64")
+
+
 @dataclass
 class SmokeResult:
     rows: int
@@ -142,10 +154,10 @@ def smoke_test(url: str, model_uri: str) -> SmokeResult:
     answer = invoke(url, serving_input)
     if answer.status_code != 200:
         raise ServingError(f"the input example got HTTP {answer.status_code}: {answer.text[:500]}")
-    served = np.asarray(answer.json()["predictions"], dtype="float64")
+    served = one_per_row(answer.json()["predictions"])
     model = mlflow.pyfunc.load_model(model_uri)
     rows = example_rows(serving_input, model.metadata.get_input_schema())
-    expected = np.asarray(model.predict(rows), dtype="float64")
+    expected = one_per_row(model.predict(rows))
     if served.shape != expected.shape or not np.allclose(served, expected, rtol=1e-9, atol=1e-9):
         raise ServingError(f"served predictions {served.tolist()} differ from predict() {expected.tolist()}")
 
