@@ -1,6 +1,6 @@
 """Speed figures of the generated project on this machine: what `make bench` prints.
 
-    python tools/bench.py [--repeat 3] [--rows 1000000] [--quick]
+    python tools/bench.py [--repeat 3] [--rows 1000000] [--quick] [--no-feature-store]
 
 Every figure is a wall time, printed next to its ratio to the Spark floor measured in
 the same run: a bare local Spark session (``local[2]``, no settings) started in a fresh
@@ -14,8 +14,10 @@ process that runs one tiny job. Ratios hold on any machine; the goals are ratios
   the same model's plain pandas ``predict`` on the same rows, and their ratio;
 - the newcomer path of the generated README: ``uv sync`` (uv's cache warm, as after any
   first project on a machine), then the project's test suite run as the README says,
-  ``uv run pytest``, in full and the quick loop ``uv run pytest -m "not slow"`` (the suites
-  are skipped with --quick);
+  ``uv run pytest``, in full and the quick loop ``uv run pytest -m "not slow"``, each with
+  where its time went (tools/bench_phases.py: start, collection, each test file, CPU time per
+  process); the same for a bake with ``include_feature_store`` (skipped with
+  --no-feature-store; all suites are skipped with --quick);
 - serving latency (``serving_latency``): the same model behind MLflow's scoring server
   (``mlflow models serve --env-manager local``, as the local scenario serves the champion),
   p50 and p95 over 200 single-row requests and the throughput of 1,000-row batches, next
@@ -381,7 +383,10 @@ def main() -> int:
     parser.add_argument("--build-dir", type=Path, default=Path("build"))
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--quick", action="store_true", help="skip the generated test suite")
+    parser.add_argument("--quick", action="store_true", help="skip the generated test suites")
+    parser.add_argument(
+        "--no-feature-store", action="store_true", help="skip the suites of the bake with include_feature_store"
+    )
     args = parser.parse_args()
 
     project = rebake(args.build_dir / "bench", project_slug="bench_project")
@@ -403,6 +408,13 @@ def main() -> int:
         print("Generated test suite (uv run pytest)...", flush=True)
         suite, suite_phases = test_suite(project, args.repeat)
         quick, quick_phases = test_suite(project, args.repeat, marker="not slow")
+    fs_suite = fs_quick = None
+    if not args.quick and not args.no_feature_store:
+        print("Generated test suite of a bake with include_feature_store (uv sync, uv run pytest)...", flush=True)
+        fs_project = rebake(args.build_dir / "bench-fs", project_slug="bench_fs_project", include_feature_store=True)
+        uv_sync(fs_project)
+        fs_suite, fs_suite_phases = test_suite(fs_project, args.repeat)
+        fs_quick, fs_quick_phases = test_suite(fs_project, args.repeat, marker="not slow")
     print("Spark floor again...", flush=True)
     floors += spark_floor(args.repeat)
     print(f"Batch-inference throughput at {args.rows:,} rows...", flush=True)
@@ -425,6 +437,11 @@ def main() -> int:
         print_phases(suite_phases, suite, floor)
         print(figure('quick loop: uv run pytest -m "not slow"', quick, floor, GOALS["quick"]))
         print_phases(quick_phases, quick, floor)
+    if fs_suite is not None:
+        print(figure("with include_feature_store: all tests", fs_suite, floor, GOALS["pytest"]))
+        print_phases(fs_suite_phases, fs_suite, floor)
+        print(figure("with include_feature_store: quick loop", fs_quick, floor, GOALS["quick"]))
+        print_phases(fs_quick_phases, fs_quick, floor)
     udf, pandas = median(scoring["spark_udf"]), median(scoring["pandas"])
     print(f"  batch inference, spark_udf          {args.rows / udf:>10,.0f} rows/s  ({udf:.2f} s)")
     print(f"  same model, pandas predict          {args.rows / pandas:>10,.0f} rows/s  ({pandas:.2f} s)")
