@@ -69,7 +69,11 @@ CONDITIONAL_PATHS: tuple[tuple[str, tuple[object, ...], tuple[str, ...]], ...] =
         ("deploy_models", "hybrid"),
         (".github/workflows/promote.yml", ".azure/pipelines/promote.yml"),
     ),
-    ("deployment_pattern", ("deploy_models",), (".azure/pipelines/promote-staging.yml",)),
+    (
+        "deployment_pattern",
+        ("deploy_models",),
+        (".azure/pipelines/promote-staging.yml", ".azure/pipelines/templates/databricks-cli.yml"),
+    ),
     ("cicd_platform", ("gitlab",), (".gitlab",)),
     ("__monorepo", ("True",), (".gitlab",)),
 )

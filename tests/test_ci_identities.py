@@ -28,6 +28,7 @@ identity work) and 5c502a0 (before issue 16). Each must fail there.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 import subprocess
@@ -204,10 +205,25 @@ def identity_violations(project: Path, platform: str, pattern: str) -> list[str]
                 problems.append(f"{where}: ID token audience {aud}, not the workspace token endpoint the CLI requests")
     # The CLI: built from source against the committed go.sum.
     problems += cli_pin_problems(project, platform, list(jobs.values()))
-    if platform == "azure_devops":  # one principal per pipeline
+    if platform == "azure_devops":  # one principal per pipeline, but for the staging promotion's check
         for file, principals in per_file.items():
-            if len(principals) > 1:
+            if len(principals) > 1 and not (
+                pattern == "deploy_models" and file == "promote-staging.yml" and principals == {"ci", "staging"}
+            ):
                 problems.append(f"{file}: one pipeline signs in as {sorted(principals)}")
+        # The staging promotion: its CI principal job (the provenance check) runs before the
+        # approval, bundles nothing and passes no approval itself; the staging principal only in
+        # the approval-gated stage, after that check.
+        promotion = [r for r in rows if r.file == "promote-staging.yml" and r.principal != "-"]
+        checks = {r.job for r in promotion if r.principal == "ci"}
+        for row in promotion:
+            where = f"{row.file}:{row.job}"
+            if row.principal == "ci" and (row.gate or jobs[row.job].ops):
+                problems.append(f"{where}: the CI principal behind the approval, or running bundle commands")
+            if row.principal == "staging" and not row.gate:
+                problems.append(f"{where}: the staging principal outside the approval-gated stage")
+            if row.principal == "staging" and checks and not checks <= jobs[row.job].needs:
+                problems.append(f"{where}: the staging principal does not wait for the provenance check")
     if platform == "github_actions":  # concurrency: pull request work per pull request only
         for job in jobs.values():
             group = (
@@ -549,6 +565,12 @@ def _run_script(body: str, work: Path, fail_at: int, project: Path) -> tuple[int
         # A pipeline resource's run: the source branch of the staging promotion it comes from.
         "RESOURCES_PIPELINE_PROMOTESTAGING_SOURCEBRANCH": "refs/heads/main",
     }
+    # The staging promotion's stage output variables: the version CheckProvenance checked, and the
+    # SHA-256 of the CLI it built and published (artifact databricks-cli).
+    (work / "databricks-cli").mkdir(exist_ok=True)
+    (work / "databricks-cli" / "databricks").write_text(STUB)
+    env["CHECKED_VERSION"] = "3"
+    env["CLI_SHA256"] = hashlib.sha256((work / "databricks-cli" / "databricks").read_bytes()).hexdigest()
     (work / "promoteStaging" / "promotion").mkdir(parents=True, exist_ok=True)
     (work / "promoteStaging" / "promotion" / "staging_version").write_text("3\n")
     # What the script task runs: the body in a file, `bash --noprofile --norc <file>`.
@@ -727,3 +749,44 @@ def test_the_new_checks_fail_on_the_ci_files_from_before_issue_16(
         assert "image python:3.12-bookworm is not pinned by digest" in builds, builds
     if platform != "github_actions":
         assert "installs uv without hashes" in builds, builds
+
+
+def test_the_staging_promotion_signs_in_as_the_ci_principal_only_before_its_approval(tmp_path):
+    """Azure DevOps, deploy_models: `promote-staging` is the one pipeline that signs in as two
+    principals, the CI principal for the provenance check (a stage without approval) and the
+    staging principal in the approval-gated stage after it. Each rule still catches a pipeline
+    that swaps them, lets the staging principal in before the approval, or skips the check."""
+    project = Path(
+        cookiecutter(
+            str(TEMPLATE_DIR),
+            no_input=True,
+            output_dir=str(tmp_path),
+            extra_context={"cicd_platform": "azure_devops", "deployment_pattern": "deploy_models"},
+        )
+    )
+    assert identity_violations(project, "azure_devops", "deploy_models") == []
+    path = project / ".azure" / "pipelines" / "promote-staging.yml"
+    good = path.read_text()
+    ci, staging = (next(sp for sp, name in PRINCIPALS.items() if name == n) for n in ("ci", "staging"))
+
+    def violations(text: str) -> str:
+        path.write_text(text)
+        return "\n".join(identity_violations(project, "azure_devops", "deploy_models"))
+
+    # The check signs in as the staging principal, before any approval.
+    check, rest = good.split("  - stage: PromoteStaging", 1)
+    found = violations(check.replace(ci, staging) + "  - stage: PromoteStaging" + rest)
+    assert "CheckProvenance.CheckProvenance: the staging principal outside the approval-gated stage" in found, found
+    # The gated stage goes through the CI principal's connection: no approval before the staging principal.
+    found = violations(check + "  - stage: PromoteStaging" + rest.replace("-staging-promotion", "-ci-provenance"))
+    assert "PromoteStaging.PromoteStaging: the staging principal outside the approval-gated stage" in found, found
+    # The gated stage no longer waits for the check.
+    found = violations(
+        good.replace("dependsOn: [BuildDatabricksCli, CheckProvenance]", "dependsOn: [BuildDatabricksCli]")
+    )
+    assert "the staging principal does not wait for the provenance check" in found, found
+    # Another pipeline signing in as these two principals is still refused.
+    path.write_text(good)
+    (path.parent / "promote-again.yml").write_text(good)
+    found = "\n".join(identity_violations(project, "azure_devops", "deploy_models"))
+    assert "promote-again.yml: one pipeline signs in as ['ci', 'staging']" in found, found

@@ -1040,6 +1040,35 @@ def _dotenv(job: CIJob, cwd: Path) -> dict[str, str]:
     return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
 
 
+def _stage_outputs(job: CIJob, check: CIJob, output: str) -> dict[str, str]:
+    """Azure DevOps: the job variables set from another stage's output variables
+    (`$[ stageDependencies.<stage>.<job>.outputs['<step>.<variable>'] ]`), as Azure DevOps fills
+    them in: from the `##vso[task.setvariable variable=<variable>;isOutput=true]` lines that the
+    step named <step> of that stage's job printed (here: the check's log)."""
+    steps = check.raw.get("steps") or check.raw.get("strategy", {}).get("runOnce", {}).get("deploy", {}).get(
+        "steps", []
+    )
+    sets = {  # step name -> the output variables its script sets
+        s["name"]: set(
+            re.findall(
+                r"task\.setvariable variable=(\w+);isOutput=true",
+                s.get("script") or s.get("inputs", {}).get("inlineScript", ""),
+            )
+        )
+        for s in steps
+        if s.get("name")
+    }
+    printed = dict(re.findall(r"^##vso\[task\.setvariable variable=(\w+);isOutput=true\](.*)$", output, flags=re.M))
+    given = {}
+    for var, value in (job.raw.get("variables") or {}).items():
+        m = re.search(r"stageDependencies\.(\w+)\.(\w+)\.outputs\['(\w+)\.(\w+)'\]", str(value))
+        if m:
+            stage, name, step, out = m.groups()
+            ok = f"{stage}.{name}" == check.name and out in sets.get(step, set())
+            given[var] = printed.get(out, "") if ok else ""
+    return given
+
+
 def provenance_check_attacks(project: Path, platform: str, work: Path) -> list[str]:
     """The staging promotion of deploy_models: the provenance check must run in a job of its own
     before the approved job, as the CI principal, publish what it found, and hand the approved job
@@ -1083,8 +1112,13 @@ def provenance_check_attacks(project: Path, platform: str, work: Path) -> list[s
 
         replies = _happy_replies()
         replies["databricks model-versions get-by-alias"] = [{"out": {"version": "3"}}, {"out": {"version": "4"}}]
+        env["PIPELINE_WORKSPACE"] = str(work / check.name / "pipeline")
+        (work / check.name / "pipeline").mkdir(parents=True, exist_ok=True)
         code, calls, output = run_with_stubs(body(check), work / check.name, replies, env, where.project)
         summary = (work / check.name / "github_summary").read_text() if platform == "github_actions" else output
+        if platform == "azure_devops":  # what the run's summary shows: the markdown file the check uploads
+            uploaded = re.findall(r"^##vso\[task\.uploadsummary\](.+)$", output, flags=re.M)
+            summary = "".join(Path(f).read_text() for f in uploaded if Path(f).is_file())
         if code != 0:
             found.append(f"{check.file}:{check.name}: the check fails on a good version: {output[-400:]}")
             continue
@@ -1099,6 +1133,8 @@ def provenance_check_attacks(project: Path, platform: str, work: Path) -> list[s
                 for var, value in (job.raw.get("env") or {}).items()
                 if (m := re.search(r"needs\.[\w-]+\.outputs\.(\w+)", str(value)))
             }
+        elif platform == "azure_devops":
+            given = _stage_outputs(job, check, output)
         else:
             given = _dotenv(check, where.project)
         # The approved job, after the owner moved `champion` to 4.
@@ -1112,7 +1148,7 @@ def provenance_check_attacks(project: Path, platform: str, work: Path) -> list[s
     return found
 
 
-@pytest.mark.parametrize("platform", ["github_actions", "gitlab"])
+@pytest.mark.parametrize("platform", PLATFORMS)
 def test_the_staging_provenance_is_checked_and_shown_before_the_approval(tmp_path, template_before, platform):
     project = bake_into(TEMPLATE_DIR, tmp_path / "new", platform, "deploy_models")
     assert provenance_check_attacks(project, platform, tmp_path / "new-run") == []

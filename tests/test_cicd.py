@@ -774,8 +774,17 @@ def cli_pin_problems(project: Path, platform: str, jobs: list[CIJob]) -> list[st
             source = built[0].commands if built and checked else ""
             if built and built[0].signs_in:
                 problems.append(f"{job.file}:{job.name}: its CLI is built by a job that holds a token")
-        else:
-            source = job.commands if job.name in builders else ""
+        elif job.name in builders:  # Azure DevOps: the job builds the CLI it runs
+            source = job.commands
+        else:  # or a stage before it built it, without a token, and the job checks its SHA-256
+            built = [builders[name] for name in job.needs if name in builders]
+            checked = (
+                "sha256sum -c <<<" in job.commands
+                and "##vso[task.prependpath]$PIPELINE_WORKSPACE/databricks-cli" in job.commands
+            )
+            source = built[0].commands if built and checked else ""
+            if built and built[0].signs_in:
+                problems.append(f"{job.file}:{job.name}: its CLI is built by a job that holds a token")
         if f'grep -qxF "{CLI_GO_SUM[0]}"' not in source:
             problems.append(f"{job.file}:{job.name}: runs a Databricks CLI not built from .databricks-cli/go.sum")
     return problems
