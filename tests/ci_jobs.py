@@ -185,7 +185,7 @@ def azure_jobs(project: Path, inputs: dict[str, str], head: str) -> list[CiJob]:
         for stage in pipeline.get("stages") or [{"jobs": pipeline.get("jobs", [])}]:
             for job in stage.get("jobs", []):
                 variables = {**top, **_variables(stage.get("variables")), **_variables(job.get("variables"))}
-                variables = {k: fill(v, {}) for k, v in variables.items()}
+                variables = {k: stage_output(fill(v, {})) for k, v in variables.items()}
                 base_env = {env_name(k): v for k, v in {**predefined, **variables}.items()}
                 raw_steps = job.get("steps") or (
                     job.get("strategy", {}).get("runOnce", {}).get("deploy", {}).get("steps", [])
@@ -216,6 +216,28 @@ def azure_jobs(project: Path, inputs: dict[str, str], head: str) -> list[CiJob]:
                 if any(runs_databricks(step.script) for step in steps):
                     jobs.append(CiJob(path.name, job.get("job") or job.get("deployment"), steps))
     return jobs
+
+
+STAGE_OUTPUT = re.compile(r"^\$\[\s*stageDependencies\.[\w]+\.[\w]+\.outputs\['[\w]+\.(\w+)'\]\s*\]$")
+SET_OUTPUT = re.compile(r"^##vso\[task\.setvariable variable=(\w+);isOutput=true\](.*)$", re.MULTILINE)
+
+
+def stage_output(value: str) -> str:
+    """Azure DevOps: a variable taken from an earlier stage's output variable
+    (`$[ stageDependencies.<stage>.<job>.outputs['<step>.<name>'] ]`) reads, when its step runs,
+    the value an earlier step set with `##vso[task.setvariable variable=<name>;isOutput=true]`
+    (``record_outputs`` keeps those beside GitHub's step outputs)."""
+    m = STAGE_OUTPUT.match(value.strip())
+    return OUTPUT_PLACEHOLDER.format(m.group(1)) if m else value
+
+
+def record_outputs(stdout: str, output_file: str) -> None:
+    """Keep the output variables an Azure DevOps step set (its `##vso[task.setvariable ...;isOutput=true]`
+    lines) as ``name=value`` lines of ``output_file``, where ``fill_outputs`` reads them."""
+    found = SET_OUTPUT.findall(stdout)
+    if found and output_file:
+        with open(output_file, "a") as out:
+            out.writelines(f"{name}={value.strip()}\n" for name, value in found)
 
 
 def _variables(value) -> dict[str, str]:

@@ -495,12 +495,13 @@ def platform_env(project: Path, tmp_path: Path) -> dict[str, str]:
 
 
 def run_step(cli, project, step, extra: dict[str, str], **overrides: str) -> subprocess.CompletedProcess:
-    from ci_jobs import fill_outputs
+    from ci_jobs import fill_outputs, record_outputs
 
-    env = {k: fill_outputs(v, extra.get("GITHUB_OUTPUT", "")) for k, v in {**extra, **step.env, **overrides}.items()}
-    return cli.shell(
-        step.shell, fill_outputs(step.script, extra.get("GITHUB_OUTPUT", "")), project, SERVICE_PRINCIPAL, env
-    )
+    outputs = extra.get("GITHUB_OUTPUT", "")
+    env = {k: fill_outputs(v, outputs) for k, v in {**extra, **step.env, **overrides}.items()}
+    result = cli.shell(step.shell, fill_outputs(step.script, outputs), project, SERVICE_PRINCIPAL, env)
+    record_outputs(result.stdout, outputs)  # Azure DevOps output variables, for later stages
+    return result
 
 
 def run_job(cli, project, job, extra, **overrides: str) -> list[tuple[str, subprocess.CompletedProcess]]:
