@@ -98,6 +98,7 @@ def root_ci_files(platform: str, slug: str, pattern: str) -> set[str]:
         names = ["ci", "cd", "cd-prod", "sweep"] + (["promote"] if pattern != "deploy_code" else [])
         names += ["promote-staging"] if pattern == "deploy_models" else []
         templates = ["install-databricks-cli", "setup-python", "setup-uv"]
+        templates += ["databricks-cli"] if pattern == "deploy_models" else []  # the checked CLI of a later stage
         return {f".azure/pipelines/{slug}/{n}.yml" for n in names} | {
             f".azure/pipelines/{slug}/templates/{t}.yml" for t in templates
         }
