@@ -218,7 +218,8 @@ def azure_jobs(project: Path, inputs: dict[str, str], head: str) -> list[CiJob]:
     return jobs
 
 
-STAGE_OUTPUT = re.compile(r"^\$\[\s*stageDependencies\.[\w]+\.[\w]+\.outputs\['[\w]+\.(\w+)'\]\s*\]$")
+# `$[ stageDependencies.<stage>.<job>.outputs['<step>.<name>'] ]`: groups stage, job, step, name.
+STAGE_OUTPUT = re.compile(r"^\$\[\s*stageDependencies\.(\w+)\.(\w+)\.outputs\['(\w+)\.(\w+)'\]\s*\]$")
 SET_OUTPUT = re.compile(r"^##vso\[task\.setvariable variable=(\w+);isOutput=true\](.*)$", re.MULTILINE)
 
 
@@ -228,7 +229,7 @@ def stage_output(value: str) -> str:
     the value an earlier step set with `##vso[task.setvariable variable=<name>;isOutput=true]`
     (``record_outputs`` keeps those beside GitHub's step outputs)."""
     m = STAGE_OUTPUT.match(value.strip())
-    return OUTPUT_PLACEHOLDER.format(m.group(1)) if m else value
+    return OUTPUT_PLACEHOLDER.format(m.group(4)) if m else value
 
 
 def record_outputs(stdout: str, output_file: str) -> None:

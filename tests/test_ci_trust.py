@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 import yaml
 from bake import TEMPLATE_DIR
+from ci_jobs import SET_OUTPUT, STAGE_OUTPUT
 from test_cicd import EXTRACT, PATTERNS, PLATFORMS, CIJob, layout
 
 BEFORE = "5441336"  # the template before this round of CI trust fixes
@@ -1058,10 +1059,10 @@ def _stage_outputs(job: CIJob, check: CIJob, output: str) -> dict[str, str]:
         for s in steps
         if s.get("name")
     }
-    printed = dict(re.findall(r"^##vso\[task\.setvariable variable=(\w+);isOutput=true\](.*)$", output, flags=re.M))
+    printed = dict(SET_OUTPUT.findall(output))
     given = {}
     for var, value in (job.raw.get("variables") or {}).items():
-        m = re.search(r"stageDependencies\.(\w+)\.(\w+)\.outputs\['(\w+)\.(\w+)'\]", str(value))
+        m = STAGE_OUTPUT.match(str(value).strip())
         if m:
             stage, name, step, out = m.groups()
             ok = f"{stage}.{name}" == check.name and out in sets.get(step, set())

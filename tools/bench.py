@@ -194,7 +194,8 @@ def print_phases(runs: list[dict], wall: list[float], floor: float) -> None:
         setup = median([r["files"].get(name, {}).get("setup", 0.0) for r in runs])
         call = median([r["files"].get(name, {}).get("call", 0.0) for r in runs])
         print(f"      {name:<42} {setup + call:6.1f} s  (fixtures {setup:.1f} s, tests {call:.1f} s)")
-    cpu = {name: median([r.get("cpu", {}).get(name, 0.0) for r in runs]) for r in runs for name in r.get("cpu", {})}
+    names = {name for r in runs for name in r.get("cpu", {})}
+    cpu = {name: median([r.get("cpu", {}).get(name, 0.0) for r in runs]) for name in names}
     if cpu:
         parts = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in sorted(cpu.items(), key=lambda i: -i[1]))
         cores = os.cpu_count() or 1
