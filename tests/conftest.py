@@ -104,3 +104,56 @@ def bundle_schema_path() -> Path:
     if os.environ.get("CI") == "true":
         pytest.fail(f"CI=true: {reason}")
     pytest.skip(f"no bundle schema: {reason}, or set DATABRICKS_BUNDLE_SCHEMA")
+
+
+# Rough seconds of each module's slow tests on a 2-core machine (make bench prints the last
+# `make test`'s times per file): the order below starts the longest first.
+SLOW_SECONDS = {
+    "test_readme_walkthrough": 240,
+    "test_feature_store": 190,
+    "test_classifier": 100,
+    "test_numpy_model": 70,
+    "test_class_archive": 45,
+    "test_second_problem": 30,
+}
+
+
+def expected_seconds(item: pytest.Item) -> float:
+    """What ``item`` is expected to take: a slow test its module's figure, any other next to nothing."""
+    if item.get_closest_marker("slow") is None:
+        return 0.0
+    module = getattr(item, "module", None)
+    return SLOW_SECONDS.get(module.__name__.rpartition(".")[2] if module else "", 10)
+
+
+def balanced_order(items: list, workers: int, seconds) -> list:
+    """``items`` reordered for pytest-xdist's ``worksteal`` with ``workers`` workers.
+
+    worksteal hands each worker one contiguous slice of the collection (len // workers
+    items) and later moves tests from the end of the longest queue to an idle worker. So
+    each slice starts with its share of the slow tests, longest first, dealt to the slice
+    expected to finish first; the quick tests fill the slices and are what gets moved.
+    """
+    if workers < 2:
+        return list(items)
+    slow = sorted((i for i in items if seconds(i) > 0), key=seconds, reverse=True)
+    quick = [i for i in items if seconds(i) == 0]
+    slices: list[list] = [[] for _ in range(workers)]
+    load = [0.0] * workers
+    for item in slow:
+        lightest = load.index(min(load))
+        slices[lightest].append(item)
+        load[lightest] += seconds(item)
+    remaining = len(items)
+    for index, chunk in enumerate(slices):
+        want = remaining // (workers - index)  # the size of worksteal's slice for this worker
+        remaining -= want
+        while len(chunk) < want and quick:
+            chunk.append(quick.pop(0))
+    return [item for chunk in slices for item in chunk] + quick
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (make test), the order of ``balanced_order``; the same on every worker."""
+    workers = getattr(config, "workerinput", {}).get("workercount", 1)
+    items[:] = balanced_order(items, workers, expected_seconds)

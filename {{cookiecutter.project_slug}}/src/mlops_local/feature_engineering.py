@@ -169,9 +169,20 @@ class FeatureTable:
 class TrainingSet:
     joined: Any  # the rows with their features, before exclude_columns
     spec: dict
+    _computed: Any = None
+
+    def rows(self):
+        """``joined``, computed once (the stand-in's shortcut, not the client's: its DataFrame is lazy).
+
+        Training reads a training set twice, ``load_df()`` and ``log_model``'s input example;
+        locally each read would otherwise run every point-in-time join again.
+        """
+        if self._computed is None:
+            self._computed = self.joined.localCheckpoint()
+        return self._computed
 
     def load_df(self):
-        return self.joined.drop(*self.spec["exclude_columns"])
+        return self.rows().drop(*self.spec["exclude_columns"])
 
 
 class FeatureEngineeringClient:
@@ -220,7 +231,11 @@ class FeatureEngineeringClient:
         missing = [k for k in table.primary_keys if k not in df.columns]
         if missing:
             raise ValueError(f"The DataFrame lacks the primary key columns {missing} of {name}")
-        if df.groupBy(*table.primary_keys).count().where("count > 1").limit(1).count():
+        from pyspark.sql import functions as F
+
+        per_key = df.groupBy(*table.primary_keys).count()
+        rows, most = per_key.agg(F.sum("count"), F.max("count")).first()
+        if (most or 0) > 1:
             # Delta's MERGE refuses a source with two rows for one target row.
             raise ValueError(f"The DataFrame has several rows with the same primary key {table.primary_keys}")
         path = environment.table_path(_root(), name)
@@ -235,7 +250,7 @@ class FeatureEngineeringClient:
         merged.write.parquet(str(staging))
         shutil.rmtree(path, ignore_errors=True)
         staging.rename(path)
-        record("write", name, df.count())
+        record("write", name, rows or 0)
 
     # --- online stores --------------------------------------------------------------
 
@@ -394,7 +409,7 @@ class FeatureEngineeringClient:
         from mlflow.types import ColSpec, Schema
 
         spec = training_set.spec
-        head = training_set.joined.limit(5).toPandas()
+        head = training_set.rows().limit(5).toPandas()
         inputs = head[spec["source_columns"] + spec["features"]]
         raw_inputs = head[spec["model_inputs"]]
         inferred = infer_signature(inputs, model.predict(raw_inputs))

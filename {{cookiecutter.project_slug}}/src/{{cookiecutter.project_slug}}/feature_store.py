@@ -190,7 +190,11 @@ def main(argv: list[str] | None = None) -> dict[str, int]:
 
 
 def training_set(model_ref: ModelRef, rows: DataFrame, keep_keys: bool = False):
-    """``create_training_set`` of ``rows``' lookup keys and label, against ``model_ref``'s catalog's tables."""
+    """``create_training_set`` of ``rows``' lookup keys and label, against ``model_ref``'s catalog's tables.
+
+    ``keep_keys``: keep the lookup keys in ``load_df()`` (for evaluating a logged model, whose
+    signature names them), rather than excluding what the model does not take.
+    """
     client = feature_engineering().FeatureEngineeringClient()
     return client.create_training_set(
         df=features.lookup_rows(rows),
@@ -200,27 +204,25 @@ def training_set(model_ref: ModelRef, rows: DataFrame, keep_keys: bool = False):
     )
 
 
-def training_sets(
-    spark: SparkSession, model_ref: ModelRef, table: str, end_date: str, sample_fraction: float, keep_keys=False
-):
-    """Training sets of the training rows and of the hold-out days of ``table`` up to ``end_date``.
-
-    ``keep_keys``: keep the lookup keys in ``load_df()`` (for evaluating a logged model, whose
-    signature names them), rather than excluding what the model does not take.
-    """
+def labelled_rows(spark: SparkSession, table: str, end_date: str, sample_fraction: float):
+    """The training rows and the hold-out days of ``table`` up to ``end_date`` (``data.split_by_date``)."""
     end = parse_date(end_date, "training_end_date")
     if end is None:
         raise JobError("training_end_date is required (yyyy-mm-dd)")
-    train_rows, holdout_rows = split_by_date(load_rows(spark, table, end=end, sample_fraction=sample_fraction), end)
-    return training_set(model_ref, train_rows, keep_keys), training_set(model_ref, holdout_rows, keep_keys)
+    return split_by_date(load_rows(spark, table, end=end, sample_fraction=sample_fraction), end)
 
 
-def training_frames(
-    spark: SparkSession, model_ref: ModelRef, table: str, end_date: str, sample_fraction: float, keep_keys=False
-):
-    """The looked-up training and hold-out frames (what ``data.training_frames`` is without feature tables)."""
-    train, holdout = training_sets(spark, model_ref, table, end_date, sample_fraction, keep_keys)
-    return train.load_df(), holdout.load_df()
+def training_sets(spark: SparkSession, model_ref: ModelRef, table: str, end_date: str, sample_fraction: float):
+    """Training sets of the training rows and of the hold-out days of ``table`` up to ``end_date``."""
+    train_rows, holdout_rows = labelled_rows(spark, table, end_date, sample_fraction)
+    return training_set(model_ref, train_rows), training_set(model_ref, holdout_rows)
+
+
+def holdout_frame(spark: SparkSession, model_ref: ModelRef, table: str, end_date: str, sample_fraction: float):
+    """The looked-up hold-out days of ``table`` up to ``end_date``, with their lookup keys (the
+    signature of a model logged by ``fe.log_model`` names them): what validation evaluates."""
+    _, holdout_rows = labelled_rows(spark, table, end_date, sample_fraction)
+    return training_set(model_ref, holdout_rows, keep_keys=True).load_df()
 
 
 def log_model(estimator, train_set, model_ref: ModelRef, **kwargs) -> str:
@@ -266,7 +268,8 @@ def relog(source_uri: str, destination: ModelRef, table: str, end_date: str, sam
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source_uri, dst_path=tmp))
         estimator = model.FEATURE_STORE_FLAVOR.load_model(str(local / RAW_MODEL_PATH))
-    train_set, _ = training_sets(spark, destination, table, end_date, sample_fraction)
+    train_rows, _ = labelled_rows(spark, table, end_date, sample_fraction)
+    train_set = training_set(destination, train_rows)
     from .train import pip_requirements, without_uv_project_detection  # here: train imports this module
 
     run_name = f"promote {source_uri} to {destination.full_name}"

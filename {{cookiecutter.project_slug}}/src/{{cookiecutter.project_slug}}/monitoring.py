@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from functools import reduce
 
 from mlflow.tracking import MlflowClient
 from pyspark.sql import DataFrame
@@ -56,16 +57,20 @@ def _bucket(column: str, cuts: list[float]):
     return expr
 
 
-def _bucket_shares(df: DataFrame, cuts: dict[str, list[float]]) -> dict[str, dict[int, float]]:
-    """For each column, the share of rows per bucket, in one pass over ``df``."""
+def _bucket_shares(
+    frames: dict[str, DataFrame], cuts: dict[str, list[float]]
+) -> dict[str, dict[str, dict[int, float]]]:
+    """Per frame and column, the share of rows per bucket, in one pass over all ``frames``."""
     pairs = F.array(*[F.struct(F.lit(c).alias("column"), _bucket(c, cuts[c]).alias("bucket")) for c in cuts])
-    rows = df.select(F.explode(pairs).alias("pair")).groupBy("pair.column", "pair.bucket").count().collect()
-    totals: dict[str, int] = {}
+    buckets = [df.select(F.lit(name).alias("frame"), F.explode(pairs).alias("pair")) for name, df in frames.items()]
+    rows = reduce(DataFrame.unionAll, buckets).groupBy("frame", "pair.column", "pair.bucket").count().collect()
+    totals: dict[tuple[str, str], int] = {}
     for row in rows:
-        totals[row["column"]] = totals.get(row["column"], 0) + row["count"]
-    shares: dict[str, dict[int, float]] = {c: {} for c in cuts}
+        key = (row["frame"], row["column"])
+        totals[key] = totals.get(key, 0) + row["count"]
+    shares: dict[str, dict[str, dict[int, float]]] = {name: {c: {} for c in cuts} for name in frames}
     for row in rows:
-        shares[row["column"]][row["bucket"]] = row["count"] / totals[row["column"]]
+        shares[row["frame"]][row["column"]][row["bucket"]] = row["count"] / totals[(row["frame"], row["column"])]
     return shares
 
 
@@ -76,13 +81,13 @@ def population_stability(
     probabilities = [i / bins for i in range(1, bins)]
     quantiles = reference.approxQuantile(columns, probabilities, 0.001)
     cuts = {column: sorted(set(q)) for column, q in zip(columns, quantiles, strict=True)}
-    ref_shares, cur_shares = _bucket_shares(reference, cuts), _bucket_shares(current, cuts)
+    shares = _bucket_shares({"reference": reference, "current": current}, cuts)
     result = {}
     for column in columns:
         psi = 0.0
         for bucket in range(len(cuts[column]) + 1):
-            r = max(ref_shares[column].get(bucket, 0.0), EPSILON)
-            c = max(cur_shares[column].get(bucket, 0.0), EPSILON)
+            r = max(shares["reference"][column].get(bucket, 0.0), EPSILON)
+            c = max(shares["current"][column].get(bucket, 0.0), EPSILON)
             psi += (c - r) * math.log(c / r)
         result[column] = psi
     return result

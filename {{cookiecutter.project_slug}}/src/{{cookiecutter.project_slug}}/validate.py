@@ -35,7 +35,7 @@ from mlflow.tracking import MlflowClient
 from . import model, params
 {%- if cookiecutter.include_feature_store %}
 from .data import to_pandas
-from .feature_store import training_frames
+from .feature_store import holdout_frame
 {%- else %}
 from .data import to_pandas, training_frames
 {%- endif %}
@@ -166,9 +166,7 @@ def main(argv: list[str] | None = None) -> bool:
     use_experiment(args.experiment_name)
 {%- if cookiecutter.include_feature_store %}
     # The hold-out rows with their lookup keys and looked-up features (the model's signature names both).
-    _, holdout_df = training_frames(
-        spark, model_ref, args.training_table, args.training_end_date, args.sample_fraction, keep_keys=True
-    )
+    holdout_df = holdout_frame(spark, model_ref, args.training_table, args.training_end_date, args.sample_fraction)
 {%- else %}
     _, holdout_df = training_frames(spark, args.training_table, args.training_end_date, args.sample_fraction)
 {%- endif %}

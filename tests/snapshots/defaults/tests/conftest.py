@@ -44,14 +44,16 @@ SLOW_FIXTURES = {"trained", "champion", "scenario"}
 
 
 def pytest_configure(config):
-    """Point the run at a fresh local state folder and start Spark while the test modules import."""
+    """Point the run at a fresh local state folder and start Spark while the test modules import
+    (not for ``--collect-only``, which runs no test)."""
     from mlops_local.environment import start_spark_early
 
     from my_mlops_project.runtime import LOCAL_DIR_ENV
 
     config.stash[_previous_state_key] = os.environ.get(LOCAL_DIR_ENV)
     os.environ[LOCAL_DIR_ENV] = tempfile.mkdtemp(prefix="mlops_local_")
-    start_spark_early(Path(os.environ[LOCAL_DIR_ENV]))
+    if not config.option.collectonly:
+        start_spark_early(Path(os.environ[LOCAL_DIR_ENV]))
 
 
 def pytest_unconfigure(config):
@@ -77,7 +79,7 @@ def pytest_collection_finish(session):
 
     from my_mlops_project.runtime import local_dir
 
-    if any(item.get_closest_marker("slow") for item in session.items):
+    if not session.config.option.collectonly and any(item.get_closest_marker("slow") for item in session.items):
         warm_up_python_worker(local_dir(), scoring_modules())
 
 
