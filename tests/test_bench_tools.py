@@ -69,18 +69,3 @@ def test_suite_times_groups_by_test_file(tmp_path):
     files, wall = per_file(report)
     assert files == {"tests/test_a": (5.0, 2), "tests/test_b": (4.0, 1)}
     assert wall == 12.5
-
-
-def test_make_test_deals_the_slow_tests_to_the_workers_longest_first():
-    """worksteal gives each worker a contiguous slice; each slice must start with its share of
-    the slow tests, balanced by expected time, so no worker ends with a long test started late."""
-    from conftest import balanced_order
-
-    seconds = {"walk": 240, "fs": 190, "classifier": 100, "numpy": 70}
-    items = [f"quick{i}" for i in range(10)] + list(seconds) + [f"quick{i}" for i in range(10, 20)]
-    ordered = balanced_order(items, 2, lambda item: seconds.get(item, 0))
-    assert sorted(ordered) == sorted(items)
-    first, second = ordered[: len(items) // 2], ordered[len(items) // 2 :]
-    assert first[:2] == ["walk", "numpy"] and second[:2] == ["fs", "classifier"]
-    assert not {"walk", "fs", "classifier", "numpy"} & {*first[2:], *second[2:]}
-    assert balanced_order(items, 1, lambda item: seconds.get(item, 0)) == items

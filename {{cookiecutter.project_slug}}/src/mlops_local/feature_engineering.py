@@ -444,11 +444,13 @@ class FeatureEngineeringClient:
             joined = self._lookup(df, [FeatureLookup(**lookup) for lookup in spec["lookups"]])
             from pyspark.sql import functions as F
 
+            # spark_udf copies the model into MLflow's own temporary folder, which a local session's
+            # workers load it from (mlflow.pyfunc.spark_udf, local mode): ``tmp`` may go, and the
+            # result stays lazy, as the client's is.
             predict = mlflow.pyfunc.spark_udf(
                 _spark(), str(data / RAW_MODEL), result_type=result_type, env_manager="local"
             )
-            scored = joined.withColumn("prediction", predict(F.struct(*spec["model_inputs"])))
-            return scored.localCheckpoint()  # the UDF's model files live in ``tmp``
+            return joined.withColumn("prediction", predict(F.struct(*spec["model_inputs"])))
 
 
 class _Wrapper:
