@@ -169,7 +169,7 @@ class FeatureTable:
 class TrainingSet:
     joined: Any  # the rows with their features, before exclude_columns
     spec: dict
-    _computed: Any = None
+    _computed: Any = field(default=None, repr=False, compare=False)  # set by rows()
 
     def rows(self):
         """``joined``, computed once (the stand-in's shortcut, not the client's: its DataFrame is lazy).

@@ -63,7 +63,7 @@ def _bucket_shares(
     """Per frame and column, the share of rows per bucket, in one pass over all ``frames``."""
     pairs = F.array(*[F.struct(F.lit(c).alias("column"), _bucket(c, cuts[c]).alias("bucket")) for c in cuts])
     buckets = [df.select(F.lit(name).alias("frame"), F.explode(pairs).alias("pair")) for name, df in frames.items()]
-    rows = reduce(DataFrame.unionAll, buckets).groupBy("frame", "pair.column", "pair.bucket").count().collect()
+    rows = reduce(DataFrame.union, buckets).groupBy("frame", "pair.column", "pair.bucket").count().collect()
     totals: dict[tuple[str, str], int] = {}
     for row in rows:
         key = (row["frame"], row["column"])
