@@ -49,7 +49,11 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import yaml
+from pyspark.sql.pandas.types import to_arrow_schema
 
 from . import environment
 
@@ -119,30 +123,55 @@ class DatabricksOnlineStore:
     state: str = "AVAILABLE"
 
 
-def _as_of(df, features, keys: list[str], at: str, wanted: list[str]):
-    """Per distinct (keys, ``at``) of ``df``: ``wanted`` from the latest feature row of those
-    keys whose ``__feature_ts`` is not after ``at`` (nulls where there is none).
+def _as_of(points, rows, keys: list[str], at: str):
+    """``points`` (pandas) with, per row, the columns of the latest row of ``rows`` with the same
+    ``keys`` whose ``__feature_ts`` is not after its ``at`` (nulls where there is none).
 
-    An as-of join in one sort per key: the feature rows and the lookup points in one frame,
-    ordered by time (a feature row before a point of the same time, so "not after" includes
-    it), each point taking the last feature row before it. Joining every point with every
-    feature row of its key and ranking them grows with their product instead.
+    A point with a null key or a null ``at`` matches nothing, as in a SQL join.
     """
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
+    complete = points[keys + [at]].notna().all(axis=1)
+    found = pd.merge_asof(
+        points[complete].astype({key: rows[key].dtype for key in keys}).sort_values(at),
+        rows.sort_values("__feature_ts"),
+        left_on=at,
+        right_on="__feature_ts",
+        by=keys,
+        direction="backward",
+        allow_exact_matches=True,  # "not after": a feature row of the same instant counts
+    )
+    return pd.concat([found, points[~complete]]).sort_values("__point").drop(columns="__feature_ts")
 
-    rows = features.select(
-        *keys, F.col("__feature_ts").alias("__t"), F.lit(0).alias("__point"), F.struct(*wanted).alias("__row")
-    )
-    points = df.select(*keys, F.col(at).alias("__t")).distinct()
-    points = points.select(
-        *keys, "__t", F.lit(1).alias("__point"), F.lit(None).cast(rows.schema["__row"].dataType).alias("__row")
-    )
-    before = Window.partitionBy(*keys).orderBy("__t", "__point").rowsBetween(Window.unboundedPreceding, 0)
-    filled = rows.unionByName(points).withColumn("__row", F.last("__row", ignorenulls=True).over(before))
-    return filled.where("__point = 1").select(
-        *keys, F.col("__t").alias(at), *[F.col(f"__row.{name}").alias(name) for name in wanted]
-    )
+
+def _feature_rows(name: str):
+    """The rows of feature table ``name`` (pandas) and its Spark schema, read from its Parquet file
+    directly (``write_table`` wrote it): no Spark job for a local sample."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    path = environment.table_path(_root(), name)
+    if not environment.table_exists(_root(), name):
+        raise ValueError(f"Feature table '{name}' has no rows yet: run the feature pipeline (write_table) first.")
+    rows = pq.read_table(path)
+    return _naive_utc(rows.to_pandas()), from_arrow_schema(rows.schema)
+
+
+def _naive_utc(frame):
+    """``frame`` with its times as ``toPandas`` gives them: naive UTC (the local session's time
+    zone), in nanoseconds (Parquet holds microseconds, which pandas would keep)."""
+    times = [name for name, dtype in frame.dtypes.items() if pd.api.types.is_datetime64_any_dtype(dtype)]
+    return frame.assign(**{name: _naive_ns(frame[name]) for name in times})
+
+
+def _naive_ns(times):
+    return (times.dt.tz_convert(None) if times.dt.tz is not None else times).astype("datetime64[ns]")
+
+
+def _nullable_integers(frame, schema):
+    """``frame`` with its integer columns (by ``schema``) as pandas' nullable integers: a join
+    that finds no row turns an integer column into floats with NaN, which Spark would refuse."""
+    from pyspark.sql.types import IntegralType
+
+    integers = [f.name for f in schema.fields if isinstance(f.dataType, IntegralType)]
+    return frame.astype({name: "Int64" for name in integers})
 
 
 @dataclass
@@ -167,22 +196,11 @@ class FeatureTable:
 
 @dataclass
 class TrainingSet:
-    joined: Any  # the rows with their features, before exclude_columns
+    joined: Any  # the rows with their features, before exclude_columns (computed: see _lookup)
     spec: dict
-    _computed: Any = field(default=None, repr=False, compare=False)  # set by rows()
-
-    def rows(self):
-        """``joined``, computed once (the stand-in's shortcut, not the client's: its DataFrame is lazy).
-
-        Training reads a training set twice, ``load_df()`` and ``log_model``'s input example;
-        locally each read would otherwise run every point-in-time join again.
-        """
-        if self._computed is None:
-            self._computed = self.joined.localCheckpoint()
-        return self._computed
 
     def load_df(self):
-        return self.rows().drop(*self.spec["exclude_columns"])
+        return self.joined.drop(*self.spec["exclude_columns"])
 
 
 class FeatureEngineeringClient:
@@ -227,30 +245,41 @@ class FeatureEngineeringClient:
         if mode != "merge":
             raise ValueError(f"Unsupported mode '{mode}'. 'merge' is the only supported mode.")
         table = self.get_table(name=name)
-        df = df.localCheckpoint()  # df may read the table this replaces (a Delta MERGE reads its source first too)
         missing = [k for k in table.primary_keys if k not in df.columns]
         if missing:
             raise ValueError(f"The DataFrame lacks the primary key columns {missing} of {name}")
-        from pyspark.sql import functions as F
-
-        per_key = df.groupBy(*table.primary_keys).count()
-        rows, most = per_key.agg(F.sum("count"), F.max("count")).first()
-        if (most or 0) > 1:
+        # The stand-in merges on the driver, in pandas: its tables are local samples, and the Spark
+        # jobs of an anti-join and a write cost more than the merge. df is read once, before the
+        # table it may read is replaced (a Delta MERGE reads its source first too).
+        frame = _naive_utc(df.toPandas())
+        if frame.duplicated(table.primary_keys).any():
             # Delta's MERGE refuses a source with two rows for one target row.
             raise ValueError(f"The DataFrame has several rows with the same primary key {table.primary_keys}")
         path = environment.table_path(_root(), name)
+        schema = to_arrow_schema(df.schema)  # Spark's types: a time is microseconds, UTC
         if environment.table_exists(_root(), name):
-            current = _spark().read.parquet(str(path))
-            kept = current.join(df.select(*table.primary_keys), table.primary_keys, "left_anti")
-            merged = kept.unionByName(df, allowMissingColumns=True)
+            current = pq.read_table(path)
+            kept = [schema.field(f.name) if f.name in schema.names else f for f in current.schema]
+            schema = pa.schema([*kept, *(f for f in schema if f.name not in current.schema.names)])
+            current = _naive_utc(current.to_pandas())
+            replaced = current.set_index(table.primary_keys).index.isin(frame.set_index(table.primary_keys).index)
+            merged = pd.concat([current[~replaced], frame], ignore_index=True)
         else:
-            merged = df
+            merged = frame
+        # Written as Spark writes a table (one Parquet file and _SUCCESS), and read back by Spark.
         staging = path.with_name(path.name + ".merging")
         shutil.rmtree(staging, ignore_errors=True)
-        merged.write.parquet(str(staging))
+        staging.mkdir(parents=True)
+        pq.write_table(
+            pa.Table.from_pandas(merged, schema=schema, preserve_index=False),
+            staging / "part-00000.parquet",
+            coerce_timestamps="us",  # Spark reads no nanoseconds
+        )
+        (staging / "_SUCCESS").touch()
         shutil.rmtree(path, ignore_errors=True)
         staging.rename(path)
-        record("write", name, rows or 0)
+        rows = len(frame)
+        record("write", name, rows)
 
     # --- online stores --------------------------------------------------------------
 
@@ -339,38 +368,48 @@ class FeatureEngineeringClient:
     # --- training and scoring -------------------------------------------------------
 
     def _lookup(self, df, lookups: list[FeatureLookup]):
-        """``df`` with each lookup's features: the latest row not after the timestamp lookup key."""
-        from pyspark.sql import Window
-        from pyspark.sql import functions as F
+        """``df`` with each lookup's features: the latest row not after the timestamp lookup key.
 
+        The stand-in joins on the driver, in pandas (``merge_asof``): its tables are local samples,
+        and a handful of small Spark jobs costs more than the join. The result is a Spark
+        DataFrame of ``df``'s rows, in their order, with the features appended.
+        """
+        from pyspark.sql.types import StructType
+
+        frame = df.toPandas()
+        frame["__point"] = range(len(frame))
+        schema = StructType(list(df.schema.fields))
         for lookup in lookups:
             table = self.get_table(name=lookup.table_name)
-            features = self.read_table(name=lookup.table_name)
+            features, types = _feature_rows(lookup.table_name)
             record("read", lookup.table_name)
             keys = lookup.keys()
             table_keys = [k for k in table.primary_keys if k not in table.timestamp_keys]
             if len(keys) != len(table_keys):
                 raise ValueError(f"lookup_key {keys} does not match the primary keys {table_keys} of {table.name}")
             names = lookup.feature_names or [c for c in features.columns if c not in table.primary_keys]
-            wanted = [n for n in names if n not in df.columns]  # features given in df are used as given
+            wanted = [n for n in names if n not in frame.columns]  # features given in df are used as given
             if not wanted:
                 continue
-            renamed = features.select(
-                *[F.col(t).alias(k) for t, k in zip(table_keys, keys, strict=True)],
-                *[F.col(ts).alias("__feature_ts") for ts in table.timestamp_keys],
-                *wanted,
+            rows = features[[*table_keys, *table.timestamp_keys, *wanted]].set_axis(
+                [*keys, *("__feature_ts" for _ in table.timestamp_keys), *wanted], axis=1
             )
             if table.timestamp_keys and lookup.timestamp_lookup_key:
-                df = df.join(
-                    _as_of(df, renamed, keys, lookup.timestamp_lookup_key, wanted),
-                    [*keys, lookup.timestamp_lookup_key],
-                    "left",
-                )
+                frame = _as_of(frame, rows, keys, lookup.timestamp_lookup_key)
             else:
-                latest = Window.partitionBy(*keys).orderBy(F.col("__feature_ts").desc())
-                best = renamed.withColumn("__rank", F.row_number().over(latest)).where("__rank = 1")
-                df = df.join(best.drop("__rank", "__feature_ts"), keys, "left")
-        return df
+                if table.timestamp_keys:
+                    rows = rows.sort_values("__feature_ts").drop_duplicates(keys, keep="last")
+                rows = rows.drop(columns="__feature_ts", errors="ignore")
+                # Rows with a null key match nothing, as in a SQL join (pandas would match null to null).
+                complete = frame[keys].notna().all(axis=1)
+                found = frame[complete].astype({key: rows[key].dtype for key in keys}).merge(rows, on=keys, how="left")
+                frame = pd.concat([found, frame[~complete]]).sort_values("__point")
+            for name in wanted:
+                schema.add(name, types[name].dataType, nullable=True)
+        joined = _spark().createDataFrame(_nullable_integers(frame[schema.fieldNames()], schema), schema)
+        # One partition, as a scan of a local table of this size has: each partition a scoring UDF
+        # reads starts a Python worker that loads the model.
+        return joined.coalesce(1)
 
     def create_training_set(
         self, *, df, feature_lookups: list[FeatureLookup], label, exclude_columns: list[str] | None = None, **kwargs
@@ -409,7 +448,7 @@ class FeatureEngineeringClient:
         from mlflow.types import ColSpec, Schema
 
         spec = training_set.spec
-        head = training_set.rows().limit(5).toPandas()
+        head = training_set.joined.limit(5).toPandas()
         inputs = head[spec["source_columns"] + spec["features"]]
         raw_inputs = head[spec["model_inputs"]]
         inferred = infer_signature(inputs, model.predict(raw_inputs))
@@ -462,8 +501,6 @@ class _Wrapper:
         self.raw = mlflow.pyfunc.load_model(str(self.path / RAW_MODEL))
 
     def predict(self, df, params=None):
-        import pandas as pd
-
         if isinstance(df, pd.DataFrame) and all(c in df.columns for c in self.spec["model_inputs"]):
             return pd.DataFrame({"prediction": self.raw.predict(df[self.spec["model_inputs"]])})
         frame = df if isinstance(df, pd.DataFrame) else df.toPandas()
