@@ -16,10 +16,10 @@ import sys
 import time
 
 from .bundle import BundleError, load_bundle, resolve
+from .environment import start_spark_early
 from .project import activate, find_project_dir, problem_changed, project_module, state_dir
 from .rules import check
 from .runner import LocalRunner, check_wheel_tasks
-from .scenario import ScenarioError, run_scenario, summary
 
 
 def _pairs(values: list[str], option: str) -> dict[str, str]:
@@ -100,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Removed {folder}")
         return 0
     state = activate(project)
+    if args.command in ("run", "scenario"):
+        start_spark_early(state)  # the JVM starts while MLflow and the job code import
+    from .scenario import ScenarioError, run_scenario, summary  # imports MLflow: seconds
+
     changed = problem_changed(state) if args.command in ("run", "scenario") else None
     if changed:
         print(

@@ -167,25 +167,25 @@ def start_spark_early(root: Path, warm_up_modules: tuple[str, ...] = ()) -> None
     """Start the local Spark session in the background; ``spark_session`` waits for it.
 
     The JVM then starts while this process imports its libraries. ``warm_up_modules`` go
-    to ``warm_up_python_worker``. A failure here is not raised: ``spark_session`` then
-    starts the session itself and reports the error.
+    to ``warm_up_python_worker`` (also when the session is already started or starting).
+    A failure here is not raised: ``spark_session`` then starts the session itself and
+    reports the error.
     """
     from pyspark.sql import SparkSession
 
-    if not _early_ready.is_set() or SparkSession.getActiveSession() or _early_session:
-        return
-    _early_ready.clear()
+    if _early_ready.is_set() and not SparkSession.getActiveSession() and not _early_session:
+        _early_ready.clear()
 
-    def start() -> None:
-        global _early_session
-        try:
-            _early_session = _new_session(root)
-        except Exception:
-            return
-        finally:
-            _early_ready.set()
+        def start() -> None:
+            global _early_session
+            try:
+                _early_session = _new_session(root)
+            except Exception:
+                return
+            finally:
+                _early_ready.set()
 
-    threading.Thread(target=start, name="spark-early-start", daemon=True).start()
+        threading.Thread(target=start, name="spark-early-start", daemon=True).start()
     if warm_up_modules:
         warm_up_python_worker(root, warm_up_modules)
 
