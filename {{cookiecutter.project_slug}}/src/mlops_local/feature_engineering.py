@@ -123,23 +123,29 @@ class DatabricksOnlineStore:
     state: str = "AVAILABLE"
 
 
-def _as_of(points, rows, keys: list[str], at: str):
-    """``points`` (pandas) with, per row, the columns of the latest row of ``rows`` with the same
-    ``keys`` whose ``__feature_ts`` is not after its ``at`` (nulls where there is none).
+def _left_join(points, rows, keys: list[str], at: str | None = None):
+    """``points`` (pandas) with the columns of its matching row of ``rows`` (nulls where none):
+    the row with the same ``keys`` or, with ``at``, the latest such row whose ``__feature_ts`` is
+    not after the point's ``at``. ``points`` keep their order (``__point``).
 
-    A point with a null key or a null ``at`` matches nothing, as in a SQL join.
+    A point with a null key or a null ``at`` matches nothing, as in a SQL join (pandas would
+    match null to null).
     """
-    complete = points[keys + [at]].notna().all(axis=1)
-    found = pd.merge_asof(
-        points[complete].astype({key: rows[key].dtype for key in keys}).sort_values(at),
-        rows.sort_values("__feature_ts"),
-        left_on=at,
-        right_on="__feature_ts",
-        by=keys,
-        direction="backward",
-        allow_exact_matches=True,  # "not after": a feature row of the same instant counts
-    )
-    return pd.concat([found, points[~complete]]).sort_values("__point").drop(columns="__feature_ts")
+    complete = points[[*keys, *([at] if at else [])]].notna().all(axis=1)
+    matchable = points[complete].astype({key: rows[key].dtype for key in keys})
+    if at:
+        found = pd.merge_asof(
+            matchable.sort_values(at),
+            rows.sort_values("__feature_ts"),
+            left_on=at,
+            right_on="__feature_ts",
+            by=keys,
+            direction="backward",
+            allow_exact_matches=True,  # "not after": a feature row of the same instant counts
+        ).drop(columns="__feature_ts")
+    else:
+        found = matchable.merge(rows, on=keys, how="left")
+    return pd.concat([found, points[~complete]]).sort_values("__point")
 
 
 def _feature_rows(name: str):
@@ -278,8 +284,7 @@ class FeatureEngineeringClient:
         (staging / "_SUCCESS").touch()
         shutil.rmtree(path, ignore_errors=True)
         staging.rename(path)
-        rows = len(frame)
-        record("write", name, rows)
+        record("write", name, len(frame))
 
     # --- online stores --------------------------------------------------------------
 
@@ -395,15 +400,11 @@ class FeatureEngineeringClient:
                 [*keys, *("__feature_ts" for _ in table.timestamp_keys), *wanted], axis=1
             )
             if table.timestamp_keys and lookup.timestamp_lookup_key:
-                frame = _as_of(frame, rows, keys, lookup.timestamp_lookup_key)
-            else:
+                frame = _left_join(frame, rows, keys, lookup.timestamp_lookup_key)
+            else:  # the latest row of each key
                 if table.timestamp_keys:
                     rows = rows.sort_values("__feature_ts").drop_duplicates(keys, keep="last")
-                rows = rows.drop(columns="__feature_ts", errors="ignore")
-                # Rows with a null key match nothing, as in a SQL join (pandas would match null to null).
-                complete = frame[keys].notna().all(axis=1)
-                found = frame[complete].astype({key: rows[key].dtype for key in keys}).merge(rows, on=keys, how="left")
-                frame = pd.concat([found, frame[~complete]]).sort_values("__point")
+                frame = _left_join(frame, rows.drop(columns="__feature_ts", errors="ignore"), keys)
             for name in wanted:
                 schema.add(name, types[name].dataType, nullable=True)
         joined = _spark().createDataFrame(_nullable_integers(frame[schema.fieldNames()], schema), schema)
