@@ -30,7 +30,7 @@ client.py``), on the local runner's Parquet tables and MLflow registry:
   (delta.enableChangeDataFeed = true)`` does on Databricks), as the client's docstring says.
 
 The feature spec records full table names, so a model scores from the tables it was logged with.
-A model served (``mlflow models serve`` with ``SERVING_ENV`` set, as ``scoring_server`` does)
+A model served (MLflow's scoring server with ``SERVING_ENV`` set, as ``scoring_server`` runs it)
 looks the features a request lacks up in the online tables its feature tables were published to,
 as Model Serving's automatic feature lookup does; loaded anywhere else it looks them up in the
 feature tables, point in time, as ``score_batch`` does.

@@ -1,8 +1,11 @@
 """Serve a model on this machine with MLflow's own scoring server, and smoke-test it.
 
-``scoring_server`` runs ``mlflow models serve -m <uri> --env-manager local`` with this
-interpreter on 127.0.0.1 and a free port, waits until it answers ``/ping``, and stops it
-when the ``with`` block ends, also when a step inside fails. ``smoke_test`` sends the
+``scoring_server`` does what ``mlflow models serve -m <uri> --env-manager local`` does,
+with this interpreter on 127.0.0.1 and a free port: it downloads the model and runs the
+command MLflow's own ``scoring_server.get_cmd`` gives (uvicorn on MLflow's scoring app). It
+waits until the server answers ``/ping``, and stops it when the ``with`` block ends, also
+when a step inside fails. Going through the ``mlflow`` command line instead would add a
+process that imports MLflow's whole CLI (about 7 s of CPU here) only to start the same server. ``smoke_test`` sends the
 model's own serving input example (what ``validate`` checked) and a malformed request,
 and compares the served predictions with ``predict`` in this process on the same rows.
 ``check_serving`` is the local scenario's last step: prod's endpoint (as the stand-in
@@ -29,6 +32,7 @@ import numpy as np
 import pandas as pd
 import requests
 from mlflow.models.utils import load_serving_example
+from mlflow.pyfunc import scoring_server as mlflow_scoring
 from mlflow.tracking import MlflowClient
 
 from .project import project_module
@@ -57,11 +61,7 @@ def _group_alive(group: int) -> bool:
 
 
 def _stop(process: subprocess.Popen) -> None:
-    """Stop the server and everything it started (its own process group), and wait until they are gone.
-
-    ``mlflow models serve`` exits at once on SIGTERM while the uvicorn server it started is still
-    shutting down, so waiting for the first process is not enough.
-    """
+    """Stop the server and everything it started (its own process group), and wait until they are gone."""
     group = process.pid
     for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
         with contextlib.suppress(ProcessLookupError):
@@ -78,20 +78,21 @@ def _stop(process: subprocess.Popen) -> None:
 def scoring_server(model_uri: str, timeout: float = 180.0) -> Iterator[str]:
     """Serve ``model_uri`` locally; yields the server's base URL."""
     port = free_port()
-    # The server runs `uvicorn` from PATH: put this interpreter's scripts folder first.
-    scripts = str(Path(sys.executable).parent)
-    env = {
-        **os.environ,
-        "PATH": os.pathsep.join([scripts, os.environ.get("PATH", "")]),
-        "MLFLOW_TRACKING_URI": mlflow.get_tracking_uri(),
-        "MLFLOW_REGISTRY_URI": mlflow.get_registry_uri(),
-        # A model that looks features up reads the online tables when served, as Model Serving does.
-        "MLOPS_LOCAL_SERVING": "1",
-    }
-    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri]
-    command += ["--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]
-    with tempfile.TemporaryFile("w+") as log:
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    with tempfile.TemporaryDirectory(prefix="served_model_") as download, tempfile.TemporaryFile("w+") as log:
+        model_path = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=download)
+        command, env = mlflow_scoring.get_cmd(model_path, port=port, host="127.0.0.1", nworkers=1)
+        # `uvicorn` is found on PATH, as `mlflow models serve` finds it: this interpreter's scripts first.
+        scripts = str(Path(sys.executable).parent)
+        env.update(
+            PATH=os.pathsep.join([scripts, env.get("PATH", "")]),
+            MLFLOW_TRACKING_URI=mlflow.get_tracking_uri(),
+            MLFLOW_REGISTRY_URI=mlflow.get_registry_uri(),
+            # A model that looks features up reads the online tables when served, as Model Serving does.
+            MLOPS_LOCAL_SERVING="1",
+        )
+        process = subprocess.Popen(
+            ["bash", "-c", f"exec {command}"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             url = f"http://127.0.0.1:{port}"
             _wait_until_ready(url, process, log, timeout)
@@ -105,13 +106,13 @@ def _wait_until_ready(url: str, process: subprocess.Popen, log, timeout: float) 
     while time.monotonic() < deadline:
         if process.poll() is not None:
             log.seek(0)
-            raise ServingError(f"mlflow models serve exited with code {process.returncode}:\n{log.read()[-3000:]}")
+            raise ServingError(f"the scoring server exited with code {process.returncode}:\n{log.read()[-3000:]}")
         with contextlib.suppress(requests.ConnectionError):
             if requests.get(f"{url}/ping", timeout=2).status_code == 200:
                 return
         time.sleep(0.5)
     log.seek(0)
-    raise ServingError(f"mlflow models serve did not answer {url}/ping within {timeout:.0f}s:\n{log.read()[-3000:]}")
+    raise ServingError(f"the scoring server did not answer {url}/ping within {timeout:.0f}s:\n{log.read()[-3000:]}")
 
 
 def invoke(url: str, payload: str | dict) -> requests.Response:
@@ -192,7 +193,7 @@ def check_serving(state: Path, model_name: str, endpoint_name: str, echo: Callab
         raise ServingError(f"endpoint {endpoint_name} serves {served}, not the champion v{champion}")
     echo(f"\n[serving] endpoint {endpoint['name']} serves {model.full_name} v{champion} (the champion)")
     uri = model.uri(alias=names.CHAMPION)
-    echo(f"[serving] mlflow models serve -m {uri} --env-manager local: smoke test")
+    echo(f"[serving] MLflow's scoring server on {uri} (as mlflow models serve --env-manager local): smoke test")
     try:
         with scoring_server(uri) as url:
             result = smoke_test(url, uri)

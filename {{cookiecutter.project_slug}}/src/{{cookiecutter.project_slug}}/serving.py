@@ -16,7 +16,7 @@ back whatever version it was given. ``databricks bundle destroy`` therefore leav
 
 It calls the Serving Endpoints API through ``databricks-sdk`` as the job's identity
 (``runtime.workspace_client``; locally, the stand-in workspace keeps the endpoint, and the
-local scenario serves the champion with ``mlflow models serve``).
+local scenario serves the champion with MLflow's scoring server, ``mlops_local.scoring_server``).
 """
 
 from __future__ import annotations

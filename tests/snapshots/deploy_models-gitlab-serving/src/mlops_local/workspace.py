@@ -183,8 +183,12 @@ def serve(stand_in: StandIn):
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
             body = json.loads(raw) if raw else None
-            if url.path == "/.well-known/databricks-config":  # the SDK's optional host discovery
-                status, answer = 404, {"error_code": "NOT_FOUND", "message": "no host metadata"}
+            if url.path == "/.well-known/databricks-config":
+                # The SDK's host discovery, on every client it makes; without an answer it logs a
+                # warning in every local run. Answered as the Databricks CLI's own test server
+                # answers it (libs/testserver/server.go, New).
+                host = f"http://{self.headers.get('Host')}"
+                status, answer = 200, {"oidc_endpoint": f"{host}/oidc", "workspace_id": "900800700600"}
             else:
                 with stand_in.lock:
                     stand_in.calls.append(Call(self.command, url.path, parse_qs(url.query), body))
