@@ -6,6 +6,9 @@
 figures, slowest file first, so the next slow file is visible. Times are the sum of each
 file's tests (setup, call and teardown), so with several xdist workers they add up to more
 than the wall time, which the report's own total gives.
+
+Then the slowest test functions (mean seconds over their parameters), in the form of the
+``RUN_FIRST`` table of tests/conftest.py, which starts the slowest tests first under xdist.
 """
 
 from __future__ import annotations
@@ -39,6 +42,19 @@ def per_file(report: Path) -> tuple[dict[str, tuple[float, int]], float]:
     return {name: (seconds, int(count)) for name, (seconds, count) in totals.items()}, float(suite.get("time", 0))
 
 
+def slowest_functions(report: Path, at_least: float = 30.0) -> dict[str, float]:
+    """{"test_x.py::test_name": mean seconds over its parameters} of the test functions that
+    take ``at_least`` seconds, slowest first (the keys of tests/conftest.py's ``RUN_FIRST``)."""
+    times: dict[str, list[float]] = defaultdict(list)
+    for case in ET.parse(report).getroot().iter("testcase"):
+        parts = case.get("classname", "").split(".")  # tests, test_x[, TestClass]
+        first = next((index for index, part in enumerate(parts) if part.startswith("test_")), len(parts) - 1)
+        function = case.get("name", "").split("[", 1)[0]
+        times["::".join([f"{parts[first]}.py", *parts[first + 1 :], function])].append(float(case.get("time", 0)))
+    means = {name: sum(values) / len(values) for name, values in times.items()}
+    return dict(sorted(((n, m) for n, m in means.items() if m >= at_least), key=lambda item: -item[1]))
+
+
 def main(argv: list[str]) -> int:
     report = Path(argv[0]) if argv else DEFAULT
     if not report.exists():
@@ -50,6 +66,9 @@ def main(argv: list[str]) -> int:
     print(f"  {'file':50}{'tests':>7}{'seconds':>10}")
     for name, (seconds, count) in sorted(files.items(), key=lambda item: -item[1][0]):
         print(f"  {name + '.py':50}{count:>7}{seconds:>10.0f}")
+    print("\nSlowest test functions, seconds per run (the figures of RUN_FIRST in tests/conftest.py)")
+    for name, seconds in slowest_functions(report).items():
+        print(f"  {name:90}{seconds:>6.0f}")
     return 0
 
 
