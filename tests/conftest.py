@@ -19,15 +19,13 @@ from bake import bake  # noqa: E402
 collect_ignore = ["snapshots", "runner"]
 
 # `make test` runs on one pytest-xdist worker per core. A test of several minutes that starts
-# late keeps one worker busy while the others have nothing left. In collection order the README
-# walkthroughs come near the end: replaying xdist's worksteal scheduling on a fresh-clone
-# rehearsal's per-test times gives 1312 s for two workers (the rehearsal took 1316 s), one of
-# them idle for the last four minutes. The tests of RUN_FIRST therefore start first, longest
-# first; the rest keep their order. The same replay gives 1193 s (half the summed time) with the
-# walkthroughs and the feature-store suites listed, and about 1210 s with the next slowest (the
-# other generated suites, one to one and a half minutes each) listed as well, since they then no
-# longer fill in for the other worker. The figures are seconds per test from a rehearsal's
-# build/test-report.xml (tools/suite_times.py prints them); they set the order only, never a result.
+# late keeps one worker busy while the others have nothing left, and in collection order the
+# README walkthroughs come near the end. The tests of RUN_FIRST therefore start first, longest
+# first; the rest keep their order. Only the longest are listed: the other generated suites (one
+# to two minutes each) stay in the middle, where they fill in for the other worker. Fresh-clone
+# runs, A/B: 1275 s with this order, 1485 s without (docs/decisions.md). The figures are seconds
+# per test from a rehearsal's build/test-report.xml (tools/suite_times.py prints them); they set
+# the order only, never a result.
 RUN_FIRST = {
     "test_readme_walkthrough.py::test_the_generated_readme_works_as_written": 250,
     "test_feature_store.py::test_the_generated_suite_passes_with_feature_tables": 115,

@@ -15,7 +15,7 @@ import requests
 from helpers import model_args, register_small_version
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
-from mlops_local.scoring_server import scoring_server, served_version, smoke_test
+from mlops_local.scoring_server import ServingError, scoring_server, served_version, smoke_test
 from mlops_local.workspace import local_endpoint
 from test_model_lifecycle import validate_args
 
@@ -184,6 +184,13 @@ def test_validation_refuses_a_version_without_an_input_example(fresh_model):
 
 
 # --- The local scoring server --------------------------------------------------------
+
+
+def test_serving_a_model_that_does_not_exist_names_it(fresh_model):
+    uri = fresh_model.uri(alias=CHAMPION)
+    with pytest.raises(ServingError, match=f"cannot download {uri}"):
+        with scoring_server(uri):
+            pass
 
 
 @pytest.mark.slow  # starts MLflow's scoring server

@@ -79,7 +79,10 @@ def scoring_server(model_uri: str, timeout: float = 180.0) -> Iterator[str]:
     """Serve ``model_uri`` locally; yields the server's base URL."""
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="served_model_") as download, tempfile.TemporaryFile("w+") as log:
-        model_path = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=download)
+        try:
+            model_path = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=download)
+        except mlflow.MlflowException as error:
+            raise ServingError(f"cannot download {model_uri} to serve it: {error.message}") from None
         command, env = mlflow_scoring.get_cmd(model_path, port=port, host="127.0.0.1", nworkers=1)
         # `uvicorn` is found on PATH, as `mlflow models serve` finds it: this interpreter's scripts first.
         scripts = str(Path(sys.executable).parent)
