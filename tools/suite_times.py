@@ -21,13 +21,18 @@ from pathlib import Path
 DEFAULT = Path("build") / "test-report.xml"
 
 
-def _module(classname: str) -> str:
-    """tests/test_x.py from a JUnit classname: "tests.test_x" or "tests.test_x.TestClass"."""
+def _split(classname: str) -> tuple[str, list[str]]:
+    """("tests/test_x", its test classes) from a JUnit classname: "tests.test_x" or "tests.test_x.TestClass"."""
     parts = classname.split(".")
     for index, part in enumerate(parts):
         if part.startswith("test_"):
-            return "/".join(parts[: index + 1])
-    return classname or "?"
+            return "/".join(parts[: index + 1]), parts[index + 1 :]
+    return classname or "?", []
+
+
+def _module(classname: str) -> str:
+    """tests/test_x from a JUnit classname: "tests.test_x" or "tests.test_x.TestClass"."""
+    return _split(classname)[0]
 
 
 def per_file(report: Path) -> tuple[dict[str, tuple[float, int]], float]:
@@ -47,10 +52,9 @@ def slowest_functions(report: Path, at_least: float = 30.0) -> dict[str, float]:
     take ``at_least`` seconds, slowest first (the keys of tests/conftest.py's ``RUN_FIRST``)."""
     times: dict[str, list[float]] = defaultdict(list)
     for case in ET.parse(report).getroot().iter("testcase"):
-        parts = case.get("classname", "").split(".")  # tests, test_x[, TestClass]
-        first = next((index for index, part in enumerate(parts) if part.startswith("test_")), len(parts) - 1)
+        module, classes = _split(case.get("classname", ""))
         function = case.get("name", "").split("[", 1)[0]
-        times["::".join([f"{parts[first]}.py", *parts[first + 1 :], function])].append(float(case.get("time", 0)))
+        times["::".join([f"{module.rsplit('/', 1)[-1]}.py", *classes, function])].append(float(case.get("time", 0)))
     means = {name: sum(values) / len(values) for name, values in times.items()}
     return dict(sorted(((n, m) for n, m in means.items() if m >= at_least), key=lambda item: -item[1]))
 

@@ -5,9 +5,9 @@ with this interpreter on 127.0.0.1 and a free port: it downloads the model and r
 command MLflow's own ``scoring_server.get_cmd`` gives (uvicorn on MLflow's scoring app). It
 waits until the server answers ``/ping``, and stops it when the ``with`` block ends, also
 when a step inside fails. Going through the ``mlflow`` command line instead would add a
-process that imports MLflow's whole CLI (about 7 s of CPU here) only to start the same server. ``smoke_test`` sends the
-model's own serving input example (what ``validate`` checked) and a malformed request,
-and compares the served predictions with ``predict`` in this process on the same rows.
+process that imports MLflow's whole CLI (about 7 s of CPU here) only to start the same
+server. ``smoke_test`` sends the model's own serving input example (what ``validate``
+checked) and a malformed request, and compares the served predictions with ``predict`` in this process on the same rows.
 ``check_serving`` is the local scenario's last step: prod's endpoint (as the stand-in
 workspace keeps it) serves prod's champion, and that champion passes the smoke test.
 """
