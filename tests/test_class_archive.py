@@ -9,6 +9,7 @@ deleted and the session starts without it.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -78,3 +79,33 @@ def test_switched_off_no_archive_is_built(baked, tmp_path, monkeypatch):
 
     assert class_archive.java_options("-XX:+UseSerialGC") == ("-XX:+UseSerialGC", None)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_pyspark_installed_again_gets_an_archive_of_its_own(baked, tmp_path, monkeypatch):
+    """The JVM ignores an archive once a jar's size or time differs from when it was written
+    (JDK 17, ``SharedClassPathEntry::validate``: "A jar file is not the one used while building
+    the shared archive file"), so a reinstalled PySpark at the same path needs a new key."""
+    project = baked()
+    monkeypatch.syspath_prepend(str(project / "src"))
+    from mlops_local import class_archive
+
+    jars = tmp_path / "jars"
+    jars.mkdir()
+    (jars / "spark-core.jar").write_bytes(b"classes")
+    (jars / "README").write_text("not a jar")
+    signature = class_archive.jars_signature(jars)
+    assert signature == class_archive.jars_signature(jars)
+
+    (jars / "README").write_text("still not a jar")
+    assert class_archive.jars_signature(jars) == signature
+    os.utime(jars / "spark-core.jar", (1_000_000_000, 1_000_000_000))  # installed again: another time
+    retimed = class_archive.jars_signature(jars)
+    assert retimed != signature
+    (jars / "spark-core.jar").write_bytes(b"other classes")
+    os.utime(jars / "spark-core.jar", (1_000_000_000, 1_000_000_000))
+    assert class_archive.jars_signature(jars) not in (signature, retimed)
+
+    monkeypatch.setattr(class_archive, "jars_signature", lambda folder: signature)
+    before = class_archive.key("-XX:+UseSerialGC")
+    monkeypatch.setattr(class_archive, "jars_signature", lambda folder: retimed)
+    assert before is not None and class_archive.key("-XX:+UseSerialGC") != before

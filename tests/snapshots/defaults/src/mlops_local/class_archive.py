@@ -6,9 +6,9 @@ Java's application class-data sharing (AppCDS, JDK 13 and later) saves them once
 and ``-XX:SharedArchiveFile=FILE`` maps them at the next start. On a 2-core machine this
 takes about a third off a session's start and first job.
 
-The archive belongs to one JVM, one PySpark installation and one set of JVM options, so it
-is cached under a key made of all three (``environment.cached``), about 140 MB each, built
-once per machine and virtual environment:
+The archive belongs to one JVM, one PySpark installation (its jars, as the JVM checks them)
+and one set of JVM options, so it is cached under a key made of all three
+(``environment.cached``), about 140 MB each, built once per machine and virtual environment:
 
 - the first session without an archive starts as before and builds one in a separate
   process, in the background (``python -m mlops_local.class_archive`` builds it in the
@@ -73,15 +73,29 @@ def key(base_options: str) -> str | None:
     if java is None:
         return None
     release = java.parents[1] / "release"
+    spark_home = Path(pyspark.__file__).resolve().parent
     parts = [
         str(java),
         release.read_text() if release.is_file() else str(java.stat().st_mtime_ns),
         pyspark.__version__,
-        str(Path(pyspark.__file__).resolve().parent),
+        str(spark_home),
+        jars_signature(spark_home / "jars"),
         base_options,
     ]
     digest = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
     return f"spark-classes-{pyspark.__version__}-{digest}"
+
+
+def jars_signature(folder: Path) -> str:
+    """Name, size and modification time (whole seconds) of each jar in ``folder``.
+
+    The JVM maps an archive only if every jar of the class path has the size and time it had
+    when the archive was written; otherwise it quietly starts without it. PySpark installed
+    again at the same path (``pip install --force-reinstall``, a recreated virtual environment)
+    changes the times, so it gets an archive of its own.
+    """
+    jars = sorted(folder.glob("*.jar")) if folder.is_dir() else []
+    return "\n".join(f"{jar.name} {jar.stat().st_size} {int(jar.stat().st_mtime)}" for jar in jars)
 
 
 def archive(base_options: str) -> Path | None:
