@@ -94,8 +94,8 @@ def jars_signature(folder: Path) -> str:
     again at the same path (``pip install --force-reinstall``, a recreated virtual environment)
     changes the times, so it gets an archive of its own.
     """
-    jars = sorted(folder.glob("*.jar")) if folder.is_dir() else []
-    return "\n".join(f"{jar.name} {jar.stat().st_size} {int(jar.stat().st_mtime)}" for jar in jars)
+    stats = [(jar.name, jar.stat()) for jar in sorted(folder.glob("*.jar"))] if folder.is_dir() else []
+    return "\n".join(f"{name} {stat.st_size} {int(stat.st_mtime)}" for name, stat in stats)
 
 
 def archive(base_options: str) -> Path | None:

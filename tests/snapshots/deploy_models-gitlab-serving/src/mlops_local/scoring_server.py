@@ -7,7 +7,8 @@ waits until the server answers ``/ping``, and stops it when the ``with`` block e
 when a step inside fails. Going through the ``mlflow`` command line instead would add a
 process that imports MLflow's whole CLI (about 7 s of CPU here) only to start the same
 server. ``smoke_test`` sends the model's own serving input example (what ``validate``
-checked) and a malformed request, and compares the served predictions with ``predict`` in this process on the same rows.
+checked) and a malformed request, and compares the served predictions with ``predict`` in
+this process on the same rows.
 ``check_serving`` is the local scenario's last step: prod's endpoint (as the stand-in
 workspace keeps it) serves prod's champion, and that champion passes the smoke test.
 """
