@@ -6,6 +6,8 @@ project's fixtures.
 """
 
 import copy
+import gc
+import weakref
 
 import pytest
 from conftest import PROJECT_DIR
@@ -63,6 +65,30 @@ def test_conditions_outcomes_and_run_if(local_state):
     assert runner.run("parent", {"flag": "no"}).tasks["when_true"].state == EXCLUDED
     with pytest.raises(TaskConfigError, match="has no parameter nope"):
         runner.run("parent", {"nope": "1"})
+
+
+def test_before_each_task_the_garbage_is_freed_and_the_rest_frozen(local_state):
+    """The runner keeps what is alive out of later garbage collections (``environment.freeze_heap``);
+    what is already garbage then is freed, never kept for the rest of the run."""
+
+    class Node:
+        pass
+
+    first, second = Node(), Node()
+    first.other, second.other = second, first  # a cycle: only a collection frees it
+    garbage = weakref.ref(first)
+    kept = Node()
+    del first, second
+    job = {"tasks": [condition("check", "1", "1")]}
+    runner = LocalRunner(PROJECT_DIR, bundle_with({"job": job}), local_state, echo=lambda _: None)
+    gc.disable()  # no automatic collection may free the cycle first
+    try:
+        assert runner.run("job").succeeded
+        assert garbage() is None
+        assert not any(obj is kept for obj in gc.get_objects())  # frozen: no collection walks it
+    finally:
+        gc.unfreeze()
+        gc.enable()
 
 
 def test_a_failed_task_fails_the_job_and_skips_its_dependants(local_state):

@@ -16,7 +16,7 @@ import sys
 import time
 
 from .bundle import BundleError, load_bundle, resolve
-from .environment import start_spark_early
+from .environment import freeze_heap, start_spark_early
 from .project import activate, find_project_dir, problem_changed, project_module, state_dir
 from .rules import check
 from .runner import LocalRunner, check_wheel_tasks
@@ -145,4 +145,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    freeze_heap(collect=False)  # exit without walking every object once more
+    sys.exit(status)

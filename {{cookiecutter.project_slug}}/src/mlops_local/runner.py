@@ -292,6 +292,7 @@ class LocalRunner:
         skipped = self._should_run(task, results)
         if skipped:
             return TaskResult(key, skipped)
+        environment.freeze_heap()  # what earlier tasks imported stays out of this task's collections
         started = time.perf_counter()
         try:
             if "python_wheel_task" in task:

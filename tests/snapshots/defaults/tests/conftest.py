@@ -57,7 +57,11 @@ def pytest_configure(config):
 
 
 def pytest_unconfigure(config):
+    from mlops_local.environment import freeze_heap
+
     from my_mlops_project.runtime import LOCAL_DIR_ENV
+
+    freeze_heap(collect=False)  # the run ends: exit without walking every object once more
 
     shutil.rmtree(os.environ[LOCAL_DIR_ENV], ignore_errors=True)
     previous = config.stash.get(_previous_state_key, None)
@@ -74,11 +78,13 @@ def pytest_collection_modifyitems(items):
 
 
 def pytest_collection_finish(session):
-    """When tests that score are selected, have a Spark Python worker import MLflow ahead of them."""
-    from mlops_local.environment import scoring_modules, warm_up_python_worker
+    """Keep the imported libraries out of the tests' garbage collections; when tests that score
+    are selected, have a Spark Python worker import MLflow ahead of them."""
+    from mlops_local.environment import freeze_heap, scoring_modules, warm_up_python_worker
 
     from my_mlops_project.runtime import local_dir
 
+    freeze_heap()
     if not session.config.option.collectonly and any(item.get_closest_marker("slow") for item in session.items):
         warm_up_python_worker(local_dir(), scoring_modules())
 

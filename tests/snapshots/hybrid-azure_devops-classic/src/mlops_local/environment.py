@@ -20,6 +20,7 @@ archive) is cached in ``MLOPS_LOCAL_CACHE`` (default ``~/.cache/mlops-local``).
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import importlib.util
 import inspect
@@ -92,6 +93,21 @@ def limit_native_threads() -> None:
     except ImportError:  # comes with scikit-learn; without it nothing has loaded OpenMP yet
         return
     threadpool_limits(1)
+
+
+def freeze_heap(collect: bool = True) -> None:
+    """Leave every object alive now out of Python's later garbage collections (``gc.freeze``).
+
+    Most of them are the libraries the jobs and tests import (MLflow, scikit-learn, pandas,
+    PySpark, the SDK): objects that live until exit, yet every full collection walks them
+    again, and the interpreter once more as it exits. Measured on a 2-core machine, that was
+    about 1.2 s of collections in a local scenario and 1.1-1.4 s of exit. ``collect`` frees
+    the garbage there is first, so none of it is kept; at exit there is no need. Local runs
+    and tests only: nothing in the job package calls this.
+    """
+    if collect:
+        gc.collect()
+    gc.freeze()
 
 
 # --- Spark -------------------------------------------------------------------------
