@@ -23,6 +23,7 @@ import datetime as dt
 import math
 from functools import reduce
 
+import pandas as pd
 from mlflow.tracking import MlflowClient
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -145,7 +146,9 @@ def main(argv: list[str] | None = None) -> bool:
         "monitored_at timestamp, model_name string, model_version string, window_start date, "
         "window_end date, metric string, column string, value double"
     )
-    write_table(spark.createDataFrame(rows, schema), model_ref.monitoring_table, mode="append")
+    # From pandas, so Arrow carries the rows to Spark: a list of tuples would start a Python worker.
+    frame = pd.DataFrame(rows, columns=[field.split()[0] for field in schema.split(", ")])
+    write_table(spark.createDataFrame(frame, schema), model_ref.monitoring_table, mode="append")
 
     print(f"Monitoring {model_ref.full_name} v{version}, predictions {window_start} to {last}:")
     for column, value in psi.items():
