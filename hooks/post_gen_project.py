@@ -221,7 +221,7 @@ def next_steps(project: Path, package: str) -> str:
         [
             f"Baked {project}. Next:",
             f"  cd {project}",
-            "  uv sync                                  # .venv with the dependencies, and uv.lock",
+            "  uv sync --compile-bytecode               # .venv with the dependencies, and uv.lock",
             '  uv run pytest -m "not slow"              # the quick loop, trains on a small sample',
             "  uv run python -m mlops_local scenario   # the whole pipeline, locally",
             "Then README.md: the local runs, and what to fill in before the first deploy.",

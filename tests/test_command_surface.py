@@ -9,6 +9,7 @@ repository (``project_root``).
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from test_monorepo import bake_into
 
 # Target -> the commands it runs (in order).
 TARGETS = {
-    "install": ["uv sync --locked"],
+    "install": ["uv sync --locked --compile-bytecode"],
     "lint": ["uv run ruff check .", "uv run ruff format --check ."],
     "test": ["uv run pytest"],
     "test-fast": ['uv run pytest -m "not slow"'],
@@ -69,6 +70,17 @@ def test_the_readme_calls_the_targets(baked):
         "mlops_local scenario  ",
     ):
         assert command not in readme, f"README repeats {command!r} instead of calling make"
+
+
+def test_bytecode_is_compiled_by_uv_sync_not_by_every_uv_run(baked):
+    """`uv sync --compile-bytecode` (README, make install) compiles once; `[tool.uv] compile-bytecode`
+    would make every `uv run` compile the whole environment again (uv issue 12202)."""
+    project = baked(project_slug="surface")
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+    assert "compile-bytecode" not in pyproject.get("tool", {}).get("uv", {})
+    readme = (project / "README.md").read_text()
+    syncs = re.findall(r"^uv sync\b.*$", readme, re.MULTILINE)
+    assert syncs and all("--compile-bytecode" in line for line in syncs), syncs
 
 
 def _check_calls(project: Path, platform: str, ci_root: Path) -> None:
