@@ -15,6 +15,7 @@ git), where each must find its attack.
 # ruff: noqa: E501 (stand-in replies and attack descriptions read best on one line)
 from __future__ import annotations
 
+import atexit
 import io
 import json
 import os
@@ -23,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -49,23 +51,39 @@ def template_before(tmp_path_factory) -> Path:
     return root
 
 
+# Pristine bakes of this process, by template and answers: each test gets a copy of its own to
+# attack (a bake is a cookiecutter process, about 1 s; a copy, milliseconds).
+_BAKES: dict[str, Path] = {}
+
+
 def bake_into(template: Path, out: Path, platform: str, pattern: str, root: str = ".", **answers: str) -> Path:
+    """A copy of the bake of ``template`` with these answers, in ``out``; returns the project's folder."""
     context = {"cicd_platform": platform, "deployment_pattern": pattern, **answers}
     if root != ".":
         context["project_root"] = root
+    key = json.dumps([str(template), context], sort_keys=True)
+    if key not in _BAKES:
+        _BAKES[key] = _bake(template, Path(tempfile.mkdtemp(prefix="ci-trust-bake-")), context)
+    out.mkdir(parents=True, exist_ok=True)
+    for entry in _BAKES[key].iterdir():
+        shutil.copytree(entry, out / entry.name, symlinks=True) if entry.is_dir() else shutil.copy2(entry, out)
+    if root != ".":
+        return out / root
+    (baked,) = (out / entry.name for entry in _BAKES[key].iterdir())
+    return baked
+
+
+def _bake(template: Path, out: Path, context: dict[str, str]) -> Path:
+    """``out`` with a bake of ``template`` in it (removed when this process exits)."""
+    atexit.register(shutil.rmtree, out, ignore_errors=True)
     # In a fresh process outside this repository: Python keeps the first template's
     # local_extensions loaded (and finds this repository's from its working directory); the
     # template before this work must load its own.
-    out.mkdir(parents=True, exist_ok=True)
-    before = set(out.iterdir())
     command = [sys.executable, "-m", "cookiecutter", "--no-input", "-o", str(out), str(template)]
     arguments = [*command, *(f"{k}={v}" for k, v in context.items())]
     result = subprocess.run(arguments, cwd=out, capture_output=True, text=True)  # not the repo: its local_extensions
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    if root != ".":
-        return out / root
-    (baked,) = set(out.iterdir()) - before
-    return baked
+    return out
 
 
 # --------------------------------------------------------------------------------------
