@@ -149,3 +149,11 @@ def test_outside_a_project_the_runner_says_where_it_looked(tmp_path, capsys):
 
     assert main(["--project-dir", str(tmp_path), "summary"]) == 1
     assert f"No databricks.yml in {tmp_path.resolve()} or above" in capsys.readouterr().err
+
+
+def test_the_jvm_warm_up_query_runs(spark):
+    """``start_spark_early`` runs it in the background, where a failure is silent: here it must
+    answer its 7 groups (a query Spark refuses would warm nothing up)."""
+    from mlops_local.environment import warm_up_jvm
+
+    assert warm_up_jvm(spark) == 7

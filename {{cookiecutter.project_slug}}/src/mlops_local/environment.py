@@ -182,8 +182,9 @@ def scoring_modules() -> tuple[str, ...]:
 def start_spark_early(root: Path, warm_up_modules: tuple[str, ...] = ()) -> None:
     """Start the local Spark session in the background; ``spark_session`` waits for it.
 
-    The JVM then starts while this process imports its libraries. ``warm_up_modules`` go
-    to ``warm_up_python_worker`` (also when the session is already started or starting).
+    The JVM then starts while this process imports its libraries, and once started runs
+    ``warm_up_jvm``'s query while the imports go on. ``warm_up_modules`` go to
+    ``warm_up_python_worker`` (also when the session is already started or starting).
     A failure here is not raised: ``spark_session`` then starts the session itself and
     reports the error.
     """
@@ -200,10 +201,33 @@ def start_spark_early(root: Path, warm_up_modules: tuple[str, ...] = ()) -> None
                 return
             finally:
                 _early_ready.set()
+            warm_up_jvm(_early_session)
 
         threading.Thread(target=start, name="spark-early-start", daemon=True).start()
     if warm_up_modules:
         warm_up_python_worker(root, warm_up_modules)
+
+
+# What a first query of a local run does in the JVM: parse, plan, generate code, shuffle, aggregate.
+WARM_UP_QUERY = (
+    "SELECT k, count(*) AS n, avg(v) AS mean, max(t) AS latest FROM ("
+    " SELECT id % 7 AS k, id * 1.5 AS v, timestamp_seconds(id) AS t, sha2(CAST(id AS STRING), 256) AS h"
+    " FROM range(2000)) WHERE h IS NOT NULL GROUP BY k ORDER BY k"
+)
+
+
+def warm_up_jvm(spark: SparkSession) -> int:
+    """Run ``WARM_UP_QUERY`` in the JVM; returns its row count (7), or 0 when it failed.
+
+    The JVM compiles and loads what a run's first Spark jobs need while the main thread still
+    imports its libraries, instead of after. Only py4j calls on JVM objects: no Python module
+    is imported here, so this thread never takes an import lock that the main thread holds
+    (docs/decisions.md: a background import deadlocked).
+    """
+    try:
+        return spark._jsparkSession.sql(WARM_UP_QUERY).collectAsList().size()
+    except Exception:  # a stopped session, or the interpreter exiting: nothing to warm
+        return 0
 
 
 def warm_up_python_worker(root: Path, modules: tuple[str, ...]) -> None:
