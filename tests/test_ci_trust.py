@@ -63,18 +63,23 @@ def bake_into(template: Path, out: Path, platform: str, pattern: str, root: str 
         context["project_root"] = root
     key = json.dumps([str(template), context], sort_keys=True)
     if key not in _BAKES:
-        _BAKES[key] = _bake(template, Path(tempfile.mkdtemp(prefix="ci-trust-bake-")), context)
+        _BAKES[key] = _bake(template, context)
     out.mkdir(parents=True, exist_ok=True)
-    for entry in _BAKES[key].iterdir():
-        shutil.copytree(entry, out / entry.name, symlinks=True) if entry.is_dir() else shutil.copy2(entry, out)
+    entries = list(_BAKES[key].iterdir())
+    for entry in entries:
+        if entry.is_dir():
+            shutil.copytree(entry, out / entry.name, symlinks=True)
+        else:
+            shutil.copy2(entry, out)
     if root != ".":
         return out / root
-    (baked,) = (out / entry.name for entry in _BAKES[key].iterdir())
-    return baked
+    (baked,) = entries
+    return out / baked.name
 
 
-def _bake(template: Path, out: Path, context: dict[str, str]) -> Path:
-    """``out`` with a bake of ``template`` in it (removed when this process exits)."""
+def _bake(template: Path, context: dict[str, str]) -> Path:
+    """A new folder with a bake of ``template`` in it (removed when this process exits)."""
+    out = Path(tempfile.mkdtemp(prefix="ci-trust-bake-"))
     atexit.register(shutil.rmtree, out, ignore_errors=True)
     # In a fresh process outside this repository: Python keeps the first template's
     # local_extensions loaded (and finds this repository's from its working directory); the
