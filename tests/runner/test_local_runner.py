@@ -157,3 +157,23 @@ def test_the_jvm_warm_up_query_runs(spark):
     from mlops_local.environment import warm_up_jvm
 
     assert warm_up_jvm(spark) == 7
+
+
+def test_a_table_is_read_with_its_stored_schema_and_an_append_adds_its_columns(spark, tmp_path):
+    """A read starts no Spark job (schema inference is one per read), and a column an append
+    brings is in the table afterwards, as Databricks' ``mergeSchema`` keeps it."""
+    from mlops_local.environment import read_table, write_table
+
+    name = "local.tests.appended"
+    write_table(spark.createDataFrame([(1, 0.5)], "id long, x double"), tmp_path, name, "overwrite")
+    write_table(spark.createDataFrame([(2, 1.5, "new")], "id long, x double, y string"), tmp_path, name, "append")
+    write_table(spark.createDataFrame([(3, 2.5)], "id long, x double"), tmp_path, name, "append")
+
+    spark.sparkContext.setJobGroup("read-only", "reading a table")
+    try:
+        table = read_table(spark, tmp_path, name)
+        assert spark.sparkContext.statusTracker().getJobIdsForGroup("read-only") == []
+    finally:
+        spark.sparkContext.setJobGroup("", "")
+    assert table.columns == ["id", "x", "y"]
+    assert sorted(tuple(row) for row in table.collect()) == [(1, 0.5, None), (2, 1.5, "new"), (3, 2.5, None)]

@@ -53,7 +53,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
-from pyspark.sql.pandas.types import to_arrow_schema
+from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
 from . import environment
 
@@ -151,8 +151,6 @@ def _left_join(points, rows, keys: list[str], at: str | None = None):
 def _feature_rows(name: str):
     """The rows of feature table ``name`` (pandas) and its Spark schema, read from its Parquet file
     directly (``write_table`` wrote it): no Spark job for a local sample."""
-    from pyspark.sql.pandas.types import from_arrow_schema
-
     path = environment.table_path(_root(), name)
     if not environment.table_exists(_root(), name):
         raise ValueError(f"Feature table '{name}' has no rows yet: run the feature pipeline (write_table) first.")
@@ -281,6 +279,7 @@ class FeatureEngineeringClient:
             staging / "part-00000.parquet",
             coerce_timestamps="us",  # Spark reads no nanoseconds
         )
+        environment.store_schema(staging, from_arrow_schema(schema))
         (staging / "_SUCCESS").touch()
         shutil.rmtree(path, ignore_errors=True)
         staging.rename(path)

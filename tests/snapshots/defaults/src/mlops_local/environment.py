@@ -24,6 +24,7 @@ import gc
 import hashlib
 import importlib.util
 import inspect
+import json
 import os
 import shutil
 import sqlite3
@@ -267,14 +268,51 @@ def table_exists(root: Path, name: str) -> bool:
     return (table_path(root, name) / "_SUCCESS").exists()
 
 
+# A table's schema, kept beside its Parquet files (Spark skips names that start with "_").
+# Reading with it skips Spark's schema inference, a Spark job per read (ParquetFileFormat.
+# inferSchema reads a file's footer in a task), and makes the schema the table's own rather
+# than that of whichever file Spark lists first.
+SCHEMA_FILE = "_schema.json"
+
+
 def read_table(spark: SparkSession, root: Path, name: str) -> DataFrame | None:
     """Table ``name``, or None when it does not exist; a missing source table is made from its stand-in."""
     ensure_stand_in(spark, root, name)
-    return spark.read.parquet(str(table_path(root, name))) if table_exists(root, name) else None
+    if not table_exists(root, name):
+        return None
+    path = table_path(root, name)
+    schema = stored_schema(path)
+    return (spark.read.schema(schema) if schema is not None else spark.read).parquet(str(path))
 
 
 def write_table(df: DataFrame, root: Path, name: str, mode: str) -> None:
-    df.write.mode(mode).parquet(str(table_path(root, name)))
+    """Write ``df`` to table ``name``; an append adds the columns ``df`` brings to the table's
+    schema, as Databricks' ``mergeSchema`` does (``runtime.write_table``)."""
+    path = table_path(root, name)
+    before = stored_schema(path) if mode == "append" and table_exists(root, name) else None
+    df.write.mode(mode).parquet(str(path))
+    store_schema(path, df.schema if before is None else merged_schema(before, df.schema))
+
+
+def stored_schema(path: Path):
+    """The schema ``store_schema`` kept for the table in ``path``, or None (Spark then infers it)."""
+    from pyspark.sql.types import StructType
+
+    try:
+        return StructType.fromJson(json.loads((path / SCHEMA_FILE).read_text()))
+    except FileNotFoundError:
+        return None
+
+
+def store_schema(path: Path, schema) -> None:
+    (path / SCHEMA_FILE).write_text(schema.json())
+
+
+def merged_schema(table, added):
+    """``table``'s columns, then those of ``added`` it lacks."""
+    from pyspark.sql.types import StructType
+
+    return StructType([*table.fields, *(f for f in added.fields if f.name not in table.fieldNames())])
 
 
 def copy_table(root: Path, folder: Path, name: str) -> None:
@@ -307,8 +345,8 @@ def ensure_stand_in(spark: SparkSession, root: Path, name: str, project_dir: Pat
     True when the table exists afterwards. The project is the nearest folder with a
     databricks.yml from ``project_dir`` (default: ``MLOPS_LOCAL_PROJECT``, else the working
     directory). The rows are cached
-    under a key made of ``stand_in.py``, the table's own name and the Spark version, so a
-    change to the file makes a new table.
+    under a key made of ``stand_in.py``, the table's own name, the Spark version and the
+    schema file's name, so a change to the file makes a new table.
     """
     import pyspark
 
@@ -318,12 +356,14 @@ def ensure_stand_in(spark: SparkSession, root: Path, name: str, project_dir: Pat
     stand_in = stand_in_module(project_dir)
     if stand_in is None or stand_in.stand_in_table(spark, name) is None:
         return False
-    made_of = inspect.getsource(stand_in) + name.rsplit(".", 1)[-1] + pyspark.__version__
+    made_of = inspect.getsource(stand_in) + name.rsplit(".", 1)[-1] + pyspark.__version__ + SCHEMA_FILE
     key = "stand-in-" + hashlib.sha256(made_of.encode()).hexdigest()[:16]
 
     def generate(folder: Path) -> None:
         print(f"Generating the local stand-in for {name} (stand_in.py) into {folder.parent}")
-        stand_in.stand_in_table(spark, name).write.parquet(str(folder))
+        rows = stand_in.stand_in_table(spark, name)
+        rows.write.parquet(str(folder))
+        store_schema(folder, rows.schema)
 
     copy_table(root, cached(key, generate), name)
     return True
