@@ -22,6 +22,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/databricks/cli/libs/testserver"
@@ -92,8 +93,13 @@ func main() {
 	fmt.Println(server.URL)
 	<-stop
 
-	compute.stop()
-	service.stop()
+	// Both workers at once: each takes a Python exit (and the compute worker a JVM's) to stop.
+	var stopping sync.WaitGroup
+	for _, w := range []*worker{compute, service} {
+		stopping.Add(1)
+		go func() { defer stopping.Done(); w.stop() }()
+	}
+	stopping.Wait()
 	t.runCleanups()
 	removeState()
 	if failures := t.failures(); failures > 0 {
