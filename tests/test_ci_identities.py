@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import re
 import subprocess
 import tarfile
@@ -479,44 +480,66 @@ def _approved(job: CIJob, platform: str, project: Path, protection: dict[str, di
 # --------------------------------------------------------------------------------------
 # Azure DevOps scripts fail closed
 
-# Commands a CI script calls, replaced by stand-ins: each prints what the script reads from it.
-STUB = r"""#!/usr/bin/env python3
-import json, os, sys
-name, args = os.path.basename(sys.argv[0]), " ".join(sys.argv[1:])
-count_file = os.environ["STUB_COUNT"]
-n = int(open(count_file).read() or 0) + 1 if os.path.exists(count_file) else 1
-open(count_file, "w").write(str(n))
-with open(os.environ["STUB_LOG"], "a") as log:
-    log.write(f"{n} {name} {args}\n")
-if n == int(os.environ.get("STUB_FAIL", "0")):
-    sys.exit(1)
-if name == "go" and "-o" in sys.argv:  # "builds" the CLI: the databricks stand-in at the output path
-    out = sys.argv[sys.argv.index("-o") + 1]
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    os.symlink(os.path.join(os.path.dirname(os.path.abspath(sys.argv[0])), "databricks"), out)
-answers = {
-    "bundle summary": {"resources": {"registered_models": {"model": {
-        "id": "test.s.m", "catalog_name": "test", "schema_name": "s", "name": "m"}}}},
+# Commands a CI script calls, replaced by stand-ins: each prints what the script reads from it,
+# chosen by the start of its arguments. fail_open_scripts runs each script once per command it
+# calls, so the stand-in is a bash script: a Python one took 0.1 s a call, most of these tests' time.
+ANSWERS = {
+    "bundle summary": {
+        "resources": {
+            "registered_models": {"model": {"id": "test.s.m", "catalog_name": "test", "schema_name": "s", "name": "m"}}
+        }
+    },
     "model-versions list": [{"version": 1}],
     "model-versions get-by-alias": {"version": "3"},
     "model-versions get ": {"run_id": "r1"},
-    "experiments get-run": {"run": {"data": {"tags": [
-        {"key": "git_commit", "value": "0123456789abcdef0123456789abcdef01234567"},
-        {"key": "job_run_id", "value": "7"}]}}},
+    "experiments get-run": {
+        "run": {
+            "data": {
+                "tags": [
+                    {"key": "git_commit", "value": "0123456789abcdef0123456789abcdef01234567"},
+                    {"key": "job_run_id", "value": "7"},
+                ]
+            }
+        }
+    },
     "jobs get-run": {"job_id": 5},
-    "jobs get ": {"settings": {"name": f"[dev someone] {os.environ['STUB_BUNDLE']}-model-training",
-                               "deployment": {"kind": "BUNDLE"}}},
+    "jobs get ": {"settings": {"name": "[dev someone] <bundle>-model-training", "deployment": {"kind": "BUNDLE"}}},
     "workspace list": [{"path": "/root/pr1", "object_type": "DIRECTORY"}],
     "workspace get-status": {"modified_at": 0},
 }
-for key, value in answers.items():
-    if (args + " ").startswith(key):
-        print(json.dumps(value))
-        break
-else:
-    if name == "curl":
-        print(json.dumps({"status": "completed", "state": "closed", "oidcToken": "id-token"}))
-"""
+CURL_ANSWER = {"status": "completed", "state": "closed", "oidcToken": "id-token"}
+
+
+def _printed(answer: object) -> str:
+    """A bash command printing ``answer`` as JSON, the bundle's name (``$STUB_BUNDLE``) in place of <bundle>."""
+    return "printf '%s\\n' '" + json.dumps(answer).replace("<bundle>", "'\"$STUB_BUNDLE\"'") + "'"
+
+
+# Each call: its number (counted in $STUB_COUNT) and arguments logged to $STUB_LOG; call number
+# $STUB_FAIL fails; `go build -o <path>` leaves the databricks stand-in at <path>.
+STUB = "\n".join(
+    [
+        "#!/bin/bash",
+        'name=${0##*/} args="$*" n=1',
+        'if [ -f "$STUB_COUNT" ]; then count=$(<"$STUB_COUNT"); n=$((${count:-0} + 1)); fi',
+        'printf %s "$n" > "$STUB_COUNT"',
+        'printf \'%s %s %s\\n\' "$n" "$name" "$args" >> "$STUB_LOG"',
+        '[ "$n" = "${STUB_FAIL:-0}" ] && exit 1',
+        'if [ "$name" = go ]; then',
+        "  out= previous=",
+        '  for arg in "$@"; do [ "$previous" = -o ] && out=$arg; previous=$arg; done',
+        '  if [ -n "$out" ]; then',
+        '    here=$(cd "${0%/*}" && pwd)',
+        '    mkdir -p "${out%/*}" && ln -s "$here/databricks" "$out" || exit 1',
+        "  fi",
+        "fi",
+        'case "$args " in',
+        *(f"  {json.dumps(key)}*) {_printed(answer)} ;;" for key, answer in ANSWERS.items()),
+        f'  *) if [ "$name" = curl ]; then {_printed(CURL_ANSWER)}; fi ;;',
+        "esac",
+        "",
+    ]
+)
 STUBBED = ("databricks", "uv", "uvx", "go", "curl", "git", "python", "pip", "sudo", "az", "make")
 # Calls whose failure a script handles on purpose: "is there an endpoint to delete?", "has any
 # pull request deployed a test copy yet?" (the test root itself, not a copy's state file).
