@@ -177,3 +177,16 @@ def test_a_table_is_read_with_its_stored_schema_and_an_append_adds_its_columns(s
         spark.sparkContext.setJobGroup("", "")
     assert table.columns == ["id", "x", "y"]
     assert sorted(tuple(row) for row in table.collect()) == [(1, 0.5, None), (2, 1.5, "new"), (3, 2.5, None)]
+
+
+def test_an_append_to_a_table_written_without_a_stored_schema_keeps_its_columns(spark, tmp_path):
+    """Local state made before tables kept their schema: the first append starts from the
+    schema Spark infers for it, so no column of the table is lost to later reads."""
+    from mlops_local.environment import read_table, table_path, write_table
+
+    name = "local.tests.older"
+    spark.createDataFrame([(1, 0.5, "kept")], "id long, x double, y string").write.parquet(
+        str(table_path(tmp_path, name))
+    )
+    write_table(spark.createDataFrame([(2, 1.5)], "id long, x double"), tmp_path, name, "append")
+    assert read_table(spark, tmp_path, name).columns == ["id", "x", "y"]

@@ -289,7 +289,11 @@ def write_table(df: DataFrame, root: Path, name: str, mode: str) -> None:
     """Write ``df`` to table ``name``; an append adds the columns ``df`` brings to the table's
     schema, as Databricks' ``mergeSchema`` does (``runtime.write_table``)."""
     path = table_path(root, name)
-    before = stored_schema(path) if mode == "append" and table_exists(root, name) else None
+    before = None
+    if mode == "append" and table_exists(root, name):
+        before = stored_schema(path)
+        if before is None:  # a table written before schemas were kept: as Spark infers it
+            before = df.sparkSession.read.parquet(str(path)).schema
     df.write.mode(mode).parquet(str(path))
     store_schema(path, df.schema if before is None else merged_schema(before, df.schema))
 
